@@ -1,0 +1,264 @@
+"""The `genrec` command. Users and items are addressed by the dataset's own ids everywhere."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrec.data.preprocess import PROTOCOLS, DataConfig, DataError
+
+
+# --- shared argument groups ---------------------------------------------------------------------
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data source (name exactly one)")
+    g.add_argument("--data", help="a file or folder (MovieLens, sequences, CSV/Parquet, RecBole, Amazon, ...)")
+    g.add_argument("--dataset", help="a public dataset name (e.g. ml-1m): $GENREC_DATA_DIR/NAME, downloaded if absent")
+    g.add_argument("--synthetic", action="store_true", help="the embedded synthetic dataset (the demo default)")
+    g.add_argument("--format", help="reader format when auto-detection is not enough (e.g. sequences)")
+    d = p.add_argument_group("preprocessing")
+    d.add_argument("--protocol", choices=PROTOCOLS, default="loo",
+                   help="loo: leave-one-out (default); temporal: global time cut; users: held-out users 80/20")
+    d.add_argument("--rating-threshold", type=float, default=None, help="keep ratings >= this (default: all)")
+    d.add_argument("--min-user", type=int, default=0, help="iterative k-core: min interactions per user")
+    d.add_argument("--min-item", type=int, default=0, help="iterative k-core: min interactions per item")
+    d.add_argument("--dedup", choices=["none", "first", "last"], default="first",
+                   help="which copy of a repeated (user, item) pair to keep")
+
+
+def source_from_args(a: argparse.Namespace):
+    from genrec.data.sources import SourceSpec
+
+    spec = SourceSpec(data=a.data, dataset=a.dataset, format=a.format, synthetic=a.synthetic)
+    if not (a.data or a.dataset or a.synthetic):
+        raise DataError("no data source: pass --data PATH, --dataset NAME or --synthetic")
+    data_cfg = DataConfig(protocol=a.protocol, rating_threshold=a.rating_threshold, dedup=a.dedup,
+                          min_user_interactions=a.min_user, min_item_interactions=a.min_item)
+    return spec, data_cfg
+
+
+def parse_ks(text: str) -> list[int]:
+    try:
+        ks = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,20,50, got {text!r}") from None
+    if not ks or min(ks) < 1:
+        raise argparse.ArgumentTypeError(f"cut-offs must be >= 1, got {text!r}")
+    return ks
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`--set key=value` pairs; values parsed as JSON when they can be (numbers, lists, true/false)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            out[k.strip()] = v
+    return out
+
+
+# --- commands -------------------------------------------------------------------------------------
+def cmd_data_prepare(a: argparse.Namespace) -> int:
+    from genrec.data.sources import load_dataset
+
+    spec, cfg = source_from_args(a)
+    t = time.time()
+    ds = load_dataset(spec, cfg)
+    m = ds.manifest
+    print(f"{ds.name}: {m['n_users']:,} users, {m['n_items']:,} items, {m['n_interactions']:,} interactions "
+          f"({m['n_raw']:,} read) in {time.time() - t:.1f}s")
+    print(f"protocol {ds.protocol}: {m['n_train']:,} training interactions, {m['n_valid_users']:,} validation "
+          f"users, {m['n_test_users']:,} test users; timestamps: {'yes' if m['has_timestamps'] else 'no'}; "
+          f"item titles: {'yes' if ds.item_title is not None else 'no'}")
+    print(f"cached at {m.get('cache_path', '(not cached)')}")
+    return 0
+
+
+def cmd_train(a: argparse.Namespace) -> int:
+    from genrec.training.runs import RunConfig, train_run
+
+    spec, data_cfg = source_from_args(a)
+    overrides = parse_overrides(a.set)
+    if a.size:
+        overrides["size"] = a.size
+    cfg = RunConfig(source=spec, data=data_cfg, model=a.model, model_config=overrides, ks=a.k,
+                    exclude_seen=not a.include_seen, seed=a.seed)
+    name = a.name or f"{(spec.dataset or Path(spec.data or 'synthetic').stem)}-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = Path(a.out) if a.out else Path("runs") / name
+    metrics = train_run(cfg, out)
+    print(f"run written to {out}")
+    print_metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, a.k)
+    return 0
+
+
+def print_metrics_table(rows: dict[str, dict], ks: list[int]) -> None:
+    cols = [f"{m}@{k}" for k in ks for m in ("hr", "recall", "ndcg")] + ["mrr"] + [f"coverage@{k}" for k in ks]
+    width = max(len(r) for r in rows) + 2
+    print("".join([" " * width] + [f"{c:>12}" for c in cols]))
+    for name, m in rows.items():
+        print("".join([f"{name:<{width}}"] + [f"{m.get(c, float('nan')):>12.4f}" for c in cols]))
+
+
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    from genrec.evaluation import evaluate
+    from genrec.training.runs import load_run
+
+    run = load_run(a.run)
+    exclude = run.config.exclude_seen if not a.include_seen else False
+    t = time.time()
+    m = evaluate(run.model.score, getattr(run.dataset, a.split), a.k, exclude,
+                 item_popularity=run.dataset.item_popularity, progress=not a.json)
+    m["seconds"] = time.time() - t
+    if a.json:
+        print(json.dumps({"run": str(a.run), "split": a.split, "history_excluded": exclude, **m}))
+    else:
+        print(f"{run.dataset.name} / {run.config.model} / {a.split} split, {m['n_users']} users, full ranking over "
+              f"{run.dataset.n_items} items, history {'excluded' if exclude else 'kept'}, ties against the model")
+        print_metrics_table({a.split: m}, a.k)
+    return 0
+
+
+def _read_id_file(path: str) -> list[str]:
+    return [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+
+
+def cmd_recommend(a: argparse.Namespace) -> int:
+    from genrec.data.dataset import Histories
+    from genrec.training.runs import load_run
+
+    run = load_run(a.run)
+    ds = run.dataset
+    if (a.user is None) == (a.history is None):
+        raise DataError("pass exactly one of --user ID or --history ITEM,ITEM,...")
+    if a.user is not None:
+        try:
+            u = ds.user_index(a.user)
+        except KeyError:
+            raise DataError(f"unknown user id {a.user!r} in {ds.name}; for a new user pass their items with "
+                            "--history ITEM,ITEM,...") from None
+        hist = ds.full_history(np.array([u]))
+    else:
+        raw = [x.strip() for x in a.history.split(",") if x.strip()]
+        try:
+            hist = Histories.from_lists([ds.item_indices(raw)])
+        except KeyError as e:
+            raise DataError(f"{e.args[0]}; --history takes the dataset's own item ids") from None
+    allowed = ds.item_indices(_read_id_file(a.allow)) if a.allow else None
+    blocked = ds.item_indices(_read_id_file(a.block)) if a.block else None
+    items, scores = run.model.recommend(hist, a.k, exclude_seen=not a.include_seen, allowed=allowed,
+                                        blocked=blocked)
+    result = [{"item_id": _py(ds.item_raw[i]), "score": float(s),
+               **({"title": str(ds.item_title[i])} if ds.item_title is not None else {})}
+              for i, s in zip(items[0], scores[0]) if i > 0]
+    if a.json:
+        print(json.dumps({"user_id": a.user, "items": result}))
+        return 0
+    who = f"user {a.user}" if a.user is not None else "the given history"
+    print(f"top {a.k} for {who} ({run.config.model} on {ds.name}; {len(hist.items)} items in history):")
+    for rank, r in enumerate(result, 1):
+        print(f"{rank:>3}. {r['item_id']!s:>10}  {r['score']:>9.4f}  {r.get('title', '')}")
+    return 0
+
+
+def _py(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def cmd_models(a: argparse.Namespace) -> int:
+    import dataclasses
+
+    from genrec.models import REGISTRY, get_model_class
+
+    for name in sorted(REGISTRY):
+        cls = get_model_class(name)
+        fields = ", ".join(f"{f.name}={f.default if f.default is not dataclasses.MISSING else '...'}"
+                           for f in dataclasses.fields(cls.config_cls))
+        print(f"{name:<10} {(cls.__doc__ or '').strip().splitlines()[0]}\n{'':<10} settings: {fields or '(none)'}")
+    return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    from genrec.demo import run_demo
+
+    return run_demo(Path(a.out), a.models.split(","))
+
+
+# --- parser ---------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="genrec",
+        description="genrec: generative recommendation from raw logs to served recommendations.",
+        epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
+               "  genrec evaluate runs/NAME --split test --k 10,20,50\n  genrec recommend runs/NAME --user 42 -k 10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="prepare datasets").add_subparsers(dest="data_command", required=True)
+    prep = data.add_parser("prepare", help="read, clean, filter, index and split a dataset; cache it on disk")
+    add_source_args(prep)
+    prep.set_defaults(func=cmd_data_prepare)
+
+    tr = sub.add_parser("train", help="train a model and write a run directory")
+    add_source_args(tr)
+    tr.add_argument("--model", required=True, help="model name; `genrec models` lists them")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model setting (repeatable)")
+    tr.add_argument("--size", help="size preset for models that have them (tiny/small/base/large)")
+    tr.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
+    tr.add_argument("--name", help="run name under runs/")
+    tr.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
+    tr.add_argument("--include-seen", action="store_true", help="keep history items in the evaluation ranking")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="full-ranking metrics of a trained run")
+    ev.add_argument("run", help="run directory")
+    ev.add_argument("--split", choices=["valid", "test"], default="test")
+    ev.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
+    ev.add_argument("--include-seen", action="store_true", help="keep history items in the ranking")
+    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.set_defaults(func=cmd_evaluate)
+
+    rc = sub.add_parser("recommend", help="recommendations for a known user or an ad-hoc history")
+    rc.add_argument("run", help="run directory")
+    rc.add_argument("--user", help="a user id of the dataset")
+    rc.add_argument("--history", help="comma-separated item ids (a user the model never saw)")
+    rc.add_argument("-k", type=int, default=10, help="list length")
+    rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
+    rc.add_argument("--allow", help="file with one allowed item id per line")
+    rc.add_argument("--block", help="file with one blocked item id per line")
+    rc.add_argument("--json", action="store_true", help="print JSON: {user_id, items: [{item_id, score, title}]}")
+    rc.set_defaults(func=cmd_recommend)
+
+    mo = sub.add_parser("models", help="list the available models and their settings")
+    mo.set_defaults(func=cmd_models)
+
+    de = sub.add_parser("demo", help="end to end on the synthetic dataset: prepare, train, evaluate, recommend")
+    de.add_argument("--out", default="runs/demo", help="where the demo runs go")
+    de.add_argument("--models", default="pop,ease", help="comma-separated models to train")
+    de.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    try:
+        return a.func(a)
+    except (DataError, ValueError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"genrec: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Processed datasets: contiguous ids, chronological interactions, and evaluation splits.
+
+Internal ids are contiguous integers starting at 1; 0 is reserved for padding in both the
+user and the item space. People only ever see the dataset's own ids (`user_raw`, `item_raw`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+PAD = 0
+
+
+@dataclass
+class Histories:
+    """A batch of user histories in CSR layout, each in chronological order.
+
+    `users[b]` is the internal user index of row b, or 0 for an ad-hoc (unknown) user.
+    Items of row b are `items[indptr[b]:indptr[b + 1]]`.
+    """
+
+    indptr: np.ndarray  # (B + 1,) int64
+    items: np.ndarray  # (nnz,) int64, internal item ids >= 1
+    timestamps: np.ndarray | None = None  # (nnz,) int64 unix seconds, or None
+    users: np.ndarray | None = None  # (B,) int64
+
+    def __post_init__(self) -> None:
+        self.indptr = np.asarray(self.indptr, dtype=np.int64)
+        self.items = np.asarray(self.items, dtype=np.int64)
+        if self.timestamps is not None:
+            self.timestamps = np.asarray(self.timestamps, dtype=np.int64)
+        if self.users is None:
+            self.users = np.zeros(len(self.indptr) - 1, dtype=np.int64)
+        self.users = np.asarray(self.users, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+    def row(self, b: int) -> np.ndarray:
+        return self.items[self.indptr[b] : self.indptr[b + 1]]
+
+    def row_ids(self) -> np.ndarray:
+        """Row index of every entry of `items` (the COO row vector)."""
+        return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
+
+    def take(self, rows: np.ndarray | slice) -> Histories:
+        """A sub-batch of rows (vectorised gather of CSR rows)."""
+        rows = np.arange(len(self))[rows] if isinstance(rows, slice) else np.asarray(rows, dtype=np.int64)
+        starts, lens = self.indptr[rows], self.lengths[rows]
+        indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        idx = np.repeat(starts - indptr[:-1], lens) + np.arange(indptr[-1])
+        ts = self.timestamps[idx] if self.timestamps is not None else None
+        return Histories(indptr, self.items[idx], ts, self.users[rows])
+
+    def padded(self, max_len: int | None = None, left: bool = True) -> np.ndarray:
+        """(B, L) item matrix, most recent `max_len` items, padded with 0 on the left by default."""
+        lens = self.lengths
+        L = int(lens.max(initial=1)) if max_len is None else max_len
+        keep = np.minimum(lens, L)
+        out = np.zeros((len(self), max(L, 1)), dtype=np.int64)
+        rows = np.repeat(np.arange(len(self)), keep)
+        # position inside the row among the kept (most recent) items
+        pos = np.arange(keep.sum()) - np.repeat(np.cumsum(keep) - keep, keep)
+        src = np.repeat(self.indptr[1:] - keep, keep) + pos
+        cols = pos + (L - np.repeat(keep, keep) if left else 0)
+        out[rows, cols] = self.items[src]
+        return out
+
+    @staticmethod
+    def from_lists(seqs: list[list[int]] | list[np.ndarray], users: np.ndarray | None = None) -> Histories:
+        lens = np.array([len(s) for s in seqs], dtype=np.int64)
+        indptr = np.zeros(len(seqs) + 1, dtype=np.int64)
+        np.cumsum(lens, out=indptr[1:])
+        items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.zeros(0)
+        return Histories(indptr, items, None, users)
+
+
+@dataclass
+class EvalSet:
+    """Who is evaluated, what the model may read (history) and what it must find (targets)."""
+
+    history: Histories  # model input, one row per evaluated user
+    targets: Histories  # held-out items per row (one for leave-one-out, many for fold-in)
+
+    def __len__(self) -> int:
+        return len(self.history)
+
+
+@dataclass
+class Dataset:
+    """A processed dataset with its split. Arrays are sorted by (user, time, file order)."""
+
+    name: str
+    user_raw: np.ndarray  # (n_users + 1,) dataset ids; index 0 is padding
+    item_raw: np.ndarray  # (n_items + 1,)
+    train: Histories  # per-user training sequences, rows indexed by internal user id (row 0 empty)
+    valid: EvalSet
+    test: EvalSet
+    protocol: str
+    item_title: np.ndarray | None = None  # (n_items + 1,) str
+    item_text: np.ndarray | None = None  # (n_items + 1,) str: title + categories + brand + ...
+    item_category: np.ndarray | None = None  # (n_items + 1,) str, first/main category
+    manifest: dict = field(default_factory=dict)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_raw) - 1
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_raw) - 1
+
+    @property
+    def item_popularity(self) -> np.ndarray:
+        """Training interaction count per internal item id (index 0 = padding = 0)."""
+        return np.bincount(self.train.items, minlength=self.n_items + 1)
+
+    # --- id translation: people see raw ids only -------------------------------------------
+    def _lookup(self, space: str) -> dict:
+        cache = f"_{space}_index"
+        if not hasattr(self, cache):
+            arr = self.user_raw if space == "user" else self.item_raw
+            setattr(self, cache, {str(v): i for i, v in enumerate(arr) if i > 0})
+        return getattr(self, cache)
+
+    def user_index(self, raw_id: object) -> int:
+        idx = self._lookup("user").get(str(raw_id))
+        if idx is None:
+            raise KeyError(f"unknown user id {raw_id!r} in dataset {self.name!r}")
+        return idx
+
+    def item_index(self, raw_id: object) -> int:
+        idx = self._lookup("item").get(str(raw_id))
+        if idx is None:
+            raise KeyError(f"unknown item id {raw_id!r} in dataset {self.name!r}")
+        return idx
+
+    def item_indices(self, raw_ids: list) -> np.ndarray:
+        return np.array([self.item_index(r) for r in raw_ids], dtype=np.int64)
+
+    def full_history(self, users: np.ndarray) -> Histories:
+        """Everything known about `users` (their test input plus test targets), for serving."""
+        if not hasattr(self, "_test_row"):  # user -> row of the test set, built once
+            row = np.full(self.n_users + 1, -1, dtype=np.int64)
+            row[self.test.history.users] = np.arange(len(self.test))
+            self._test_row = row
+        seqs = []
+        for u in np.asarray(users, dtype=np.int64):
+            r = self._test_row[u]
+            if r >= 0:
+                seqs.append(np.concatenate([self.test.history.row(r), self.test.targets.row(r)]))
+            else:
+                seqs.append(self.train.row(u))
+        return Histories.from_lists(seqs, users=np.asarray(users, dtype=np.int64))
+
+    # --- persistence -------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {"user_raw": self.user_raw, "item_raw": self.item_raw}
+        for prefix, h in _named_histories(self):
+            arrays[f"{prefix}.indptr"] = h.indptr
+            arrays[f"{prefix}.items"] = h.items
+            arrays[f"{prefix}.users"] = h.users
+            if h.timestamps is not None:
+                arrays[f"{prefix}.timestamps"] = h.timestamps
+        for name in ("item_title", "item_text", "item_category"):
+            if getattr(self, name) is not None:
+                arrays[name] = getattr(self, name)
+        for key, arr in arrays.items():
+            arr = np.asarray(arr)
+            if arr.dtype == object:
+                arr = arr.astype(str)
+            np.save(path / f"{key}.npy", arr, allow_pickle=False)
+        meta = dict(self.manifest, name=self.name, protocol=self.protocol)
+        (path / "manifest.json").write_text(json.dumps(meta, indent=2, default=str))
+
+    @staticmethod
+    def load(path: Path) -> Dataset:
+        path = Path(path)
+        manifest = json.loads((path / "manifest.json").read_text())
+
+        def arr(key: str) -> np.ndarray | None:
+            f = path / f"{key}.npy"
+            return np.load(f, allow_pickle=False) if f.exists() else None
+
+        def hist(prefix: str) -> Histories:
+            return Histories(arr(f"{prefix}.indptr"), arr(f"{prefix}.items"), arr(f"{prefix}.timestamps"),
+                             arr(f"{prefix}.users"))
+
+        return Dataset(
+            name=manifest["name"], user_raw=arr("user_raw"), item_raw=arr("item_raw"), train=hist("train"),
+            valid=EvalSet(hist("valid.history"), hist("valid.targets")),
+            test=EvalSet(hist("test.history"), hist("test.targets")), protocol=manifest["protocol"],
+            item_title=arr("item_title"), item_text=arr("item_text"), item_category=arr("item_category"),
+            manifest=manifest,
+        )
+
+
+def _named_histories(ds: Dataset) -> list[tuple[str, Histories]]:
+    return [("train", ds.train), ("valid.history", ds.valid.history), ("valid.targets", ds.valid.targets),
+            ("test.history", ds.test.history), ("test.targets", ds.test.targets)]

@@ -1,0 +1,290 @@
+"""Raw interactions -> processed, split, cached Dataset.
+
+Steps (in order): implicit conversion (optional rating threshold), de-duplication, iterative
+k-core filtering, contiguous id maps (0 = padding), chronological order with a stable tie-break
+by file order, item text assembly, split by protocol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genrec.data.dataset import Dataset, EvalSet, Histories
+
+PROTOCOLS = ("loo", "temporal", "users")
+CACHE_VERSION = 1
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, line and field where known."""
+
+
+@dataclass
+class RawData:
+    """What every reader returns. `interactions` rows are in file order."""
+
+    name: str
+    interactions: pd.DataFrame  # user, item, timestamp (Int64 or absent), rating (float or absent)
+    items: pd.DataFrame | None = None  # index = raw item id; title, categories, brand, description, price
+    sources: list[Path] = field(default_factory=list)  # files read, for the cache hash
+
+
+@dataclass
+class DataConfig:
+    """How raw interactions become a processed, split dataset."""
+
+    protocol: str = "loo"  # loo | temporal | users
+    rating_threshold: float | None = None  # keep ratings >= threshold (None: every rating is an interaction)
+    dedup: str = "first"  # none | first | last: which copy of a repeated (user, item) pair to keep
+    min_user_interactions: int = 0  # iterative k-core, 0 = off
+    min_item_interactions: int = 0
+    valid_fraction: float = 0.1  # temporal: share of events after the valid cut; users: share of users
+    test_fraction: float = 0.1
+    foldin_fraction: float = 0.8  # users protocol: share of a held-out user's items given as input
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        if self.dedup not in ("none", "first", "last"):
+            raise ValueError(f"dedup must be none, first or last, got {self.dedup!r}")
+        for f in ("valid_fraction", "test_fraction", "foldin_fraction"):
+            v = getattr(self, f)
+            if not 0 < v < 1:
+                raise ValueError(f"{f} must be in (0, 1), got {v}")
+        if self.valid_fraction + self.test_fraction >= 1:
+            raise ValueError("valid_fraction + test_fraction must be < 1")
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GENREC_CACHE_DIR", Path.home() / ".cache" / "genrec")) / "processed"
+
+
+def _hash_inputs(raw: RawData, cfg: DataConfig, extra: dict) -> str:
+    h = hashlib.sha256()
+    h.update(json.dumps({"v": CACHE_VERSION, "cfg": dataclasses.asdict(cfg), **extra}, sort_keys=True).encode())
+    for p in sorted(raw.sources):
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 22), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
+    cfg.validate()
+    df = raw.interactions
+    n_raw = len(df)
+    if n_raw == 0:
+        raise DataError(f"{raw.name}: no interactions were read")
+    df = df.assign(_order=np.arange(n_raw, dtype=np.int64))
+    if cfg.rating_threshold is not None:
+        if "rating" not in df:
+            raise DataError(f"{raw.name}: --rating-threshold given but the data has no rating column")
+        df = df[df["rating"] >= cfg.rating_threshold]
+    has_time = "timestamp" in df and df["timestamp"].notna().all()
+    # chronological, stable tie-break by file order
+    sort_cols = ["user", "timestamp", "_order"] if has_time else ["user", "_order"]
+    df = df.sort_values(sort_cols, kind="stable")
+    if cfg.dedup != "none":
+        df = df.drop_duplicates(["user", "item"], keep=cfg.dedup)
+    df = _k_core(df, cfg.min_user_interactions, cfg.min_item_interactions)
+    if len(df) == 0:
+        raise DataError(
+            f"{raw.name}: no interactions left after filtering (rating >= {cfg.rating_threshold}, "
+            f"k-core {cfg.min_user_interactions}/{cfg.min_item_interactions}); loosen the filters"
+        )
+    user_raw, u_idx = np.unique(df["user"].to_numpy(), return_inverse=True)
+    item_raw, i_idx = np.unique(df["item"].to_numpy(), return_inverse=True)
+    users = u_idx.astype(np.int64) + 1
+    items = i_idx.astype(np.int64) + 1
+    ts = df["timestamp"].to_numpy(np.int64) if has_time else None
+    # rows are sorted by raw user id then time; re-sort by internal user id (same order) stays stable
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+    ts = ts[order] if ts is not None else None
+    n_users, n_items = len(user_raw), len(item_raw)
+    seqs = _csr(users, items, ts, n_users)
+    train, valid, test = SPLITS[cfg.protocol](seqs, cfg)
+    title, text, category = _item_text(raw.items, item_raw)
+    pad = np.array([""], dtype=object)
+    return Dataset(
+        name=raw.name,
+        user_raw=np.concatenate([np.array([_pad_like(user_raw)], dtype=user_raw.dtype), user_raw]),
+        item_raw=np.concatenate([np.array([_pad_like(item_raw)], dtype=item_raw.dtype), item_raw]),
+        train=train, valid=valid, test=test, protocol=cfg.protocol,
+        item_title=None if title is None else np.concatenate([pad, title]).astype(str),
+        item_text=None if text is None else np.concatenate([pad, text]).astype(str),
+        item_category=None if category is None else np.concatenate([pad, category]).astype(str),
+        manifest={
+            "config": dataclasses.asdict(cfg), "n_raw": n_raw, "n_interactions": int(len(items)),
+            "n_users": n_users, "n_items": n_items, "has_timestamps": bool(has_time),
+            "n_train": int(len(train.items)), "n_valid_users": len(valid), "n_test_users": len(test),
+        },
+    )
+
+
+def _pad_like(arr: np.ndarray) -> object:
+    return -1 if np.issubdtype(arr.dtype, np.integer) else ""
+
+
+def _k_core(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Iterative k-core: drop users/items below their threshold until nothing changes."""
+    while min_user > 0 or min_item > 0:
+        n = len(df)
+        if min_item > 0:
+            df = df[df.groupby("item")["item"].transform("size") >= min_item]
+        if min_user > 0:
+            df = df[df.groupby("user")["user"].transform("size") >= min_user]
+        if len(df) == n:
+            break
+    return df
+
+
+def _csr(users: np.ndarray, items: np.ndarray, ts: np.ndarray | None, n_users: int) -> Histories:
+    """Per-user sequences, row = internal user id (row 0 empty); `users` must be sorted."""
+    counts = np.bincount(users, minlength=n_users + 1)
+    indptr = np.zeros(n_users + 2, dtype=np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    return Histories(indptr, items, ts, np.arange(n_users + 1))
+
+
+def _select(h: Histories, keep: np.ndarray, rows: np.ndarray | None = None) -> Histories:
+    """Keep entries where `keep` (bool per entry), then keep rows `rows` (all if None)."""
+    row_ids = h.row_ids()
+    lens = np.bincount(row_ids[keep], minlength=len(h))
+    indptr = np.zeros(len(h) + 1, dtype=np.int64)
+    np.cumsum(lens, out=indptr[1:])
+    ts = h.timestamps[keep] if h.timestamps is not None else None
+    out = Histories(indptr, h.items[keep], ts, h.users)
+    return out if rows is None else out.take(rows)
+
+
+def _position(h: Histories) -> tuple[np.ndarray, np.ndarray]:
+    """Position of each entry inside its row, and its row's length."""
+    lens = np.repeat(h.lengths, h.lengths)
+    return np.arange(len(h.items)) - np.repeat(h.indptr[:-1], h.lengths), lens
+
+
+def leave_one_out_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, EvalSet, EvalSet]:
+    """Last item = test target, second last = valid target; users with < 3 items only train."""
+    pos, lens = _position(seqs)
+    evaluable = lens >= 3
+    train = _select(seqs, ~evaluable | (pos < lens - 2))
+    users = np.flatnonzero(seqs.lengths >= 3)
+    valid = EvalSet(_select(seqs, pos < lens - 2, users), _select(seqs, evaluable & (pos == lens - 2), users))
+    test = EvalSet(_select(seqs, pos < lens - 1, users), _select(seqs, evaluable & (pos == lens - 1), users))
+    return train, valid, test
+
+
+def temporal_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, EvalSet, EvalSet]:
+    """Global time cuts: train < t_valid <= valid targets < t_test <= test targets."""
+    if seqs.timestamps is None:
+        raise DataError("protocol 'temporal' needs timestamps, and this data has none; use --protocol loo")
+    ts = seqs.timestamps
+    t_valid = np.quantile(ts, 1 - cfg.valid_fraction - cfg.test_fraction, method="higher")
+    t_test = np.quantile(ts, 1 - cfg.test_fraction, method="higher")
+    train = _select(seqs, ts < t_valid)
+
+    def evalset(t_lo: int, t_hi: int | None) -> EvalSet:
+        hist_mask = ts < t_lo
+        tgt_mask = (ts >= t_lo) if t_hi is None else (ts >= t_lo) & (ts < t_hi)
+        row_ids = seqs.row_ids()
+        has_hist = np.bincount(row_ids[hist_mask], minlength=len(seqs)) > 0
+        has_tgt = np.bincount(row_ids[tgt_mask], minlength=len(seqs)) > 0
+        users = np.flatnonzero(has_hist & has_tgt)
+        return EvalSet(_select(seqs, hist_mask, users), _select(seqs, tgt_mask, users))
+
+    return train, evalset(t_valid, t_test), evalset(t_test, None)
+
+
+def heldout_users_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, EvalSet, EvalSet]:
+    """Strong generalization (Liang et al. 2018): held-out users, random fold-in share as input."""
+    rng = np.random.default_rng(cfg.seed)
+    candidates = np.flatnonzero(seqs.lengths >= 2)
+    perm = rng.permutation(candidates)
+    n_u = len(seqs) - 1
+    n_valid = max(1, round(cfg.valid_fraction * n_u))
+    n_test = max(1, round(cfg.test_fraction * n_u))
+    if n_valid + n_test >= len(perm):
+        raise DataError(f"too few users ({len(perm)} with >= 2 items) for the 'users' protocol")
+    valid_users, test_users = np.sort(perm[:n_valid]), np.sort(perm[n_valid : n_valid + n_test])
+    row_ids = seqs.row_ids()
+    heldout = np.zeros(len(seqs), dtype=bool)
+    heldout[valid_users] = heldout[test_users] = True
+    train = _select(seqs, ~heldout[row_ids])
+    # per entry: fold-in unless among the last ceil((1 - f) * n) of a random permutation of the row
+    rand = rng.random(len(seqs.items))
+    pos_in_row = np.lexsort((rand, row_ids))
+    rank = np.empty_like(pos_in_row)
+    rank[pos_in_row] = np.arange(len(pos_in_row))
+    rank -= np.repeat(seqs.indptr[:-1], seqs.lengths)
+    lens = np.repeat(seqs.lengths, seqs.lengths)
+    n_target = np.maximum(1, np.ceil((1 - cfg.foldin_fraction) * lens)).astype(np.int64)
+    is_target = rank >= lens - n_target
+
+    def evalset(users: np.ndarray) -> EvalSet:
+        return EvalSet(_select(seqs, ~is_target, users), _select(seqs, is_target, users))
+
+    return train, evalset(valid_users), evalset(test_users)
+
+
+SPLITS = {"loo": leave_one_out_split, "temporal": temporal_split, "users": heldout_users_split}
+
+
+def _item_text(items: pd.DataFrame | None, item_raw: np.ndarray):
+    """Title, assembled text and main category aligned to `item_raw` (None if no metadata)."""
+    if items is None or len(items) == 0:
+        return None, None, None
+    meta = items.reindex(pd.Index(item_raw))
+    title = meta["title"].fillna("").astype(str).to_numpy() if "title" in meta else None
+    parts = []
+    for col, label in (("title", ""), ("categories", "Categories: "), ("brand", "Brand: "),
+                       ("price", "Price: "), ("description", "")):
+        if col in meta:
+            vals = meta[col].fillna("").astype(str)
+            parts.append(np.where(vals.to_numpy() != "", label + vals.to_numpy().astype(object), ""))
+    text = None
+    if parts:
+        stacked = np.stack(parts, 1)
+        text = np.array(["; ".join(p for p in row if p) for row in stacked], dtype=object)
+    category = None
+    if "category" in meta:  # a reader's explicit main category wins
+        category = meta["category"].fillna("").astype(str).to_numpy()
+    elif "categories" in meta:
+        category = meta["categories"].fillna("").astype(str).str.split(r"[|,]").str[0].str.strip().to_numpy()
+    return title, text, category
+
+
+def prepare(raw: RawData, cfg: DataConfig, cache: bool = True, extra_key: dict | None = None) -> Dataset:
+    """Preprocess with an on-disk cache keyed by a hash of the input files and the settings."""
+    cfg.validate()
+    key = _hash_inputs(raw, cfg, extra_key or {}) if cache and (raw.sources or extra_key) else None
+    path = cache_root() / f"{_slug(raw.name)}-{key}" if key else None
+    if path is not None and (path / "manifest.json").exists():
+        ds = Dataset.load(path)
+        ds.manifest["cache_path"] = str(path)
+        return ds
+    ds = preprocess(raw, cfg)
+    ds.manifest["hash"] = key
+    if path is not None:
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        ds.save(tmp)
+        if path.exists():  # a concurrent prepare published the same content first
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, path)  # atomic publish: readers never see a half-written cache
+        ds.manifest["cache_path"] = str(path)
+    return ds
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:60]

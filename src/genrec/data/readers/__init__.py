@@ -1,0 +1,58 @@
+"""Readers: one function per input format, each returning `RawData` with rows in file order.
+
+`read(path, fmt=None)` auto-detects the format of a file or folder when `fmt` is None.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from genrec.data.preprocess import DataError, RawData
+
+# format name -> "module:function"; each function takes (path: Path, **options) -> RawData
+FORMATS: dict[str, str] = {
+    "ml-100k": "genrec.data.readers.movielens:read_ml100k",
+    "ml-1m": "genrec.data.readers.movielens:read_ml1m",
+    "ml-csv": "genrec.data.readers.movielens:read_ml_csv",
+    "sequences": "genrec.data.readers.sequences:read_sequences",
+}
+
+
+def _detect(path: Path) -> str:
+    if path.is_dir():
+        names = {p.name for p in path.iterdir()}
+        if "u.data" in names:
+            return "ml-100k"
+        if "ratings.dat" in names:
+            return "ml-1m"
+        if "ratings.csv" in names:
+            return "ml-csv"
+        for fmt, marker in DIR_MARKERS:
+            if marker in names:
+                return fmt
+        raise DataError(
+            f"{path}: cannot tell the format of this folder (no u.data, ratings.dat, ratings.csv, ...); "
+            f"pass --format, one of: {', '.join(sorted(FORMATS))}"
+        )
+    for fmt, suffixes in SUFFIXES:
+        if any(path.name.endswith(s) for s in suffixes):
+            return fmt
+    raise DataError(f"{path}: cannot tell the format of this file; pass --format, one of: {', '.join(sorted(FORMATS))}")
+
+
+# extended by other readers: (format, marker file name inside a folder)
+DIR_MARKERS: list[tuple[str, str]] = []
+# (format, file name suffixes)
+SUFFIXES: list[tuple[str, tuple[str, ...]]] = [("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",))]
+
+
+def read(path: str | Path, fmt: str | None = None, **options) -> RawData:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    fmt = fmt or _detect(path)
+    if fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}; choose one of: {', '.join(sorted(FORMATS))}")
+    module, func = FORMATS[fmt].split(":")
+    return getattr(importlib.import_module(module), func)(path, **options)

@@ -1,0 +1,63 @@
+"""Resolve what a user names (a path, a public dataset name, or the synthetic default) to a Dataset."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from genrec.data.dataset import Dataset
+from genrec.data.preprocess import DataConfig, DataError, RawData, prepare
+
+# public datasets genrec knows by name: folder under $GENREC_DATA_DIR, downloadable if absent
+NAMED_DATASETS = ("ml-100k", "ml-1m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "ml-latest")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("GENREC_DATA_DIR", Path.home() / ".cache" / "genrec"))
+
+
+@dataclasses.dataclass
+class SourceSpec:
+    """Where the data comes from; exactly one of `data`, `dataset`, `synthetic` is set."""
+
+    data: str | None = None  # file or folder
+    dataset: str | None = None  # a public dataset name, e.g. ml-1m
+    format: str | None = None  # reader format; None = auto-detect
+    synthetic: bool = False
+    synthetic_seed: int = 0
+
+    def validate(self) -> None:
+        given = [self.data is not None, self.dataset is not None, self.synthetic]
+        if sum(given) != 1:
+            raise DataError("name exactly one data source: --data PATH, --dataset NAME or --synthetic")
+
+
+def read_source(spec: SourceSpec) -> tuple[RawData, dict]:
+    """Raw data plus an extra cache key (for sources that are not files)."""
+    spec.validate()
+    if spec.synthetic:
+        from genrec.data.synthetic import SyntheticConfig, generate
+
+        cfg = SyntheticConfig(seed=spec.synthetic_seed)
+        return generate(cfg), {"synthetic": dataclasses.asdict(cfg)}
+    from genrec.data.readers import read
+
+    if spec.dataset is not None:
+        if spec.dataset not in NAMED_DATASETS and not (data_dir() / spec.dataset).exists():
+            raise DataError(f"unknown dataset {spec.dataset!r}; known: {', '.join(NAMED_DATASETS)} "
+                            f"(or any folder under {data_dir()}); for your own files use --data PATH")
+        path = data_dir() / spec.dataset
+        if not path.exists():
+            from genrec.data.download import download_movielens
+
+            path = download_movielens(spec.dataset, data_dir())
+        raw = read(path, spec.format)
+        raw.name = spec.dataset
+        return raw, {}
+    return read(Path(spec.data), spec.format), {}
+
+
+def load_dataset(spec: SourceSpec, cfg: DataConfig, cache: bool = True) -> Dataset:
+    raw, extra = read_source(spec)
+    return prepare(raw, cfg, cache=cache, extra_key=extra)
