@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import time
@@ -246,7 +247,15 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--out", default="runs/demo", help="where the demo runs go")
     de.add_argument("--models", default="pop,ease", help="comma-separated models to train")
     de.set_defaults(func=cmd_demo)
+
+    for hook in COMMAND_HOOKS:  # subcommands that live beside their feature (serve, export, ...)
+        module, func = hook.split(":")
+        getattr(importlib.import_module(module), func)(sub)
     return p
+
+
+# "module:function" taking the subparsers object and adding a command; one line per feature
+COMMAND_HOOKS: list[str] = []
 
 
 def main(argv: list[str] | None = None) -> int:
