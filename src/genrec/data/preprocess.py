@@ -71,7 +71,8 @@ def cache_root() -> Path:
 
 def _hash_inputs(raw: RawData, cfg: DataConfig, extra: dict) -> str:
     h = hashlib.sha256()
-    h.update(json.dumps({"v": CACHE_VERSION, "cfg": dataclasses.asdict(cfg), **extra}, sort_keys=True).encode())
+    key = {"v": CACHE_VERSION, "cfg": dataclasses.asdict(cfg), **extra}
+    h.update(json.dumps(key, sort_keys=True).encode())
     for p in sorted(raw.sources):
         with open(p, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 22), b""):
@@ -250,7 +251,8 @@ def _item_text(items: pd.DataFrame | None, item_raw: np.ndarray):
     for col, label in (("title", ""), ("categories", "Categories: "), ("brand", "Brand: "),
                        ("price", "Price: "), ("description", "")):
         if col in meta:
-            vals = meta[col].fillna("").astype(str)
+            col_vals = meta[col]
+            vals = col_vals.astype(object).where(col_vals.notna(), "").astype(str)  # NaN price -> ""
             parts.append(np.where(vals.to_numpy() != "", label + vals.to_numpy().astype(object), ""))
     text = None
     if parts:

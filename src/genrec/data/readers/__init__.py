@@ -16,6 +16,7 @@ FORMATS: dict[str, str] = {
     "ml-1m": "genrec.data.readers.movielens:read_ml1m",
     "ml-csv": "genrec.data.readers.movielens:read_ml_csv",
     "sequences": "genrec.data.readers.sequences:read_sequences",
+    "amazon-beauty": "genrec.data.readers.amazon_p5:read_amazon_p5",  # any S3-Rec/P5 Amazon 5-core folder
 }
 
 
@@ -38,11 +39,12 @@ def _detect(path: Path) -> str:
     for fmt, suffixes in SUFFIXES:
         if any(path.name.endswith(s) for s in suffixes):
             return fmt
-    raise DataError(f"{path}: cannot tell the format of this file; pass --format, one of: {', '.join(sorted(FORMATS))}")
+    raise DataError(f"{path}: cannot tell the format of this file; pass --format, one of: "
+                    f"{', '.join(sorted(FORMATS))}")
 
 
 # extended by other readers: (format, marker file name inside a folder)
-DIR_MARKERS: list[tuple[str, str]] = []
+DIR_MARKERS: list[tuple[str, str]] = [("amazon-beauty", "datamaps.json")]
 # (format, file name suffixes)
 SUFFIXES: list[tuple[str, tuple[str, ...]]] = [("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",))]
 
