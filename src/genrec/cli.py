@@ -53,6 +53,16 @@ def parse_ks(text: str) -> list[int]:
     return ks
 
 
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
+    return v
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """`--set key=value` pairs; values parsed as JSON when they can be (numbers, lists, true/false)."""
     out: dict[str, Any] = {}
@@ -128,8 +138,19 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     return 0
 
 
-def _read_id_file(path: str) -> list[str]:
-    return [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+def _read_id_file(path: str, ds) -> np.ndarray:
+    """Internal ids of the raw item ids listed in `path`, one per line."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(f"{p}: no such file")
+    out = []
+    for lineno, line in enumerate(p.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(ds.item_index(line.strip()))
+            except KeyError:
+                raise DataError(f"{p}:{lineno}: unknown item id {line.strip()!r} in {ds.name}") from None
+    return np.array(out, dtype=np.int64)
 
 
 def cmd_recommend(a: argparse.Namespace) -> int:
@@ -153,8 +174,8 @@ def cmd_recommend(a: argparse.Namespace) -> int:
             hist = Histories.from_lists([ds.item_indices(raw)])
         except KeyError as e:
             raise DataError(f"{e.args[0]}; --history takes the dataset's own item ids") from None
-    allowed = ds.item_indices(_read_id_file(a.allow)) if a.allow else None
-    blocked = ds.item_indices(_read_id_file(a.block)) if a.block else None
+    allowed = _read_id_file(a.allow, ds) if a.allow else None
+    blocked = _read_id_file(a.block, ds) if a.block else None
     items, scores = run.model.recommend(hist, a.k, exclude_seen=not a.include_seen, allowed=allowed,
                                         blocked=blocked)
     result = [{"item_id": _py(ds.item_raw[i]), "score": float(s),
@@ -205,11 +226,24 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare datasets").add_subparsers(dest="data_command", required=True)
-    prep = data.add_parser("prepare", help="read, clean, filter, index and split a dataset; cache it on disk")
+    prep = data.add_parser(
+        "prepare", help="read, clean, filter, index and split a dataset; cache it on disk", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Read a dataset, convert ratings to implicit interactions, de-duplicate, k-core filter,\n"
+                    "index (contiguous ids, 0 = padding) and split it; the result is cached under\n"
+                    "$GENREC_CACHE_DIR and reused while the input files and settings are unchanged.",
+        epilog="Examples:\n  genrec data prepare --data ../shared/datasets/ml-1m-u2999\n"
+               "  genrec data prepare --data ../shared/datasets/amazon-beauty/Beauty.txt --format sequences\n"
+               "  genrec data prepare --dataset ml-1m --protocol temporal")
     add_source_args(prep)
     prep.set_defaults(func=cmd_data_prepare)
 
-    tr = sub.add_parser("train", help="train a model and write a run directory")
+    tr = sub.add_parser(
+        "train", help="train a model and write a run directory", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Prepare the data, fit the model on the training part (hyper-parameters are tuned on the\n"
+                    "validation split only), evaluate on validation and test with full ranking, and write a\n"
+                    "run directory: config.json, dataset.json, model/, metrics.json, train.log.",
+        epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
+               "  genrec train --synthetic --model ease --set l2=200 --out runs/syn-ease")
     add_source_args(tr)
     tr.add_argument("--model", required=True, help="model name; `genrec models` lists them")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model setting (repeatable)")
@@ -218,22 +252,37 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--name", help="run name under runs/")
     tr.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
     tr.add_argument("--include-seen", action="store_true", help="keep history items in the evaluation ranking")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     tr.set_defaults(func=cmd_train)
 
-    ev = sub.add_parser("evaluate", help="full-ranking metrics of a trained run")
+    ev = sub.add_parser(
+        "evaluate", help="full-ranking metrics of a trained run", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Rank every item of the catalogue for every user of the split and report HR@K, Recall@K,\n"
+                    "NDCG@K, MRR, coverage@K and avg_pop@K (mean training popularity of recommended items\n"
+                    "relative to the catalogue mean). Items of the user's input history are excluded from the\n"
+                    "ranking (the target always stays rankable); ties count against the model: a target's\n"
+                    "rank is 1 + the number of other items scoring greater than or equal to it.",
+        epilog="Example:\n  genrec evaluate runs/NAME --split test --k 10,20,50 --json")
     ev.add_argument("run", help="run directory")
-    ev.add_argument("--split", choices=["valid", "test"], default="test")
+    ev.add_argument("--split", choices=["valid", "test"], default="test", help="which split (default test)")
     ev.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
-    ev.add_argument("--include-seen", action="store_true", help="keep history items in the ranking")
-    ev.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    ev.add_argument("--include-seen", action="store_true",
+                    help="keep the user's history items in the ranking (default: excluded)")
+    ev.add_argument("--json", action="store_true",
+                    help='print one JSON object instead of a table (keys like "ndcg@10", "hr@10")')
     ev.set_defaults(func=cmd_evaluate)
 
-    rc = sub.add_parser("recommend", help="recommendations for a known user or an ad-hoc history")
+    rc = sub.add_parser(
+        "recommend", help="recommendations for a known user or an ad-hoc history", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Top-k items, by the dataset's own ids (and titles when the dataset has them), for a user\n"
+                    "of the dataset (--user) or for any list of items (--history). Items already in the\n"
+                    "history are not recommended unless --include-seen.",
+        epilog="Examples:\n  genrec recommend runs/NAME --user 42 -k 10\n"
+               "  genrec recommend runs/NAME --history 1,2,3 -k 10 --json")
     rc.add_argument("run", help="run directory")
     rc.add_argument("--user", help="a user id of the dataset")
     rc.add_argument("--history", help="comma-separated item ids (a user the model never saw)")
-    rc.add_argument("-k", type=int, default=10, help="list length")
+    rc.add_argument("-k", type=positive_int, default=10, help="list length (default 10)")
     rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
     rc.add_argument("--allow", help="file with one allowed item id per line")
     rc.add_argument("--block", help="file with one blocked item id per line")

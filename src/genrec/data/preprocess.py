@@ -279,11 +279,15 @@ def prepare(raw: RawData, cfg: DataConfig, cache: bool = True, extra_key: dict |
     ds.manifest["hash"] = key
     if path is not None:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-        ds.save(tmp)
-        if path.exists():  # a concurrent prepare published the same content first
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, path)  # atomic publish: readers never see a half-written cache
+        try:
+            ds.save(tmp)
+            try:  # atomic publish: readers never see a half-written cache
+                os.replace(tmp, path)
+            except OSError:
+                if not (path / "manifest.json").exists():  # else a concurrent prepare published it first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # debris of a failed or redundant write
         ds.manifest["cache_path"] = str(path)
     return ds
 

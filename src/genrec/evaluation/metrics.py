@@ -21,35 +21,44 @@ from genrec.generation.topk import mask_scores
 
 
 def target_ranks(scores: torch.Tensor, history: Histories, targets: Histories, exclude_seen: bool = True):
-    """Pessimistic 1-based ranks of each target: (B, T) float tensor, +inf where no target (padding)."""
-    B = scores.shape[0]
+    """Pessimistic 1-based ranks of each target: (B, T) float tensor, +inf where no target (padding).
+
+    `scores` is modified in place (ineligible items set to -inf); pass a copy to keep it.
+    """
     t_rows = torch.from_numpy(targets.row_ids())
     t_items = torch.from_numpy(targets.items)
     t_scores = scores[t_rows, t_items].float()
-    scores = mask_scores(scores.float(), history, exclude_seen)
-    scores[t_rows, t_items] = t_scores  # targets stay rankable even when seen before
+    scores = mask_scores(scores, history, exclude_seen)
+    return _ranks(scores, targets, t_rows, t_items, t_scores)
+
+
+def _ranks(masked: torch.Tensor, targets: Histories, t_rows: torch.Tensor, t_items: torch.Tensor,
+           t_scores: torch.Tensor) -> torch.Tensor:
+    """Ranks of the targets in `masked` (ineligible items already at -inf; modified in place)."""
+    B, n_cols = masked.shape
+    masked[t_rows, t_items] = t_scores  # targets stay rankable even when seen before
     T = int(targets.lengths.max(initial=1))
     col = torch.from_numpy(np.arange(len(targets.items)) - np.repeat(targets.indptr[:-1], targets.lengths))
     tgt = torch.full((B, T), torch.nan)
     tgt[t_rows, col] = t_scores
     if T == 1:
         # count of items with score >= target (the target itself included) = pessimistic rank
-        ranks = (scores >= tgt).sum(1, keepdim=True).float()
+        ranks = (masked >= tgt).sum(1, keepdim=True).float()
     else:
-        sorted_scores, _ = torch.sort(scores, dim=1)  # ascending
-        n = scores.shape[1]
-        ranks = (n - torch.searchsorted(sorted_scores, tgt.nan_to_num(torch.inf), side="left")).float()
+        sorted_scores, _ = torch.sort(masked, dim=1)  # ascending
+        ranks = (n_cols - torch.searchsorted(sorted_scores, tgt.nan_to_num(torch.inf), side="left")).float()
     ranks[tgt.isnan()] = torch.inf
-    # a -inf target score (model put it out of reach) is ranked last among all items
-    ranks[tgt == -torch.inf] = float(scores.shape[1])
+    # a -inf target score (model put it out of reach) is ranked last among the n_cols - 1 real items
+    ranks[tgt == -torch.inf] = float(n_cols - 1)
     return ranks
 
 
 def metrics_from_ranks(ranks: torch.Tensor, n_targets: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Per-user metric values (B,) from (B, T) ranks."""
+    """Per-user metric values (B,) from (B, T) ranks (+inf = no target in that slot)."""
     out: dict[str, torch.Tensor] = {}
     gains = torch.where(torch.isfinite(ranks), 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
     out["mrr"] = (1.0 / ranks.min(1).values).nan_to_num(0.0)
+    n_targets = torch.as_tensor(n_targets).clamp(min=1)
     for k in ks:
         hit = ranks <= k
         n_hit = hit.sum(1).float()
@@ -76,8 +85,14 @@ def evaluate(
     """Mean full-ranking metrics over `evalset`, plus coverage@K and popularity of top-K lists.
 
     `score_fn` maps a batch of histories to (B, n_items + 1) scores, e.g. `model.score`.
+    coverage@K: share of the catalogue that appears in at least one top-K list.
+    avg_pop@K: mean training popularity of recommended items divided by the catalogue's mean
+    popularity (1 = no popularity bias; Pop scores far above 1).
+    Only eligible items count for both: a user with fewer than K rankable items has a shorter list.
     """
     ks = sorted(set(int(k) for k in ks))
+    if not ks or ks[0] < 1:
+        raise ValueError(f"cut-offs must be >= 1, got {ks}")
     n = len(evalset)
     if n == 0:
         raise ValueError("the evaluation set is empty: no users to evaluate")
@@ -89,25 +104,36 @@ def evaluate(
         from tqdm import tqdm
 
         starts = tqdm(starts, desc="evaluate", unit="batch", leave=False)
+    n_cols = 0
     with torch.no_grad():
         for s in starts:
             rows = slice(s, min(s + batch_size, n))
             hist, tgt = evalset.history.take(rows), evalset.targets.take(rows)
-            scores = score_fn(hist).float()
-            ranks = target_ranks(scores.clone(), hist, tgt, exclude_seen)
+            scores = score_fn(hist)
+            # one private float copy: the model may hand out a view of its own state
+            scores = scores.float().clone() if scores.dtype == torch.float32 else scores.float()
+            n_cols = scores.shape[1]
+            t_rows, t_items = torch.from_numpy(tgt.row_ids()), torch.from_numpy(tgt.items)
+            t_scores = scores[t_rows, t_items]
+            masked = mask_scores(scores, hist, exclude_seen)
+            # top-K lists (for coverage / popularity) are taken before targets are restored
+            vals, top = torch.topk(masked, min(kmax, n_cols - 1), dim=1)
+            top[vals == -torch.inf] = 0  # fewer eligible items than K: the slot stays empty
+            recommended.append(top)
+            ranks = _ranks(masked, tgt, t_rows, t_items, t_scores)
             per_user = metrics_from_ranks(ranks, torch.from_numpy(tgt.lengths), ks)
             for key, v in per_user.items():
                 sums[key] = sums.get(key, 0.0) + float(v.sum())
-            masked = mask_scores(scores, hist, exclude_seen)
-            recommended.append(torch.topk(masked, min(kmax, masked.shape[1] - 1), dim=1).indices)
     out = {key: v / n for key, v in sums.items()}
     top = torch.cat(recommended)
-    n_items = scores.shape[1] - 1
+    n_items = n_cols - 1
+    pop = None if item_popularity is None else torch.as_tensor(item_popularity, dtype=torch.float64)
     for k in ks:
-        out[f"coverage@{k}"] = torch.unique(top[:, :k]).numel() / n_items
-        if item_popularity is not None:
-            pop = torch.as_tensor(item_popularity, dtype=torch.float64)
+        items = top[:, :k]
+        items = items[items > 0]  # padding / ineligible slots are never recommended
+        out[f"coverage@{k}"] = torch.unique(items).numel() / n_items
+        if pop is not None:
             # mean training popularity of recommended items, relative to the catalogue mean
-            out[f"avg_pop@{k}"] = float(pop[top[:, :k]].mean() / pop[1:].mean())
+            out[f"avg_pop@{k}"] = float(pop[items].mean() / pop[1:].mean()) if len(items) else 0.0
     out["n_users"] = n
     return dict(sorted(out.items()))

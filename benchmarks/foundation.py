@@ -1,0 +1,188 @@
+"""Foundation benchmark: Most-Popular and EASE on the four shared datasets, and evaluation speed.
+
+(a) Protocol of docs/benchmarks.md (leave-one-out, every rating an interaction, chronological with a
+    stable tie-break by file order, full ranking, history excluded, ties against the model). EASE's
+    lambda is chosen on the validation split only (inside EASE.fit); test metrics are reported.
+(b) Time of `genrec.evaluation.evaluate` for every test user of ml-1m-u2999 and for a 6,040 x 3,706
+    synthetic case, *without* model scoring: scores are computed once beforehand and handed to the
+    evaluator by a lookup, so the timings are the evaluator's own. Scoring time is reported apart.
+
+    python benchmarks/foundation.py                  # everything (about 5 minutes on 2 cores)
+    python benchmarks/foundation.py --only speed     # just (b)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genrec.data.dataset import Histories
+from genrec.data.preprocess import DataConfig, DataError
+from genrec.data.sources import SourceSpec, load_dataset
+from genrec.evaluation import evaluate
+from genrec.models import get_model_class
+
+HERE = Path(__file__).resolve().parent
+ROOT = Path(os.environ.get("GENREC_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
+KS = (10, 50)
+
+
+def beauty_source() -> tuple[SourceSpec, str]:
+    """The amazon-beauty folder (sequences + item text) when a reader for it exists, else Beauty.txt
+    read as `sequences`: the same interactions in the same order."""
+    from genrec.data.readers import read
+
+    folder = ROOT / "amazon-beauty"
+    try:
+        read(folder)
+        return SourceSpec(data=str(folder)), f"--data {folder}"
+    except DataError:
+        return SourceSpec(data=str(folder / "Beauty.txt"), format="sequences"), \
+            f"--data {folder / 'Beauty.txt'} --format sequences"
+
+
+def datasets() -> list[tuple[str, SourceSpec, str]]:
+    out = []
+    for name in ("ml-1m-u2999", "ml-100k", "ml-latest-small"):
+        out.append((name, SourceSpec(data=str(ROOT / name)), f"--data {ROOT / name}"))
+    spec, args = beauty_source()
+    out.insert(1, ("amazon-beauty", spec, args))
+    return out
+
+
+def accuracy() -> list[dict]:
+    rows = []
+    for name, spec, args in datasets():
+        t = time.perf_counter()
+        ds = load_dataset(spec, DataConfig())
+        prep_s = time.perf_counter() - t
+        for model_name in ("pop", "ease"):
+            model = get_model_class(model_name)()
+            t = time.perf_counter()
+            model.fit(ds)
+            fit_s = time.perf_counter() - t
+            t = time.perf_counter()
+            m = evaluate(model.score, ds.test, ks=KS, item_popularity=ds.item_popularity)
+            eval_s = time.perf_counter() - t
+            rows.append({
+                "dataset": name, "model": model_name, "users": ds.n_users, "items": ds.n_items,
+                "interactions": ds.manifest["n_interactions"], "test_users": len(ds.test),
+                **{key: m[key] for key in ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "coverage@10", "avg_pop@10")},
+                "l2": model.fit_info_.get("l2"), "l2_search": model.fit_info_.get("l2_search"),
+                "fit_s": fit_s, "eval_s": eval_s, "prepare_s": prep_s,
+                "command": f"genrec train {args} --model {model_name} --k 10,50",
+            })
+            r = rows[-1]
+            print(f"  {name:<16} {model_name:<5} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} "
+                  f"HR@50 {r['hr@50']:.4f} NDCG@50 {r['ndcg@50']:.4f} fit {fit_s:6.1f}s l2 {r['l2']}", flush=True)
+    return rows
+
+
+def lookup_scores(all_scores: torch.Tensor, users: np.ndarray):
+    """A score_fn that returns precomputed rows, so only the evaluator is timed."""
+    row_of = np.zeros(int(users.max()) + 1, dtype=np.int64)
+    row_of[users] = np.arange(len(users))
+
+    def score(h: Histories) -> torch.Tensor:
+        return all_scores[torch.from_numpy(row_of[h.users])]
+
+    return score
+
+
+def time_eval(score_fn, evalset, repeats: int = 5, **kw) -> tuple[float, dict]:
+    evaluate(score_fn, evalset, ks=(10, 20, 50), **kw)  # warm-up
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        m = evaluate(score_fn, evalset, ks=(10, 20, 50), **kw)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times), m
+
+
+def score_all(model, evalset, batch_size: int = 1024) -> tuple[torch.Tensor, float]:
+    t = time.perf_counter()
+    with torch.no_grad():
+        parts = [model.score(evalset.history.take(slice(s, s + batch_size)))
+                 for s in range(0, len(evalset), batch_size)]
+    return torch.cat(parts), time.perf_counter() - t
+
+
+def speed() -> list[dict]:
+    from genrec.data.preprocess import prepare
+    from genrec.data.synthetic import SyntheticConfig, generate
+
+    rows = []
+    ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
+    cases = [("ml-1m-u2999 (Pop scores)", ds, get_model_class("pop")().fit(ds)),
+             ("ml-1m-u2999 (EASE scores)", ds, get_model_class("ease")(l2=500.0).fit(ds))]
+    big = prepare(generate(SyntheticConfig(n_users=6040, n_items=3706, seed=1)), DataConfig(), cache=False)
+    cases.append(("synthetic 6,040 x 3,706 (Pop scores)", big, get_model_class("pop")().fit(big)))
+    for label, d, model in cases:
+        scores, score_s = score_all(model, d.test)
+        fn = lookup_scores(scores, d.test.history.users)
+        eval_s, m = time_eval(fn, d.test, item_popularity=d.item_popularity)
+        rows.append({"case": label, "users": len(d.test), "items": d.n_items, "eval_s": eval_s,
+                     "scoring_s": score_s, "ndcg@10": m["ndcg@10"], "ks": "10,20,50"})
+        print(f"  {label:<40} {len(d.test):>6} users x {d.n_items:>5} items: evaluate {eval_s:.3f}s "
+              f"(scoring {score_s:.3f}s, not included)", flush=True)
+    # random scores on the big case: no ties, a different top-k workload
+    g = torch.Generator().manual_seed(0)
+    rnd = torch.rand(len(big.test), big.n_items + 1, generator=g)
+    eval_s, m = time_eval(lookup_scores(rnd, big.test.history.users), big.test, item_popularity=big.item_popularity)
+    rows.append({"case": "synthetic 6,040 x 3,706 (random scores)", "users": len(big.test), "items": big.n_items,
+                 "eval_s": eval_s, "scoring_s": 0.0, "ndcg@10": m["ndcg@10"], "ks": "10,20,50"})
+    print(f"  {rows[-1]['case']:<40} {len(big.test):>6} users x {big.n_items:>5} items: evaluate {eval_s:.3f}s",
+          flush=True)
+    return rows
+
+
+def print_tables(acc: list[dict], spd: list[dict]) -> None:
+    if acc:
+        print("\n| dataset | model | HR@10 | NDCG@10 | HR@50 | NDCG@50 | fit s | lambda |")
+        print("|---|---|---|---|---|---|---|---|")
+        for r in acc:
+            lam = "-" if r["model"] == "pop" else f"{r['l2']:g}"
+            print(f"| {r['dataset']} | {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['hr@50']:.4f} "
+                  f"| {r['ndcg@50']:.4f} | {r['fit_s']:.1f} | {lam} |")
+    if spd:
+        print("\n| case | users x items | evaluate s (median of 5) | scoring s (apart) |")
+        print("|---|---|---|---|")
+        for r in spd:
+            print(f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['eval_s']:.3f} | {r['scoring_s']:.3f} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["accuracy", "speed"], help="run one part only")
+    ap.add_argument("--out", default=str(HERE / "results" / "foundation.json"))
+    a = ap.parse_args()
+    env = {"python": sys.version.split()[0], "torch": torch.__version__, "threads": torch.get_num_threads(),
+           "cpus": os.cpu_count(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                        time.gmtime())}
+    print(f"foundation benchmark: torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs")
+    acc = accuracy() if a.only in (None, "accuracy") else []
+    spd = speed() if a.only in (None, "speed") else []
+    print_tables(acc, spd)
+    out = Path(a.out)
+    result = json.loads(out.read_text()) if out.exists() else {}
+    result["env"] = env
+    if acc:
+        result["accuracy"] = acc
+    if spd:
+        result["evaluation_speed"] = spd
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=float))
+    print(f"\nwritten {out}")
+
+
+if __name__ == "__main__":
+    main()
