@@ -76,14 +76,16 @@ def accuracy() -> list[dict]:
             rows.append({
                 "dataset": name, "model": model_name, "users": ds.n_users, "items": ds.n_items,
                 "interactions": ds.manifest["n_interactions"], "test_users": len(ds.test),
-                **{key: m[key] for key in ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "coverage@10", "avg_pop@10")},
+                **{key: m[key] for key in ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "coverage@10",
+                                           "avg_pop@10")},
                 "l2": model.fit_info_.get("l2"), "l2_search": model.fit_info_.get("l2_search"),
                 "fit_s": fit_s, "eval_s": eval_s, "prepare_s": prep_s,
                 "command": f"genrec train {args} --model {model_name} --k 10,50",
             })
             r = rows[-1]
             print(f"  {name:<16} {model_name:<5} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} "
-                  f"HR@50 {r['hr@50']:.4f} NDCG@50 {r['ndcg@50']:.4f} fit {fit_s:6.1f}s l2 {r['l2']}", flush=True)
+                  f"HR@50 {r['hr@50']:.4f} NDCG@50 {r['ndcg@50']:.4f} fit {fit_s:6.1f}s l2 {r['l2']}",
+                  flush=True)
     return rows
 
 
@@ -137,10 +139,13 @@ def speed() -> list[dict]:
     # random scores on the big case: no ties, a different top-k workload
     g = torch.Generator().manual_seed(0)
     rnd = torch.rand(len(big.test), big.n_items + 1, generator=g)
-    eval_s, m = time_eval(lookup_scores(rnd, big.test.history.users), big.test, item_popularity=big.item_popularity)
-    rows.append({"case": "synthetic 6,040 x 3,706 (random scores)", "users": len(big.test), "items": big.n_items,
+    eval_s, m = time_eval(lookup_scores(rnd, big.test.history.users), big.test,
+                          item_popularity=big.item_popularity)
+    rows.append({"case": "synthetic 6,040 x 3,706 (random scores)", "users": len(big.test),
+                 "items": big.n_items,
                  "eval_s": eval_s, "scoring_s": 0.0, "ndcg@10": m["ndcg@10"], "ks": "10,20,50"})
-    print(f"  {rows[-1]['case']:<40} {len(big.test):>6} users x {big.n_items:>5} items: evaluate {eval_s:.3f}s",
+    print(f"  {rows[-1]['case']:<40} {len(big.test):>6} users x {big.n_items:>5} items: "
+          f"evaluate {eval_s:.3f}s",
           flush=True)
     return rows
 
@@ -151,13 +156,15 @@ def print_tables(acc: list[dict], spd: list[dict]) -> None:
         print("|---|---|---|---|---|---|---|---|")
         for r in acc:
             lam = "-" if r["model"] == "pop" else f"{r['l2']:g}"
-            print(f"| {r['dataset']} | {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} | {r['hr@50']:.4f} "
+            print(f"| {r['dataset']} | {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} "
+                  f"| {r['hr@50']:.4f} "
                   f"| {r['ndcg@50']:.4f} | {r['fit_s']:.1f} | {lam} |")
     if spd:
         print("\n| case | users x items | evaluate s (median of 5) | scoring s (apart) |")
         print("|---|---|---|---|")
         for r in spd:
-            print(f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['eval_s']:.3f} | {r['scoring_s']:.3f} |")
+            print(f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['eval_s']:.3f} "
+                  f"| {r['scoring_s']:.3f} |")
 
 
 def main() -> None:

@@ -110,7 +110,8 @@ def test_bad_set_key_lists_settings(tmp_path, capsys):
     err = err_of(capsys, ["train", "--synthetic", "--model", "ease", "--set", "lamda=5",
                           "--out", str(tmp_path / "r")])
     assert "lamda" in err and "l2" in err and "l2_grid" in err
-    err = err_of(capsys, ["train", "--synthetic", "--model", "ease", "--set", "l2", "--out", str(tmp_path / "r")])
+    err = err_of(capsys, ["train", "--synthetic", "--model", "ease", "--set", "l2",
+                          "--out", str(tmp_path / "r")])
     assert "key=value" in err
 
 

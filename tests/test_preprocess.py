@@ -130,7 +130,8 @@ def test_temporal_split_global_cut_no_future_leakage():
     # about 10 % of the events are test targets
     assert 0.05 < len(ds.test.targets.items) / n < 0.15
     with pytest.raises(DataError, match="needs timestamps"):
-        preprocess(raw([(1, "a"), (1, "b"), (1, "c")], cols=("user", "item")), DataConfig(protocol="temporal"))
+        preprocess(raw([(1, "a"), (1, "b"), (1, "c")], cols=("user", "item")),
+                   DataConfig(protocol="temporal"))
 
 
 def test_heldout_users_split():

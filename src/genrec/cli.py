@@ -18,13 +18,17 @@ from genrec.data.preprocess import PROTOCOLS, DataConfig, DataError
 # --- shared argument groups ---------------------------------------------------------------------
 def add_source_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data source (name exactly one)")
-    g.add_argument("--data", help="a file or folder (MovieLens, sequences, CSV/Parquet, RecBole, Amazon, ...)")
-    g.add_argument("--dataset", help="a public dataset name (e.g. ml-1m): $GENREC_DATA_DIR/NAME, downloaded if absent")
-    g.add_argument("--synthetic", action="store_true", help="the embedded synthetic dataset (the demo default)")
+    g.add_argument("--data",
+                   help="a file or folder (MovieLens, sequences, CSV/Parquet, RecBole, Amazon, ...)")
+    g.add_argument("--dataset",
+                   help="a public dataset name (e.g. ml-1m): $GENREC_DATA_DIR/NAME, downloaded if absent")
+    g.add_argument("--synthetic", action="store_true",
+                   help="the embedded synthetic dataset (the demo default)")
     g.add_argument("--format", help="reader format when auto-detection is not enough (e.g. sequences)")
     d = p.add_argument_group("preprocessing")
     d.add_argument("--protocol", choices=PROTOCOLS, default="loo",
-                   help="loo: leave-one-out (default); temporal: global time cut; users: held-out users 80/20")
+                   help="loo: leave-one-out (default); temporal: global time cut; "
+                        "users: held-out users with 80/20 fold-in")
     d.add_argument("--rating-threshold", type=float, default=None, help="keep ratings >= this (default: all)")
     d.add_argument("--min-user", type=int, default=0, help="iterative k-core: min interactions per user")
     d.add_argument("--min-item", type=int, default=0, help="iterative k-core: min interactions per item")
@@ -47,7 +51,8 @@ def parse_ks(text: str) -> list[int]:
     try:
         ks = [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers like 10,20,50, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 10,20,50, got {text!r}") from None
     if not ks or min(ks) < 1:
         raise argparse.ArgumentTypeError(f"cut-offs must be >= 1, got {text!r}")
     return ks
@@ -87,7 +92,8 @@ def cmd_data_prepare(a: argparse.Namespace) -> int:
     m = ds.manifest
     print(f"{ds.name}: {m['n_users']:,} users, {m['n_items']:,} items, {m['n_interactions']:,} interactions "
           f"({m['n_raw']:,} read) in {time.time() - t:.1f}s")
-    print(f"protocol {ds.protocol}: {m['n_train']:,} training interactions, {m['n_valid_users']:,} validation "
+    print(f"protocol {ds.protocol}: {m['n_train']:,} training interactions, "
+          f"{m['n_valid_users']:,} validation "
           f"users, {m['n_test_users']:,} test users; timestamps: {'yes' if m['has_timestamps'] else 'no'}; "
           f"item titles: {'yes' if ds.item_title is not None else 'no'}")
     print(f"cached at {m.get('cache_path', '(not cached)')}")
@@ -103,7 +109,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         overrides["size"] = a.size
     cfg = RunConfig(source=spec, data=data_cfg, model=a.model, model_config=overrides, ks=a.k,
                     exclude_seen=not a.include_seen, seed=a.seed)
-    name = a.name or f"{(spec.dataset or Path(spec.data or 'synthetic').stem)}-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    stem = spec.dataset or Path(spec.data or "synthetic").stem
+    name = a.name or f"{stem}-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(a.out) if a.out else Path("runs") / name
     metrics = train_run(cfg, out)
     print(f"run written to {out}")
@@ -112,7 +119,8 @@ def cmd_train(a: argparse.Namespace) -> int:
 
 
 def print_metrics_table(rows: dict[str, dict], ks: list[int]) -> None:
-    cols = [f"{m}@{k}" for k in ks for m in ("hr", "recall", "ndcg")] + ["mrr"] + [f"coverage@{k}" for k in ks]
+    cols = [f"{m}@{k}" for k in ks for m in ("hr", "recall", "ndcg")] + ["mrr"]
+    cols += [f"coverage@{k}" for k in ks]
     width = max(len(r) for r in rows) + 2
     print("".join([" " * width] + [f"{c:>12}" for c in cols]))
     for name, m in rows.items():
@@ -132,8 +140,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     if a.json:
         print(json.dumps({"run": str(a.run), "split": a.split, "history_excluded": exclude, **m}))
     else:
-        print(f"{run.dataset.name} / {run.config.model} / {a.split} split, {m['n_users']} users, full ranking over "
-              f"{run.dataset.n_items} items, history {'excluded' if exclude else 'kept'}, ties against the model")
+        print(f"{run.dataset.name} / {run.config.model} / {a.split} split, {m['n_users']} users, "
+              f"full ranking over {run.dataset.n_items} items, "
+              f"history {'excluded' if exclude else 'kept'}, ties against the model")
         print_metrics_table({a.split: m}, a.k)
     return 0
 
@@ -204,7 +213,8 @@ def cmd_models(a: argparse.Namespace) -> int:
         cls = get_model_class(name)
         fields = ", ".join(f"{f.name}={f.default if f.default is not dataclasses.MISSING else '...'}"
                            for f in dataclasses.fields(cls.config_cls))
-        print(f"{name:<10} {(cls.__doc__ or '').strip().splitlines()[0]}\n{'':<10} settings: {fields or '(none)'}")
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<10} {doc}\n{'':<10} settings: {fields or '(none)'}")
     return 0
 
 
@@ -214,20 +224,25 @@ def cmd_demo(a: argparse.Namespace) -> int:
     return run_demo(Path(a.out), a.models.split(","))
 
 
+RAW = argparse.RawDescriptionHelpFormatter
+
+
 # --- parser ---------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="genrec",
         description="genrec: generative recommendation from raw logs to served recommendations.",
         epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
-               "  genrec evaluate runs/NAME --split test --k 10,20,50\n  genrec recommend runs/NAME --user 42 -k 10",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+               "  genrec evaluate runs/NAME --split test --k 10,20,50\n"
+               "  genrec recommend runs/NAME --user 42 -k 10",
+        formatter_class=RAW,
     )
     sub = p.add_subparsers(dest="command", required=True)
 
     data = sub.add_parser("data", help="prepare datasets").add_subparsers(dest="data_command", required=True)
     prep = data.add_parser(
-        "prepare", help="read, clean, filter, index and split a dataset; cache it on disk", formatter_class=argparse.RawDescriptionHelpFormatter,
+        "prepare", help="read, clean, filter, index and split a dataset; cache it on disk",
+        formatter_class=RAW,
         description="Read a dataset, convert ratings to implicit interactions, de-duplicate, k-core filter,\n"
                     "index (contiguous ids, 0 = padding) and split it; the result is cached under\n"
                     "$GENREC_CACHE_DIR and reused while the input files and settings are unchanged.",
@@ -238,30 +253,36 @@ def build_parser() -> argparse.ArgumentParser:
     prep.set_defaults(func=cmd_data_prepare)
 
     tr = sub.add_parser(
-        "train", help="train a model and write a run directory", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Prepare the data, fit the model on the training part (hyper-parameters are tuned on the\n"
-                    "validation split only), evaluate on validation and test with full ranking, and write a\n"
-                    "run directory: config.json, dataset.json, model/, metrics.json, train.log.",
+        "train", help="train a model and write a run directory",
+        formatter_class=RAW,
+        description="Prepare the data, fit the model on the training part (hyper-parameters\n"
+                    "are tuned on the validation split only), evaluate on validation and test with\n"
+                    "full ranking, and write a run directory: config.json, dataset.json, model/,\n"
+                    "metrics.json, train.log.",
         epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
                "  genrec train --synthetic --model ease --set l2=200 --out runs/syn-ease")
     add_source_args(tr)
     tr.add_argument("--model", required=True, help="model name; `genrec models` lists them")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model setting (repeatable)")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
+                    help="override a model setting (repeatable)")
     tr.add_argument("--size", help="size preset for models that have them (tiny/small/base/large)")
     tr.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
     tr.add_argument("--name", help="run name under runs/")
     tr.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
-    tr.add_argument("--include-seen", action="store_true", help="keep history items in the evaluation ranking")
+    tr.add_argument("--include-seen", action="store_true",
+                    help="keep history items in the evaluation ranking")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser(
-        "evaluate", help="full-ranking metrics of a trained run", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Rank every item of the catalogue for every user of the split and report HR@K, Recall@K,\n"
-                    "NDCG@K, MRR, coverage@K and avg_pop@K (mean training popularity of recommended items\n"
-                    "relative to the catalogue mean). Items of the user's input history are excluded from the\n"
-                    "ranking (the target always stays rankable); ties count against the model: a target's\n"
-                    "rank is 1 + the number of other items scoring greater than or equal to it.",
+        "evaluate", help="full-ranking metrics of a trained run",
+        formatter_class=RAW,
+        description="Rank every item of the catalogue for every user of the split and report\n"
+                    "HR@K, Recall@K, NDCG@K, MRR, coverage@K and avg_pop@K (mean training popularity\n"
+                    "of recommended items relative to the catalogue mean). Items of the user's input\n"
+                    "history are excluded from the ranking (the target always stays rankable); ties\n"
+                    "count against the model: a target's rank is 1 + the number of other items\n"
+                    "scoring greater than or equal to it.",
         epilog="Example:\n  genrec evaluate runs/NAME --split test --k 10,20,50 --json")
     ev.add_argument("run", help="run directory")
     ev.add_argument("--split", choices=["valid", "test"], default="test", help="which split (default test)")
@@ -273,10 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.set_defaults(func=cmd_evaluate)
 
     rc = sub.add_parser(
-        "recommend", help="recommendations for a known user or an ad-hoc history", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Top-k items, by the dataset's own ids (and titles when the dataset has them), for a user\n"
-                    "of the dataset (--user) or for any list of items (--history). Items already in the\n"
-                    "history are not recommended unless --include-seen.",
+        "recommend", help="recommendations for a known user or an ad-hoc history",
+        formatter_class=RAW,
+        description="Top-k items, by the dataset's own ids (and titles when the dataset has\n"
+                    "them), for a user of the dataset (--user) or for any list of items (--history).\n"
+                    "Items already in the history are not recommended unless --include-seen.",
         epilog="Examples:\n  genrec recommend runs/NAME --user 42 -k 10\n"
                "  genrec recommend runs/NAME --history 1,2,3 -k 10 --json")
     rc.add_argument("run", help="run directory")
@@ -286,13 +308,15 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
     rc.add_argument("--allow", help="file with one allowed item id per line")
     rc.add_argument("--block", help="file with one blocked item id per line")
-    rc.add_argument("--json", action="store_true", help="print JSON: {user_id, items: [{item_id, score, title}]}")
+    rc.add_argument("--json", action="store_true",
+                    help="print JSON: {user_id, items: [{item_id, score, title}]}")
     rc.set_defaults(func=cmd_recommend)
 
     mo = sub.add_parser("models", help="list the available models and their settings")
     mo.set_defaults(func=cmd_models)
 
-    de = sub.add_parser("demo", help="end to end on the synthetic dataset: prepare, train, evaluate, recommend")
+    de = sub.add_parser("demo",
+                        help="end to end on the synthetic dataset: prepare, train, evaluate, recommend")
     de.add_argument("--out", default="runs/demo", help="where the demo runs go")
     de.add_argument("--models", default="pop,ease", help="comma-separated models to train")
     de.set_defaults(func=cmd_demo)

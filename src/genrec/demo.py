@@ -27,7 +27,8 @@ def run_demo(out: Path, models: list[str]) -> int:
     ds = run.dataset
     u = 1
     hist = ds.full_history([u])
-    print(f"\nuser {ds.user_raw[u]} recently read: " + "; ".join(str(ds.item_title[i]) for i in hist.row(0)[-3:]))
+    recent = "; ".join(str(ds.item_title[i]) for i in hist.row(0)[-3:])
+    print(f"\nuser {ds.user_raw[u]} recently read: {recent}")
     items, scores = run.model.recommend(hist, k=5)
     print(f"{best} recommends:")
     for rank, (i, s) in enumerate(zip(items[0], scores[0]), 1):

@@ -71,7 +71,8 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> RawData:
     ts = np.repeat(start, lens) + _segment_cumsum(gaps, lens)
     inter = pd.DataFrame({"user": users, "item": items, "timestamp": ts, "rating": np.ones(len(items))})
     adj = rng.integers(0, len(ADJECTIVES), n_i)
-    titles = [f"{ADJECTIVES[a].title()} {CATEGORIES[c]} guide no. {i + 1}" for i, (a, c) in enumerate(zip(adj, cat))]
+    titles = [f"{ADJECTIVES[a].title()} {CATEGORIES[c]} guide no. {i + 1}"
+              for i, (a, c) in enumerate(zip(adj, cat))]
     meta = pd.DataFrame({"title": titles, "categories": [CATEGORIES[c] for c in cat]},
                         index=np.arange(1, n_i + 1))
     return RawData(f"synthetic-s{cfg.seed}", inter, meta, [])

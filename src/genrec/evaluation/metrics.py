@@ -53,7 +53,8 @@ def _ranks(masked: torch.Tensor, targets: Histories, t_rows: torch.Tensor, t_ite
     return ranks
 
 
-def metrics_from_ranks(ranks: torch.Tensor, n_targets: torch.Tensor, ks: Sequence[int]) -> dict[str, torch.Tensor]:
+def metrics_from_ranks(ranks: torch.Tensor, n_targets: torch.Tensor,
+                       ks: Sequence[int]) -> dict[str, torch.Tensor]:
     """Per-user metric values (B,) from (B, T) ranks (+inf = no target in that slot)."""
     out: dict[str, torch.Tensor] = {}
     gains = torch.where(torch.isfinite(ranks), 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))

@@ -20,7 +20,8 @@ from genrec.models.base import ModelConfig, Recommender, history_matrix
 @dataclass
 class EASEConfig(ModelConfig):
     l2: float = 0.0  # 0 = pick lambda from `l2_grid` by validation NDCG@10
-    l2_grid: list[float] = field(default_factory=lambda: [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0])
+    l2_grid: list[float] = field(
+        default_factory=lambda: [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0])
 
     def validate(self) -> None:
         if self.l2 < 0:

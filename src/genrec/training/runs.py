@@ -115,7 +115,8 @@ def train_run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
 def protocol_description(ds: Dataset, exclude_seen: bool) -> dict:
     return {
         "split": ds.protocol, "ranking": "full ranking over all items of the catalogue",
-        "history_excluded": exclude_seen, "ties": "count against the model (rank = 1 + #others with score >=)",
+        "history_excluded": exclude_seen,
+        "ties": "count against the model (rank = 1 + #others with score >=)",
         "n_items": ds.n_items, "dataset": ds.name,
     }
 

@@ -35,7 +35,8 @@ def to_int(df: pd.DataFrame, col: str, path: Path, encoding: str, header_lines: 
     return s.astype(np.int64)
 
 
-def to_float(df: pd.DataFrame, col: str, path: Path, encoding: str, header_lines: int, field: str) -> pd.Series:
+def to_float(df: pd.DataFrame, col: str, path: Path, encoding: str, header_lines: int,
+             field: str) -> pd.Series:
     s = pd.to_numeric(df[col], errors="coerce")
     bad = s.isna()
     if bad.any():
@@ -70,7 +71,8 @@ def read_delimited(
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0])
             line = int(data_line_numbers(path, encoding, 1 if header else 0)[row])
-            raise fail(path, line, col, f"missing or empty (expected {len(names)} fields: {', '.join(names)})")
+            raise fail(path, line, col,
+                       f"missing or empty (expected {len(names)} fields: {', '.join(names)})")
     return df
 
 

@@ -54,7 +54,8 @@ def read_ml100k(path: Path) -> RawData:
 
 def read_ml1m(path: Path) -> RawData:
     path = _folder(path, "ratings.dat")
-    inter = _ratings(path / "ratings.dat", "::", ["UserID", "MovieID", "Rating", "Timestamp"], "latin-1", False)
+    inter = _ratings(path / "ratings.dat", "::", ["UserID", "MovieID", "Rating", "Timestamp"], "latin-1",
+                     False)
     items, sources = None, [path / "ratings.dat"]
     if (path / "movies.dat").exists():
         df = read_delimited(path / "movies.dat", "::", ["MovieID", "Title", "Genres"], "latin-1", False)
