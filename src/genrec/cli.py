@@ -24,7 +24,22 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
                    help="a public dataset name (e.g. ml-1m): $GENREC_DATA_DIR/NAME, downloaded if absent")
     g.add_argument("--synthetic", action="store_true",
                    help="the embedded synthetic dataset (the demo default)")
-    g.add_argument("--format", help="reader format when auto-detection is not enough (e.g. sequences)")
+    from genrec.data.readers import FORMATS
+
+    g.add_argument("--format", help=f"reader format when auto-detection is not enough: {', '.join(FORMATS)}")
+    t = p.add_argument_group("table files (format 'table': CSV, TSV, Parquet)")
+    t.add_argument("--columns", metavar="FIELD=COL,...",
+                   help="which columns hold user, item, timestamp, rating, e.g. "
+                        "user=uid,item=sku,timestamp=ts (unmapped fields are guessed from names like userId, "
+                        "item_id, timestamp, rating)")
+    t.add_argument("--sep", help="field separator (default: from the file name / first line; 'tab' for TSV)")
+    t.add_argument("--no-header", dest="header", action="store_false", default=None,
+                   help="the file has no header row; --columns then names 0-based positions "
+                        "(user=0,item=1)")
+    t.add_argument("--items", metavar="FILE",
+                   help="item metadata table (CSV/TSV/Parquet) joined on the item id")
+    t.add_argument("--item-columns", metavar="FIELD=COL,...",
+                   help="columns of --items: item, title, categories, category, brand, price, description")
     d = p.add_argument_group("preprocessing")
     d.add_argument("--protocol", choices=PROTOCOLS, default="loo",
                    help="loo: leave-one-out (default); temporal: global time cut; "
@@ -39,7 +54,10 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
 def source_from_args(a: argparse.Namespace):
     from genrec.data.sources import SourceSpec
 
-    spec = SourceSpec(data=a.data, dataset=a.dataset, format=a.format, synthetic=a.synthetic)
+    opts = {"columns": a.columns, "sep": a.sep, "header": a.header, "items": a.items,
+            "item_columns": a.item_columns}
+    spec = SourceSpec(data=a.data, dataset=a.dataset, format=a.format, synthetic=a.synthetic,
+                      options={k: v for k, v in opts.items() if v is not None})
     if not (a.data or a.dataset or a.synthetic):
         raise DataError("no data source: pass --data PATH, --dataset NAME or --synthetic")
     data_cfg = DataConfig(protocol=a.protocol, rating_threshold=a.rating_threshold, dedup=a.dedup,

@@ -26,6 +26,8 @@ class SourceSpec:
     format: str | None = None  # reader format; None = auto-detect
     synthetic: bool = False
     synthetic_seed: int = 0
+    # reader options (format 'table': columns, sep, header, items, item_columns)
+    options: dict = dataclasses.field(default_factory=dict)
 
     def validate(self) -> None:
         given = [self.data is not None, self.dataset is not None, self.synthetic]
@@ -52,10 +54,16 @@ def read_source(spec: SourceSpec) -> tuple[RawData, dict]:
             from genrec.data.download import download_movielens
 
             path = download_movielens(spec.dataset, data_dir())
-        raw = read(path, spec.format)
+        raw = read(path, spec.format, **spec.options)
         raw.name = spec.dataset
-        return raw, {}
-    return read(Path(spec.data), spec.format), {}
+        return raw, _reader_key(spec)
+    return read(Path(spec.data), spec.format, **spec.options), _reader_key(spec)
+
+
+def _reader_key(spec: SourceSpec) -> dict:
+    """Reader settings change what is read from the same files, so they are part of the cache key."""
+    opts = {k: v for k, v in spec.options.items() if v is not None}
+    return {"reader": {"format": spec.format, **opts}} if opts else {}
 
 
 def load_dataset(spec: SourceSpec, cfg: DataConfig, cache: bool = True) -> Dataset:

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 
 from genrec.data.preprocess import DataError, RawData
@@ -17,6 +18,7 @@ FORMATS: dict[str, str] = {
     "ml-csv": "genrec.data.readers.movielens:read_ml_csv",
     "sequences": "genrec.data.readers.sequences:read_sequences",
     "amazon-beauty": "genrec.data.readers.amazon_p5:read_amazon_p5",  # any S3-Rec/P5 Amazon 5-core folder
+    "table": "genrec.data.readers.table:read_table",  # CSV/TSV/Parquet with a column mapping
 }
 
 
@@ -46,7 +48,10 @@ def _detect(path: Path) -> str:
 # extended by other readers: (format, marker file name inside a folder)
 DIR_MARKERS: list[tuple[str, str]] = [("amazon-beauty", "datamaps.json")]
 # (format, file name suffixes)
-SUFFIXES: list[tuple[str, tuple[str, ...]]] = [("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",))]
+SUFFIXES: list[tuple[str, tuple[str, ...]]] = [
+    ("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",)),
+    ("table", (".csv", ".tsv", ".tab", ".parquet", ".pq", ".csv.gz", ".tsv.gz")),
+]
 
 
 def read(path: str | Path, fmt: str | None = None, **options) -> RawData:
@@ -57,4 +62,11 @@ def read(path: str | Path, fmt: str | None = None, **options) -> RawData:
     if fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}; choose one of: {', '.join(sorted(FORMATS))}")
     module, func = FORMATS[fmt].split(":")
-    return getattr(importlib.import_module(module), func)(path, **options)
+    reader = getattr(importlib.import_module(module), func)
+    takes = inspect.signature(reader).parameters
+    unknown = [k for k, v in options.items() if v is not None and k not in takes]
+    if unknown:
+        flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
+        raise DataError(f"{path}: format {fmt!r} does not take {flags} "
+                        "(formats with a column mapping: table, recbole)")
+    return reader(path, **{k: v for k, v in options.items() if v is not None})
