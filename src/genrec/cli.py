@@ -130,7 +130,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     stem = spec.dataset or Path(spec.data or "synthetic").stem
     name = a.name or f"{stem}-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(a.out) if a.out else Path("runs") / name
-    metrics = train_run(cfg, out)
+    metrics = train_run(cfg, out, resume=a.resume)
     print(f"run written to {out}")
     print_metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, a.k)
     return 0
@@ -290,6 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--include-seen", action="store_true",
                     help="keep history items in the evaluation ranking")
     tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue an interrupted run (same options and --out) from its last checkpoint")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser(

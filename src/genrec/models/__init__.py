@@ -10,6 +10,8 @@ from genrec.models.base import ModelConfig, Recommender
 REGISTRY: dict[str, str] = {
     "pop": "genrec.models.pop:MostPopular",
     "ease": "genrec.models.ease:EASE",
+    "sasrec": "genrec.models.sasrec:SASRec",
+    "hstu": "genrec.models.hstu:HSTU",
 }
 
 

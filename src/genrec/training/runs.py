@@ -75,9 +75,25 @@ def _log_to(path: Path) -> logging.Handler:
     return handler
 
 
-def train_run(cfg: RunConfig, out: Path, progress: bool = True) -> dict:
-    """Train and evaluate; write the run directory. Returns metrics."""
+def train_run(cfg: RunConfig, out: Path, progress: bool = True, resume: bool = False) -> dict:
+    """Train and evaluate; write the run directory. Returns metrics.
+
+    Models with per-epoch checkpoints (those with a `checkpoint_dir` attribute) write them to
+    out/checkpoints; `resume` continues an interrupted run there (same settings required).
+    """
     model = build_model(cfg.model, cfg.model_config)  # fail on bad settings before reading data
+    if resume:
+        if not hasattr(model, "checkpoint_dir"):
+            raise ValueError(f"model {cfg.model!r} trains in one step and has no checkpoints to resume from")
+        old = out / "config.json"
+        if not old.exists():
+            raise FileNotFoundError(f"--resume: {out} holds no run to resume (no config.json); "
+                                    "name the run directory of the interrupted run with --out")
+        if json.loads(old.read_text()) != cfg.to_json():
+            raise ValueError(f"--resume: the settings differ from the interrupted run's {old}; "
+                             "pass the same data, model, --set and --seed options")
+    if hasattr(model, "checkpoint_dir"):
+        model.checkpoint_dir, model.resume = out / "checkpoints", resume
     out.mkdir(parents=True, exist_ok=True)
     handler = _log_to(out / "train.log")
     try:

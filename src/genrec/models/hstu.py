@@ -1,0 +1,156 @@
+"""HSTU: Hierarchical Sequential Transduction Units (Zhai et al., "Actions Speak Louder than Words",
+ICML 2024), as a next-item generator.
+
+One layer (eq. 1-3 of the paper), with X the residual stream (B, T, D):
+    U, V, Q, K = split(SiLU(W_1 LayerNorm(X)))                       # no softmax anywhere
+    A          = SiLU(Q K^T / sqrt(d) + rab_pos(i - j) + rab_time(bucket(t_i - t_j))) * causal / n_i
+    X          = X + W_2 (LayerNorm(A V) * U)                        # U gates; no separate FFN
+`n_i` is the number of positions query i may attend to (pointwise aggregated attention normalised by
+sequence length, so long and short histories give comparable magnitudes). Relative biases are one
+learned scalar per bucket, per layer: positions by distance (clipped at max_len - 1), time gaps by
+log2 buckets of seconds. The query's own timestamp is used (never the target's, which would leak).
+There is no absolute position embedding, so the KV cache can grow past max_len.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genrec.models.sequential import (
+    SeqNet,
+    SequentialConfig,
+    SequentialRecommender,
+    init_weights,
+    pad_positions,
+)
+
+
+@dataclass
+class HSTUConfig(SequentialConfig):
+    SIZES: ClassVar[dict[str, dict[str, int]]] = {
+        "tiny": {"dim": 32, "n_layers": 1, "n_heads": 1},
+        "small": {"dim": 64, "n_layers": 2, "n_heads": 2},
+        "base": {"dim": 128, "n_layers": 4, "n_heads": 4},
+        "large": {"dim": 256, "n_layers": 8, "n_heads": 8},
+    }
+    time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
+
+    def validate(self) -> None:
+        super().validate()
+        if self.time_buckets < 0:
+            raise ValueError(f"HSTUConfig.time_buckets must be >= 0, got {self.time_buckets!r}")
+
+
+def time_bucket(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
+    """Seconds -> bucket 0..n_buckets-1, two buckets per doubling: log-spaced, saturating."""
+    return (torch.log2(dt.clamp(min=0).float() + 1.0) * 2).long().clamp(max=n_buckets - 1)
+
+
+class HSTULayer(nn.Module):
+    def __init__(self, cfg: HSTUConfig) -> None:
+        super().__init__()
+        dim, self.n_heads = cfg.resolved("dim"), cfg.resolved("n_heads")
+        self.ln_in, self.ln_attn = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.uvqk = nn.Linear(dim, 4 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.pos_bias = nn.Parameter(torch.zeros(cfg.max_len))  # rab_pos by distance i - j
+        self.time_bias = nn.Parameter(torch.zeros(max(cfg.time_buckets, 1)))  # rab_time by log gap
+
+    def forward(self, x: torch.Tensor, rel: dict, past: tuple | None = None):
+        """x (B, T, D) new positions; rel: dist (B|1, T, Tk), tbucket (B, T, Tk) | None,
+        keep (B, 1, T, Tk) float 0/1 mask, n (B, 1, T, 1) visible-key counts."""
+        B, T, D = x.shape
+        H = self.n_heads
+        u, v, q, k = (t.view(B, T, H, D // H).transpose(1, 2)
+                      for t in F.silu(self.uvqk(self.ln_in(x))).split(D, dim=2))  # (B, H, T, Dh)
+        if past is not None:
+            k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, H, Tk, Dh)
+        bias = self.pos_bias[rel["dist"]]  # (B|1, T, Tk)
+        if rel["tbucket"] is not None:
+            bias = bias + self.time_bias[rel["tbucket"]]
+        att = F.silu(q @ k.transpose(-1, -2) / math.sqrt(D // H) + bias[:, None]) * rel["keep"] / rel["n"]
+        y = (self.drop(att) @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        u = u.transpose(1, 2).reshape(B, T, D)
+        return x + self.drop(self.out(self.ln_attn(y) * u)), (k, v)
+
+
+class HSTUNet(SeqNet):
+    def __init__(self, cfg: HSTUConfig, n_items: int) -> None:
+        super().__init__()
+        self.dim, self.max_len, self.time_buckets = cfg.resolved("dim"), cfg.max_len, cfg.time_buckets
+        self.item_emb = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(HSTULayer(cfg) for _ in range(cfg.resolved("n_layers")))
+        self.ln_f = nn.LayerNorm(self.dim)
+        init_weights(self, self.dim)
+
+    def _rel(self, qpos, kpos, qts, kts, keep) -> dict:
+        """Relative-bias indices and normalisers. *pos/*ts: (B, T) query, (B, Tk) keys; keep bool."""
+        dist = (qpos[:, :, None] - kpos[:, None, :]).clamp(0, self.max_len - 1)
+        tb = None
+        if self.time_buckets:
+            tb = time_bucket(qts[:, :, None] - kts[:, None, :], self.time_buckets)
+        n = keep.sum(-1, keepdim=True).clamp(min=1).float()  # (B, T, 1)
+        return {"dist": dist, "tbucket": tb, "keep": keep[:, None].float(), "n": n[:, None]}
+
+    def forward(self, items: torch.Tensor, ts: torch.Tensor | None, left_pad: bool, want_cache: bool = False):
+        """items, ts (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded (inference)."""
+        B, T = items.shape
+        dev = items.device
+        ts = torch.zeros_like(items) if ts is None else ts
+        ar = torch.arange(T, device=dev)
+        causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()[None]  # (1, T, T)
+        if left_pad:
+            n_pad = pad_positions(items)
+            valid = items != 0
+            pos = ar[None, :] - n_pad[:, None]  # (B, T), pads negative
+            # real keys only; a pad query keeps itself so nothing divides by zero
+            keep = causal & (valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=dev)[None])
+        else:  # right-padded: pads come after every real item, so causal alone suffices
+            n_pad, valid, pos, keep = None, None, ar[None, :].expand(B, T), causal.expand(B, T, T)
+        rel = self._rel(pos, pos, ts, ts, keep)
+        x = self.drop(self.item_emb(items) * math.sqrt(self.dim))
+        kvs = []
+        for layer in self.layers:
+            x, kv = layer(x, rel)
+            kvs.append(kv)
+        x = self.ln_f(x)
+        if not want_cache:
+            return x, None
+        length = T - n_pad
+        last_ts = ts[:, -1]
+        return x, {"layers": kvs, "valid": valid, "pos": pos, "ts": ts, "length": length, "last_ts": last_ts}
+
+    def step(self, cache: dict, items: torch.Tensor, ts: torch.Tensor | None):
+        """One new item per row (B,); generated items take the time of the last known action."""
+        B = items.shape[0]
+        qts = cache["last_ts"] if ts is None else ts
+        qpos = cache["length"]
+        valid = torch.cat([cache["valid"], torch.ones(B, 1, dtype=torch.bool, device=items.device)], 1)
+        kpos = torch.cat([cache["pos"], qpos[:, None]], 1)
+        kts = torch.cat([cache["ts"], qts[:, None]], 1)
+        rel = self._rel(qpos[:, None], kpos, qts[:, None], kts, valid[:, None, :])
+        x = self.drop(self.item_emb(items[:, None]) * math.sqrt(self.dim))  # (B, 1, D)
+        kvs = []
+        for layer, past in zip(self.layers, cache["layers"]):
+            x, kv = layer(x, rel, past)
+            kvs.append(kv)
+        new = {"layers": kvs, "valid": valid, "pos": kpos, "ts": kts, "length": qpos + 1, "last_ts": qts}
+        return self.ln_f(x)[:, 0], new
+
+
+class HSTU(SequentialRecommender):
+    """HSTU (Zhai et al. 2024): pointwise SiLU attention with relative position/time bias, U gating."""
+
+    name = "hstu"
+    config_cls = HSTUConfig
+
+    def build_net(self, n_items: int) -> HSTUNet:
+        return HSTUNet(self.config, n_items)

@@ -1,0 +1,246 @@
+"""What SASRec and HSTU share: the config (size presets + training settings), input padding, and the
+Recommender / IncrementalModel plumbing around a causal network.
+
+A network (`SeqNet`) maps item ids (and timestamps) to one hidden state per position:
+
+    hidden, cache = net(items, ts, left_pad=..., want_cache=...)   # items (B, T) -> hidden (B, T, D)
+    hidden, cache = net.step(cache, items, ts)                      # one new position per row: (B, D)
+
+and scores are `hidden @ item_emb.weight.T` (the item embeddings are shared by input and output).
+Training (right-padded, whole sequences, every position a target) lives in genrec.training.sequential.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from genrec.data.dataset import Dataset, Histories
+from genrec.models.base import ModelConfig, Recommender
+
+LOSSES = ("auto", "ce", "sampled")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class SequentialConfig(ModelConfig):
+    """Architecture size + training settings of a sequential model. 0 = take the value from `size`."""
+
+    SIZES: ClassVar[dict[str, dict[str, int]]] = {}  # preset -> {dim, n_layers, n_heads}
+
+    size: str = "small"
+    dim: int = 0  # hidden size D (0: from the size preset)
+    n_layers: int = 0
+    n_heads: int = 0
+    max_len: int = 200  # most recent items read per user; longer training sequences are cut into windows
+    dropout: float = 0.2
+    # --- training (genrec.training.sequential) ---
+    epochs: int = 200  # upper bound; early stopping usually ends training first
+    batch_size: int = 128  # sequences per step (batches are length-bucketed)
+    lr: float = 1e-3
+    weight_decay: float = 0.1  # AdamW, on weight matrices and embeddings (not on biases / norms)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio over `epochs`
+    grad_clip: float = 1.0  # max global grad norm; 0 = off
+    patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
+    eval_every: int = 1  # epochs between validation evaluations
+    max_minutes: float = 0.0  # wall-clock training budget; 0 = none
+    loss: str = "auto"  # ce: full softmax; sampled: in-batch + uniform negatives, logQ; auto: by catalogue
+    sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
+    n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
+    device: str = "auto"  # auto: cuda when present
+    amp: bool = True  # bf16 autocast (GPU only)
+    compile: bool = False  # torch.compile the network (GPU only)
+    threads: int = 0  # torch CPU threads; 0 = all cores (1 if the machine is already loaded)
+
+    def resolved(self, name: str) -> int:
+        v = getattr(self, name)
+        return v if v else self.SIZES[self.size][name]
+
+    def validate(self) -> None:
+        cls = type(self).__name__
+        if self.size not in self.SIZES:
+            raise ValueError(f"{cls}.size must be one of {', '.join(self.SIZES)}, got {self.size!r}")
+        for f in ("dim", "n_layers", "n_heads", "threads"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{cls}.{f} must be >= 0 (0 = from the size preset), "
+                                 f"got {getattr(self, f)!r}")
+        positive = ("max_len", "epochs", "batch_size", "patience", "eval_every", "n_negatives", "sampled_above")
+        for f in positive:
+            if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):
+                raise ValueError(f"{cls}.{f} must be a positive integer, got {getattr(self, f)!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"{cls}.dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.lr > 0:
+            raise ValueError(f"{cls}.lr must be > 0, got {self.lr!r}")
+        for f in ("weight_decay", "warmup_steps", "grad_clip", "max_minutes"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{cls}.{f} must be >= 0, got {getattr(self, f)!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"{cls}.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"{cls}.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        dim, heads = self.resolved("dim"), self.resolved("n_heads")
+        if dim % heads:
+            raise ValueError(f"{cls}.dim ({dim}) must be divisible by n_heads ({heads})")
+
+
+class SeqNet(nn.Module):
+    """Interface of the causal networks (see module docstring)."""
+
+    item_emb: nn.Embedding
+
+    def forward(self, items, ts, left_pad: bool, want_cache: bool = False):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def step(self, cache: dict, items: torch.Tensor, ts: torch.Tensor | None):  # pragma: no cover
+        raise NotImplementedError
+
+
+def left_padded(h: Histories, max_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Most recent `max_len` items and timestamps (zeros when the data has none), left-padded: (B, T)."""
+    T = max(1, min(max_len, int(h.lengths.max(initial=1))))
+    items = torch.from_numpy(h.padded(T))
+    if h.timestamps is None:
+        return items, torch.zeros_like(items)
+    return items, torch.from_numpy(Histories(h.indptr, h.timestamps).padded(T))
+
+
+def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
+    """Select rows (dim 0) of every tensor in a nested cache."""
+    if isinstance(cache, torch.Tensor):
+        return cache.index_select(0, index.to(cache.device))
+    if isinstance(cache, dict):
+        return {k: reorder_cache(v, index) for k, v in cache.items()}
+    if isinstance(cache, (list, tuple)):
+        return type(cache)(reorder_cache(v, index) for v in cache)
+    return cache
+
+
+class SequentialRecommender(Recommender):
+    """Recommender + IncrementalModel around a SeqNet. Subclasses set name, config_cls, build_net."""
+
+    config_cls = SequentialConfig
+    score_batch = 256  # rows per forward pass at inference (bounds attention memory)
+
+    def __init__(self, config: SequentialConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.net: SeqNet | None = None
+        # set by the run (genrec train): where per-epoch checkpoints go and whether to resume from them
+        self.checkpoint_dir: Path | None = None
+        self.resume = False
+
+    def build_net(self, n_items: int) -> SeqNet:
+        raise NotImplementedError
+
+    # --- Recommender -------------------------------------------------------------------------
+    def fit(self, data: Dataset) -> SequentialRecommender:
+        from genrec.training.sequential import fit_sequential  # training sits above models
+
+        self.n_items_ = data.n_items
+        fit_sequential(self, data)
+        return self
+
+    def _require_net(self) -> SeqNet:
+        if self.net is None:
+            raise RuntimeError(f"{self.name}: the model is not trained; call fit() or Recommender.load()")
+        return self.net
+
+    def _device(self) -> torch.device:
+        return next(self._require_net().parameters()).device
+
+    @torch.no_grad()
+    def user_states(self, histories: Histories) -> torch.Tensor:
+        """(B, D) state after each history; next-item scores are `user_states @ item_embeddings().T`."""
+        net = self._require_net()
+        net.eval()
+        out = []
+        for s in range(0, len(histories), self.score_batch):
+            items, ts = left_padded(histories.take(slice(s, s + self.score_batch)), self.config.max_len)
+            hidden, _ = net(items.to(self._device()), ts.to(self._device()), left_pad=True)
+            out.append(hidden[:, -1].float())
+        if not out:
+            return torch.zeros(0, self.config.resolved("dim"))
+        return torch.cat(out).cpu()
+
+    @torch.no_grad()
+    def item_embeddings(self) -> torch.Tensor:
+        """(n_items + 1, D) output item embeddings; row 0 is padding."""
+        return self._require_net().item_emb.weight.detach().float().cpu()
+
+    def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        scores = hidden.float() @ self._require_net().item_emb.weight.float().T
+        scores[:, 0] = -torch.inf
+        return scores.cpu()
+
+    @torch.no_grad()
+    def score(self, histories: Histories) -> torch.Tensor:
+        states = self.user_states(histories).to(self._device())
+        return self._scores(states)
+
+    # --- IncrementalModel (genrec.generation.protocol) ---------------------------------------
+    @torch.no_grad()
+    def start(self, histories: Histories) -> tuple[torch.Tensor, dict]:
+        """Encode histories (left-padded, one pass) and keep every layer's keys/values."""
+        net = self._require_net()
+        net.eval()
+        items, ts = left_padded(histories, self.config.max_len)
+        hidden, cache = net(items.to(self._device()), ts.to(self._device()), left_pad=True, want_cache=True)
+        return self._scores(hidden[:, -1]), cache
+
+    @torch.no_grad()
+    def extend(self, cache: dict, items: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """Append one item per row; attends to the cached keys/values, so the cost is one position."""
+        net = self._require_net()
+        net.eval()
+        hidden, cache = net.step(cache, items.to(self._device()).long(), None)
+        return self._scores(hidden), cache
+
+    def reorder(self, cache: dict, index: torch.Tensor) -> dict:
+        return reorder_cache(cache, index)
+
+    # --- persistence -------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {"net": self._require_net().state_dict()}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.net = self.build_net(self.n_items_)
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+
+
+def config_summary(cfg: SequentialConfig) -> dict[str, Any]:
+    """The config with the size preset resolved (for logs and fit_info)."""
+    d = dataclasses.asdict(cfg)
+    for f in ("dim", "n_layers", "n_heads"):
+        d[f] = cfg.resolved(f)
+    return d
+
+
+def init_weights(module: nn.Module, dim: int) -> None:
+    """Small normal init (as in GPT-2 / nanoGPT); embeddings scaled to unit-ish dot products."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=1.0 / math.sqrt(dim))
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+
+def pad_positions(items: torch.Tensor) -> torch.Tensor:
+    """Number of leading pads per row of a left-padded (B, T) batch: (B,)."""
+    return (items == 0).long().cumprod(1).sum(1)
+
+
