@@ -71,7 +71,8 @@ class SequentialConfig(ModelConfig):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0 (0 = from the size preset), "
                                  f"got {getattr(self, f)!r}")
-        positive = ("max_len", "epochs", "batch_size", "patience", "eval_every", "n_negatives", "sampled_above")
+        positive = ("max_len", "epochs", "batch_size", "patience", "eval_every", "n_negatives",
+                    "sampled_above")
         for f in positive:
             if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):
                 raise ValueError(f"{cls}.{f} must be a positive integer, got {getattr(self, f)!r}")
