@@ -182,44 +182,46 @@ def _read_id_file(path: str, ds) -> np.ndarray:
 
 def cmd_recommend(a: argparse.Namespace) -> int:
     from genrec.data.dataset import Histories
-    from genrec.training.runs import load_run
+    from genrec.generation import Constraints, Generator, generate
 
-    run = load_run(a.run)
-    ds = run.dataset
+    gen = Generator.from_run(a.run)
+    ds = gen.dataset
     if (a.user is None) == (a.history is None):
         raise DataError("pass exactly one of --user ID or --history ITEM,ITEM,...")
+    cons = Constraints(exclude_seen=not a.include_seen,
+                       allowed=_read_id_file(a.allow, ds) if a.allow else None,
+                       blocked=_read_id_file(a.block, ds) if a.block else None,
+                       category_cap=a.category_cap, item_category=ds.item_category)
     if a.user is not None:
         try:
-            u = ds.user_index(a.user)
+            hist = gen.histories([a.user])
         except KeyError:
             raise DataError(f"unknown user id {a.user!r} in {ds.name}; for a new user pass their items with "
                             "--history ITEM,ITEM,...") from None
-        hist = ds.full_history(np.array([u]))
     else:
         raw = [x.strip() for x in a.history.split(",") if x.strip()]
         try:
             hist = Histories.from_lists([ds.item_indices(raw)])
         except KeyError as e:
             raise DataError(f"{e.args[0]}; --history takes the dataset's own item ids") from None
-    allowed = _read_id_file(a.allow, ds) if a.allow else None
-    blocked = _read_id_file(a.block, ds) if a.block else None
-    items, scores = run.model.recommend(hist, a.k, exclude_seen=not a.include_seen, allowed=allowed,
-                                        blocked=blocked)
-    result = [{"item_id": _py(ds.item_raw[i]), "score": float(s),
-               **({"title": str(ds.item_title[i])} if ds.item_title is not None else {})}
-              for i, s in zip(items[0], scores[0]) if i > 0]
+    slates = generate(gen.model, hist, a.k, a.strategy, cons, beam_size=a.beam_size,
+                      temperature=a.temperature, top_p=a.top_p, seed=a.seed,
+                      use_cache=False if a.no_cache else None)
+    result = gen.to_records([a.user], slates)[0]
     if a.json:
-        print(json.dumps({"user_id": a.user, "items": result}))
+        print(json.dumps(result))
         return 0
     who = f"user {a.user}" if a.user is not None else "the given history"
-    print(f"top {a.k} for {who} ({run.config.model} on {ds.name}; {len(hist.items)} items in history):")
-    for rank, r in enumerate(result, 1):
+    how = {"topk": "top-k", "beam": f"beam search (beam {a.beam_size})",
+           "sample": f"sampling (temperature {a.temperature}, top-p {a.top_p}, seed {a.seed})"}[a.strategy]
+    score = "model score" if a.strategy == "topk" else "log-prob given history and the items above"
+    print(f"{a.k} items for {who} by {how} ({Path(a.run).name} on {ds.name}; {len(hist.items)} items in "
+          f"history; score = {score}):")
+    for rank, r in enumerate(result["items"], 1):
         print(f"{rank:>3}. {r['item_id']!s:>10}  {r['score']:>9.4f}  {r.get('title', '')}")
+    if len(result["items"]) < a.k:
+        print(f"only {len(result['items'])} items satisfy the constraints")
     return 0
-
-
-def _py(v: Any) -> Any:
-    return v.item() if hasattr(v, "item") else v
 
 
 def cmd_models(a: argparse.Namespace) -> int:
@@ -328,6 +330,16 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
     rc.add_argument("--allow", help="file with one allowed item id per line")
     rc.add_argument("--block", help="file with one blocked item id per line")
+    rc.add_argument("--category-cap", type=int, metavar="N", help="at most N items of one category per list")
+    rc.add_argument("--strategy", choices=["topk", "beam", "sample"], default="topk",
+                    help="topk: best scores of one pass; beam: autoregressive beam search over lists; "
+                         "sample: temperature / top-p sampling (each item conditions on the ones before)")
+    rc.add_argument("--beam-size", type=int, default=4, help="beams kept per step (--strategy beam)")
+    rc.add_argument("--temperature", type=float, default=1.0, help="sampling temperature; 0 = greedy")
+    rc.add_argument("--top-p", type=float, default=1.0, help="nucleus sampling: keep the top-p prob. mass")
+    rc.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same list)")
+    rc.add_argument("--no-cache", action="store_true",
+                    help="recompute the whole prefix at every step instead of using the model's KV cache")
     rc.add_argument("--json", action="store_true",
                     help="print JSON: {user_id, items: [{item_id, score, title}]}")
     rc.set_defaults(func=cmd_recommend)
@@ -348,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # "module:function" taking the subparsers object and adding a command; one line per feature
-COMMAND_HOOKS: list[str] = []
+COMMAND_HOOKS: list[str] = [
+    "genrec.generation.export:add_command",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,95 @@
+"""Decoders: the `IncrementalModel` protocol for every model.
+
+- a model that implements the protocol (SASRec, HSTU) is its own decoder: encode once, then one
+  position per generated item from the KV cache;
+- `RecomputeDecoder` gives any `Recommender` the same interface by re-scoring the whole extended
+  history (`model.score(history + generated)`) at every step. It is the fallback for models without
+  a cache (Pop, EASE, Mult-VAE, ...) and the baseline of benchmarks/generation.py;
+- `StaticDecoder` returns the first scores at every step (top-k under per-list constraints).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from genrec.data.dataset import Histories
+from genrec.generation.protocol import IncrementalModel
+
+
+def decoder_for(model, use_cache: bool | None = None) -> IncrementalModel:
+    """The model itself if it implements the protocol (and `use_cache` is not False), else a
+    `RecomputeDecoder`. `use_cache=True` on a model without the protocol is an error."""
+    has = isinstance(model, IncrementalModel)
+    if use_cache and not has:
+        raise ValueError(f"model {getattr(model, 'name', type(model).__name__)!r} has no KV cache "
+                         "(it does not implement start/extend/reorder); use use_cache=False or None")
+    return model if has and use_cache is not False else RecomputeDecoder(model)
+
+
+def extend_histories(base: Histories, rowmap: np.ndarray, appended: np.ndarray) -> Histories:
+    """Rows `base[rowmap[r]]` followed by `appended[r]` (R, t). Appended items get the row's last
+    timestamp (the same convention as a cached step without timestamps)."""
+    h = base.take(rowmap)
+    R, t = appended.shape
+    lens = h.lengths
+    indptr = h.indptr + np.arange(R + 1, dtype=np.int64) * t
+    items = np.empty(indptr[-1], dtype=np.int64)
+    old = np.arange(len(h.items)) + np.repeat(np.arange(R, dtype=np.int64) * t, lens)
+    new = (np.repeat(indptr[1:] - t, t) + np.tile(np.arange(t), R)).astype(np.int64)
+    items[old] = h.items
+    items[new] = appended.ravel()
+    ts = None
+    if h.timestamps is not None:
+        last = np.zeros(R, dtype=np.int64)
+        last[lens > 0] = h.timestamps[h.indptr[1:][lens > 0] - 1]
+        ts = np.empty(indptr[-1], dtype=np.int64)
+        ts[old] = h.timestamps
+        ts[new] = np.repeat(last, t)
+    return Histories(indptr, items, ts, h.users)
+
+
+@dataclass
+class _PrefixCache:
+    base: Histories  # the batch given to start()
+    rowmap: np.ndarray  # (R,) base row of each decoding row
+    appended: np.ndarray  # (R, t) generated items so far
+
+
+class RecomputeDecoder:
+    """Protocol adapter that re-scores the full prefix at every step (no cache): O(prefix) per step."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def start(self, histories: Histories) -> tuple[torch.Tensor, _PrefixCache]:
+        cache = _PrefixCache(histories, np.arange(len(histories)), np.zeros((len(histories), 0), np.int64))
+        return self.model.score(histories), cache
+
+    def extend(self, cache: _PrefixCache, items: torch.Tensor) -> tuple[torch.Tensor, _PrefixCache]:
+        appended = np.concatenate([cache.appended, items.cpu().numpy().astype(np.int64)[:, None]], 1)
+        cache = _PrefixCache(cache.base, cache.rowmap, appended)
+        return self.model.score(extend_histories(cache.base, cache.rowmap, appended)), cache
+
+    def reorder(self, cache: _PrefixCache, index: torch.Tensor) -> _PrefixCache:
+        idx = index.cpu().numpy()
+        return _PrefixCache(cache.base, cache.rowmap[idx], cache.appended[idx])
+
+
+class StaticDecoder:
+    """Scores once, then returns the same row scores at every step (no conditioning)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+    def start(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.model.score(histories)
+        return scores, scores
+
+    def extend(self, cache: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return cache, cache
+
+    def reorder(self, cache: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return cache.index_select(0, index.to(cache.device))

@@ -1,0 +1,101 @@
+"""Latent features for reuse elsewhere: `genrec export RUN --out emb.parquet`.
+
+One Parquet file, one row per item and per user:
+
+    kind    string                    "item" or "user"
+    id      string                    the dataset's own item / user id (as text)
+    vector  fixed_size_list<float32>  the embedding (all rows have the same dimension)
+
+For sequence models (SASRec, HSTU: `item_embeddings()` and `user_states()`), items are the output item
+embeddings and users the model state after everything known about the user (train + valid + test
+items), so `user_vector @ item_vector` is the model's next-item score (logit). For EASE (no latent
+space) the item vector is its row of the item-item matrix B (what the item contributes to every
+other item's score) and no users are written. The file's schema metadata records model, dataset,
+dimension and how to score.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from genrec.data.dataset import Dataset
+
+
+class NoLatentFeatures(ValueError):
+    pass
+
+
+def latent_features(model, ds: Dataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """(n_items, D) item vectors for ids 1..n, (n_users, D) user states (or None), and a note on scoring."""
+    name = getattr(model, "name", type(model).__name__)
+    if hasattr(model, "item_embeddings"):
+        items = model.item_embeddings().detach().float().cpu().numpy()[1:]
+        users = None
+        if hasattr(model, "user_states"):
+            uids = np.arange(1, ds.n_users + 1)
+            users = np.concatenate([
+                model.user_states(ds.full_history(uids[s:s + batch_size])).float().cpu().numpy()
+                for s in range(0, len(uids), batch_size)]) if len(uids) else np.zeros((0, items.shape[1]))
+        return items, users, "score(user, item) = user_vector . item_vector"
+    if name == "ease":
+        return (model.B_.float().cpu().numpy()[1:, 1:], None,
+                "EASE item-item rows: score(user, j) = sum over history items i of vector_i[j]")
+    raise NoLatentFeatures(f"model {name!r} has no latent features to export (no item embeddings or user "
+                           "states); sequence models (sasrec, hstu) and ease have them")
+
+
+def export_embeddings(model, ds: Dataset, out: str | Path, run: str = "") -> dict:
+    """Write the Parquet file described in the module docstring; returns a summary."""
+    items, users, note = latent_features(model, ds)
+    D = items.shape[1]
+    kinds = ["item"] * len(items) + ["user"] * (0 if users is None else len(users))
+    ids = [str(x) for x in ds.item_raw[1:]] + ([] if users is None else [str(x) for x in ds.user_raw[1:]])
+    vecs = items if users is None else np.concatenate([items, users])
+    vec = pa.FixedSizeListArray.from_arrays(pa.array(vecs.astype(np.float32).ravel()), D)
+    meta = {"model": getattr(model, "name", ""), "dataset": ds.name, "run": run, "dim": D,
+            "n_items": len(items), "n_users": 0 if users is None else len(users), "scoring": note}
+    schema = pa.schema([("kind", pa.string()), ("id", pa.string()), ("vector", pa.list_(pa.float32(), D))],
+                       metadata={"genrec": json.dumps(meta)})
+    table = pa.Table.from_arrays([pa.array(kinds), pa.array(ids), vec], schema=schema)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, out)
+    return meta
+
+
+def read_embeddings(path: str | Path) -> tuple[dict[str, tuple[list[str], np.ndarray]], dict]:
+    """{"item": (ids, (n, D) array), "user": ...} and the metadata, from an exported file."""
+    table = pq.read_table(path)
+    meta = json.loads(table.schema.metadata[b"genrec"])
+    kinds = np.asarray(table.column("kind").to_pylist())
+    ids = np.asarray(table.column("id").to_pylist(), dtype=object)
+    vec = table.column("vector").combine_chunks()
+    mat = vec.flatten().to_numpy().reshape(len(vec), meta["dim"])
+    return {k: (ids[kinds == k].tolist(), mat[kinds == k]) for k in ("item", "user")}, meta
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from genrec.training.runs import load_run
+
+    run = load_run(a.run)
+    torch.set_grad_enabled(False)
+    meta = export_embeddings(run.model, run.dataset, a.out, run=str(a.run))
+    users = f"{meta['n_users']:,} user states" if meta["n_users"] else "no user states"
+    print(f"wrote {a.out}: {meta['n_items']:,} item vectors and {users}, dimension {meta['dim']} "
+          f"({meta['model']} on {meta['dataset']}; {meta['scoring']})")
+    return 0
+
+
+def add_command(sub) -> None:
+    p = sub.add_parser("export", help="export item embeddings and user states to Parquet",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="Parquet file to write, e.g. emb.parquet")
+    p.set_defaults(func=cmd_export)
