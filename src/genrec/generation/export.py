@@ -85,8 +85,8 @@ def cmd_export(a: argparse.Namespace) -> int:
     from genrec.training.runs import load_run
 
     run = load_run(a.run)
-    torch.set_grad_enabled(False)
-    meta = export_embeddings(run.model, run.dataset, a.out, run=str(a.run))
+    with torch.no_grad():
+        meta = export_embeddings(run.model, run.dataset, a.out, run=str(a.run))
     users = f"{meta['n_users']:,} user states" if meta["n_users"] else "no user states"
     print(f"wrote {a.out}: {meta['n_items']:,} item vectors and {users}, dimension {meta['dim']} "
           f"({meta['model']} on {meta['dataset']}; {meta['scoring']})")
