@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import importlib
 import inspect
 from pathlib import Path
@@ -19,6 +20,7 @@ FORMATS: dict[str, str] = {
     "sequences": "genrec.data.readers.sequences:read_sequences",
     "amazon-beauty": "genrec.data.readers.amazon_p5:read_amazon_p5",  # any S3-Rec/P5 Amazon 5-core folder
     "table": "genrec.data.readers.table:read_table",  # CSV/TSV/Parquet with a column mapping
+    "recbole": "genrec.data.readers.recbole:read_recbole",  # NAME.inter (+ NAME.item) atomic files
 }
 
 
@@ -32,7 +34,7 @@ def _detect(path: Path) -> str:
         if "ratings.csv" in names:
             return "ml-csv"
         for fmt, marker in DIR_MARKERS:
-            if marker in names:
+            if any(fnmatch.fnmatchcase(n, marker) for n in names):
                 return fmt
         raise DataError(
             f"{path}: cannot tell the format of this folder (no u.data, ratings.dat, ratings.csv, ...); "
@@ -45,12 +47,13 @@ def _detect(path: Path) -> str:
                     f"{', '.join(sorted(FORMATS))}")
 
 
-# extended by other readers: (format, marker file name inside a folder)
-DIR_MARKERS: list[tuple[str, str]] = [("amazon-beauty", "datamaps.json")]
+# (format, glob pattern of a file inside a folder that marks the format), tried in order
+DIR_MARKERS: list[tuple[str, str]] = [("amazon-beauty", "datamaps.json"), ("recbole", "*.inter")]
 # (format, file name suffixes)
 SUFFIXES: list[tuple[str, tuple[str, ...]]] = [
     ("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",)),
     ("table", (".csv", ".tsv", ".tab", ".parquet", ".pq", ".csv.gz", ".tsv.gz")),
+    ("recbole", (".inter",)),
 ]
 
 
