@@ -10,6 +10,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SCRIPTS: list[str] = [
     "foundation.py",
+    "generation.py",
 ]
 
 if __name__ == "__main__":
