@@ -21,6 +21,7 @@ FORMATS: dict[str, str] = {
     "amazon-beauty": "genrec.data.readers.amazon_p5:read_amazon_p5",  # any S3-Rec/P5 Amazon 5-core folder
     "table": "genrec.data.readers.table:read_table",  # CSV/TSV/Parquet with a column mapping
     "recbole": "genrec.data.readers.recbole:read_recbole",  # NAME.inter (+ NAME.item) atomic files
+    "amazon": "genrec.data.readers.amazon:read_amazon",  # McAuley review dumps (+ meta_NAME.json.gz)
 }
 
 
@@ -48,12 +49,16 @@ def _detect(path: Path) -> str:
 
 
 # (format, glob pattern of a file inside a folder that marks the format), tried in order
-DIR_MARKERS: list[tuple[str, str]] = [("amazon-beauty", "datamaps.json"), ("recbole", "*.inter")]
+DIR_MARKERS: list[tuple[str, str]] = [
+    ("amazon-beauty", "datamaps.json"), ("recbole", "*.inter"),
+    ("amazon", "reviews_*.json*"), ("amazon", "*_5.json*"), ("amazon", "meta_*.json*"),
+]
 # (format, file name suffixes)
 SUFFIXES: list[tuple[str, tuple[str, ...]]] = [
     ("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",)),
     ("table", (".csv", ".tsv", ".tab", ".parquet", ".pq", ".csv.gz", ".tsv.gz")),
     ("recbole", (".inter",)),
+    ("amazon", (".json", ".json.gz", ".jsonl", ".jsonl.gz")),
 ]
 
 
