@@ -362,6 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
 # "module:function" taking the subparsers object and adding a command; one line per feature
 COMMAND_HOOKS: list[str] = [
     "genrec.generation.export:add_command",
+    "genrec.serving.cli:add_commands",
 ]
 
 

@@ -1,0 +1,127 @@
+"""`genrec serve` and `genrec update`, registered through genrec.cli.COMMAND_HOOKS."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+def add_commands(sub: Any) -> None:
+    """Add the serving subcommands to `genrec`."""
+    s = sub.add_parser(
+        "serve",
+        help="serve a run over HTTP: recommendations, feedback, hot model swaps",
+        description="Serve a run: GET/POST /recommend, POST /feedback, GET /users/{id}/history, "
+        "DELETE /users/{id}, GET /items/{id}, /healthz, /readyz, /metrics. OpenAPI spec "
+        "at /openapi.json, docs at /docs.",
+    )
+    s.add_argument("run", help="run directory (genrec train --out DIR)")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument(
+        "--events",
+        default="sqlite:///events.db",
+        help="event store: sqlite:///PATH (default sqlite:///events.db) or postgresql://USER@HOST:PORT/DB",
+    )
+    s.add_argument(
+        "--api-key", default=None, help="key for write routes (X-API-Key); default $GENREC_API_KEY"
+    )
+    s.add_argument("--protect-reads", action="store_true", help="require the API key on read routes too")
+    s.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a scoring batch")
+    s.add_argument("--max-batch", type=int, default=64, help="most requests scored in one model call")
+    s.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        help="seconds between checks for a newly published version (0 = never)",
+    )
+    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    s.set_defaults(func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY")))
+
+    u = sub.add_parser(
+        "update",
+        help="fine-tune on stored feedback; publish only if validation NDCG holds",
+        description=update_doc(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    u.add_argument("run", help="run directory")
+    u.add_argument("--events", default="sqlite:///events.db", help="the event store the server wrote")
+    u.add_argument(
+        "--tolerance", type=float, default=0.01, help="largest NDCG@10 drop (absolute) still published"
+    )
+    u.add_argument("--model", help="fit another model family instead of the served one")
+    u.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a model setting (repeatable)"
+    )
+    u.add_argument(
+        "--min-eval-users", type=int, default=20, help="users with >= 3 new events needed to validate"
+    )
+    u.add_argument("--dry-run", action="store_true", help="fit and validate, publish nothing")
+    u.set_defaults(func=cmd_update)
+
+
+def cmd_serve(a: Any, env_key: str | None) -> int:
+    import logging
+
+    import uvicorn
+
+    from genrec.serving.app import create_app
+    from genrec.serving.engine import Engine
+    from genrec.serving.events import open_store
+    from genrec.serving.update import _run_settings
+
+    logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if a.batch_wait_ms < 0 or a.max_batch < 1:
+        raise ValueError("--batch-wait-ms must be >= 0 and --max-batch >= 1")
+    store = open_store(a.events)
+    settings = _run_settings(Path(a.run))
+    engine = Engine(
+        a.run,
+        store,
+        max_batch=a.max_batch,
+        max_wait_s=a.batch_wait_ms / 1000,
+        rating_threshold=settings["rating_threshold"],
+    )
+    key = a.api_key or env_key
+    app = create_app(engine, api_key=key, protect_reads=a.protect_reads, watch_interval_s=a.watch_interval)
+    v = engine.state.version
+    print(
+        f"serving {a.run} version {v.name} ({v.model.name}, {v.catalog.n_items} items) "
+        f"on http://{a.host}:{a.port}; events in {store.url.split('@')[-1]}; "
+        f"write routes {'need X-API-Key' if key else 'are OFF (no key)'}",
+        flush=True,
+    )
+    # access_log off: URLs carry user ids; our middleware logs route templates only
+    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, access_log=False)
+    store.close()
+    return 0
+
+
+def cmd_update(a: Any) -> int:
+    from genrec.cli import parse_overrides
+    from genrec.serving.update import update_run
+
+    res = update_run(
+        a.run,
+        a.events,
+        tolerance=a.tolerance,
+        model_name=a.model,
+        overrides=parse_overrides(a.set),
+        min_eval_users=a.min_eval_users,
+        dry_run=a.dry_run,
+    )
+    print(res.message)
+    if res.report.get("gate"):
+        g = res.report["gate"]
+        print(f"{'':<12}{'ndcg@10':>10}{'hr@10':>10}")
+        for k in ("served", "candidate"):
+            print(f"{k:<12}{g[k]['ndcg@10']:>10.4f}{g[k]['hr@10']:>10.4f}")
+    return res.exit_code
+
+
+def update_doc() -> str:
+    from genrec.serving import update
+
+    return update.__doc__ or ""

@@ -1,0 +1,335 @@
+"""The serving core, independent of HTTP: the served version, live histories, micro-batched scoring.
+
+Hot swap: a request resolves its ids against one `State` (version + feedback overlay) and is
+scored by that version's model, so swapping `Engine.state` (one reference assignment on the event
+loop) never mixes id spaces and never fails an in-flight request.
+
+Micro-batching: requests queue `Job`s; one worker takes whatever is queued (waiting at most
+`max_wait_s` while more requests are on their way in) and calls `model.score` once per batch in a
+single scoring thread, so the event loop keeps accepting requests while the model runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from genrec.data.dataset import Histories
+from genrec.serving.events import Event, EventStore, StoredEvent
+from genrec.serving.registry import Registry, Version
+
+log = logging.getLogger("genrec.serving")
+
+POSITIVE = ("view", "click", "purchase", "rating")
+EXPLAIN_MAX_HISTORY = 50  # leave-one-out explanations consider the most recent items only
+EXPLAIN_TOP = 3
+
+
+def is_positive(e: Event, rating_threshold: float | None) -> bool:
+    """Does the event say the user wanted the item? (skips never; ratings above the run's threshold)."""
+    if e.type not in POSITIVE:
+        return False
+    if e.type == "rating" and rating_threshold is not None:
+        return e.value is not None and e.value >= rating_threshold
+    return True
+
+
+@dataclass
+class State:
+    """What one request sees: a version and the feedback that arrived after its training watermark."""
+
+    version: Version
+    overlay: dict[str, list[StoredEvent]]  # raw user id -> events with seq > watermark, in seq order
+    loaded_seq: int  # highest seq read from the store when this state was built
+    erased: dict[str, int]  # raw user id -> seq at erasure (their training history is hidden)
+
+
+@dataclass
+class Job:
+    state: State
+    items: np.ndarray  # internal item ids of the history the model reads
+    user: int  # internal user id, 0 = ad hoc
+    k: int
+    exclude: np.ndarray  # internal ids never to return (history, skips) when exclude_seen
+    allowed: np.ndarray | None = None
+    blocked: np.ndarray | None = None
+    temperature: float = 0.0
+    seed: int | None = None
+    explain: bool = False
+    future: asyncio.Future | None = None
+
+
+@dataclass
+class Result:
+    items: list[int]
+    scores: list[float]
+    because: list[list[int]] | None = None
+
+
+@dataclass
+class Stats:
+    batches: int = 0
+    batched_requests: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=lambda: defaultdict(int))
+    swaps: int = 0
+
+
+class Engine:
+    def __init__(
+        self,
+        run_dir: str,
+        store: EventStore,
+        max_batch: int = 64,
+        max_wait_s: float = 0.002,
+        rating_threshold: float | None = None,
+    ) -> None:
+        self.registry = Registry(run_dir)
+        self.store = store
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.rating_threshold = rating_threshold
+        self.stats = Stats()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="genrec-score")  # models are not thread-safe
+        self._queue: asyncio.Queue[Job] | None = None
+        self._arriving = 0  # requests inside a handler that have not queued their job yet
+        self._worker: asyncio.Task | None = None
+        self.registry.ensure()
+        self.state = self._build_state(self.registry.load())
+
+    # --- versions -----------------------------------------------------------------------------
+    def _build_state(self, version: Version) -> State:
+        """Load the feedback a version has not been trained on (blocking: call off the event loop)."""
+        overlay: dict[str, list[StoredEvent]] = defaultdict(list)
+        events = self.store.events_after(version.watermark)
+        for e in events:
+            overlay[e.user_id].append(e)
+        loaded = max([version.watermark] + [e.seq for e in events])
+        return State(version, overlay, loaded, self.store.erased_users())
+
+    async def maybe_swap(self) -> bool:
+        """Swap to the registry's current version if it changed; never interrupts in-flight requests."""
+        try:
+            name = self.registry.current()
+        except (FileNotFoundError, OSError) as e:
+            log.warning("registry: %s", e)
+            return False
+        if name == self.state.version.name:
+            return False
+        t = time.time()
+        new = await asyncio.to_thread(lambda: self._build_state(self.registry.load(name)))
+        old = self.state
+        # feedback acknowledged while the new state was loading lives only in the old overlay
+        for user, evs in old.overlay.items():
+            for e in evs:
+                if e.seq > new.loaded_seq and e.seq > new.version.watermark:
+                    new.overlay[user].append(e)
+        new.erased.update(old.erased)
+        self.state = new  # the swap: one reference assignment on the event loop thread
+        self.stats.swaps += 1
+        log.info("swapped model %s -> %s in %.2fs", old.version.name, name, time.time() - t)
+        return True
+
+    async def watch(self, interval_s: float) -> None:
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                await self.maybe_swap()
+            except Exception:  # a broken version must not kill the watcher; the old one keeps serving
+                log.exception(
+                    "could not load the new model version; still serving %s", self.state.version.name
+                )
+
+    # --- feedback -----------------------------------------------------------------------------
+    def record(self, events: list[StoredEvent]) -> None:
+        """Make freshly committed events visible to recommendations (event loop thread only)."""
+        st = self.state
+        for e in events:
+            if e.seq > st.version.watermark:
+                st.overlay[e.user_id].append(e)
+
+    def erase(self, user_id: str, after_seq: int) -> None:
+        st = self.state
+        st.overlay.pop(user_id, None)
+        st.erased[user_id] = after_seq
+
+    # --- histories ----------------------------------------------------------------------------
+    def known_user(self, st: State, user_id: str) -> bool:
+        idx = st.version.catalog.user_index(user_id)
+        has_base = (
+            idx is not None and user_id not in st.erased and len(st.version.catalog.histories.row(idx)) > 0
+        )
+        return has_base or bool(st.overlay.get(user_id))
+
+    def user_history(self, st: State, user_id: str) -> tuple[int, np.ndarray, np.ndarray]:
+        """(internal user id or 0, history items the model reads, extra items to exclude such as skips)."""
+        cat = st.version.catalog
+        idx = cat.user_index(user_id)
+        base = (
+            cat.histories.row(idx) if idx is not None and user_id not in st.erased else np.zeros(0, np.int64)
+        )
+        add, skips = [], []
+        for e in st.overlay.get(user_id, ()):
+            i = cat.item_index(e.item_id)
+            if i is None:
+                continue  # an item the model does not know yet: it joins at the next update
+            if is_positive(e, self.rating_threshold):
+                add.append(i)
+            elif e.type == "skip":
+                skips.append(i)
+        items = np.concatenate([base, np.asarray(add, dtype=np.int64)]) if add else base
+        return (idx or 0), items.astype(np.int64), np.asarray(skips, dtype=np.int64)
+
+    # --- batched scoring ----------------------------------------------------------------------
+    def start(self) -> None:
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            try:
+                await self._worker
+            except asyncio.CancelledError:
+                pass
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def arriving(self, delta: int) -> None:
+        self._arriving += delta
+
+    async def submit(self, job: Job) -> Result:
+        assert self._queue is not None, "Engine.start() was not called"
+        job.future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(job)
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        q = self._queue
+        while True:
+            batch = [await q.get()]
+            deadline = loop.time() + self.max_wait_s
+            while len(batch) < self.max_batch:
+                while len(batch) < self.max_batch and not q.empty():
+                    batch.append(q.get_nowait())
+                # wait only while other requests are on their way in; a lone request goes at once
+                if self._arriving <= 0 or loop.time() >= deadline or len(batch) >= self.max_batch:
+                    break
+                await asyncio.sleep(0.0002)
+            try:
+                results = await loop.run_in_executor(self._pool, self._score_batch, batch)
+            except Exception as e:  # fail these requests, keep the worker alive
+                log.exception("scoring a batch of %d failed", len(batch))
+                results = [e] * len(batch)
+            for job, res in zip(batch, results):
+                if not job.future.done():
+                    if isinstance(res, Exception):
+                        job.future.set_exception(res)
+                    else:
+                        job.future.set_result(res)
+            self.stats.batches += 1
+            self.stats.batched_requests += len(batch)
+            self.stats.batch_sizes[len(batch)] += 1
+
+    def _score_batch(self, batch: list[Job]) -> list[Result | Exception]:
+        by_version: dict[int, list[int]] = defaultdict(list)
+        for j, job in enumerate(batch):
+            by_version[id(job.state.version)].append(j)
+        out: list[Result | Exception] = [None] * len(batch)  # type: ignore[list-item]
+        for rows in by_version.values():
+            jobs = [batch[j] for j in rows]
+            try:
+                res = score_jobs(jobs)
+            except Exception as e:
+                log.exception("scoring failed")
+                res = [e] * len(jobs)
+            for j, r in zip(rows, res):
+                out[j] = r
+        return out
+
+
+@torch.no_grad()
+def score_jobs(jobs: list[Job]) -> list[Result]:
+    """Score jobs of one version in a single `model.score` call; filters and top-k vectorised."""
+    version = jobs[0].state.version
+    model, n_items = version.model, version.catalog.n_items
+    hist = Histories.from_lists([j.items for j in jobs], users=np.array([j.user for j in jobs]))
+    raw = model.score(hist).float()  # (B, n_model + 1)
+    scores = torch.full((len(jobs), n_items + 1), -torch.inf)
+    n = min(raw.shape[1], n_items + 1)
+    scores[:, :n] = raw[:, :n]
+    scores[:, 0] = -torch.inf
+    excl = Histories.from_lists([j.exclude for j in jobs])
+    if len(excl.items):
+        scores[torch.from_numpy(excl.row_ids()), torch.from_numpy(excl.items)] = -torch.inf
+    ranking = scores
+    for b, j in enumerate(jobs):  # business filters and sampling: only rows that asked for them
+        if j.blocked is not None and len(j.blocked):
+            scores[b, torch.from_numpy(j.blocked)] = -torch.inf
+        if j.allowed is not None:
+            keep = torch.zeros(n_items + 1, dtype=torch.bool)
+            keep[torch.from_numpy(j.allowed)] = True
+            scores[b, ~keep] = -torch.inf
+        if j.temperature > 0:
+            if ranking is scores:
+                ranking = scores.clone()
+            # Gumbel top-k: k draws without replacement from softmax(scores / T)
+            g = torch.Generator().manual_seed(j.seed) if j.seed is not None else None
+            u = torch.rand(n_items + 1, generator=g).clamp_(1e-12, 1 - 1e-12)
+            ranking[b] = scores[b] / j.temperature - torch.log(-torch.log(u))
+    kmax = min(max(j.k for j in jobs), n_items + 1)
+    top_vals, top_idx = torch.topk(ranking, kmax, dim=1)
+    picked = scores.gather(1, top_idx)
+    results = []
+    for b, j in enumerate(jobs):
+        keep = torch.isfinite(top_vals[b, : j.k])
+        idx = top_idx[b, : j.k][keep]
+        results.append(Result(idx.tolist(), [float(v) for v in picked[b, : j.k][keep].tolist()]))
+    explained = [b for b, j in enumerate(jobs) if j.explain and len(results[b].items)]
+    if explained:
+        _explain(model, jobs, results, explained, raw)
+    return results
+
+
+def _explain(model: Any, jobs: list[Job], results: list[Result], rows: list[int], full: torch.Tensor) -> None:
+    """`because`: the history items whose removal lowers a recommended item's score the most.
+
+    Leave-one-out score deltas work for any model through `score` alone; for EASE they equal the
+    item-item weights B[h, i] exactly. One extra `score` call covers every explained request.
+    """
+    seqs, owners, dropped = [], [], []
+    for b in rows:
+        items = jobs[b].items
+        cand = np.unique(items[-EXPLAIN_MAX_HISTORY:])
+        for h in cand:
+            seqs.append(items[items != h])
+            owners.append(b)
+            dropped.append(int(h))
+    if not seqs:
+        for b in rows:
+            results[b].because = [[] for _ in results[b].items]
+        return
+    loo = model.score(Histories.from_lists(seqs, users=np.array([jobs[b].user for b in owners]))).float()
+    owners_a, dropped_a = np.asarray(owners), np.asarray(dropped)
+    for b in rows:
+        sel = np.flatnonzero(owners_a == b)
+        rec = torch.as_tensor(results[b].items)
+        rec = rec[rec < loo.shape[1]]
+        delta = full[b, rec][None, :] - loo[torch.from_numpy(sel)][:, rec]  # (H, K): what each item adds
+        because = []
+        for c in range(delta.shape[1]):
+            d = delta[:, c]
+            top = torch.argsort(d, descending=True)[:EXPLAIN_TOP]
+            because.append(
+                [int(dropped_a[sel[t]]) for t in top.tolist() if d[t] > 1e-6 and math.isfinite(d[t])]
+            )
+        because += [[] for _ in range(len(results[b].items) - len(because))]
+        results[b].because = because

@@ -1,0 +1,370 @@
+"""Durable feedback event store: SQLite (embedded default) or PostgreSQL, one interface.
+
+    store = open_store("sqlite:///events.db")          # or "postgresql://user@host:5432/db"
+    acks = store.append([Event(...), ...])             # returns only after a durable commit
+    store.user_events("42"); store.events_after(seq); store.erase_user("42")
+
+Every event gets a global, monotonically increasing `seq` (the training watermark of a model
+version is the highest `seq` it has seen). `event_id` is unique: a client that retries with the
+same id never creates a duplicate. Schema changes are versioned migrations (MIGRATIONS), applied
+in order on open and recorded in `schema_migrations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EVENT_TYPES = ("view", "click", "purchase", "rating", "skip")
+
+
+@dataclass
+class Event:
+    user_id: str
+    item_id: str
+    type: str
+    value: float | None = None
+    timestamp: float | None = None  # unix seconds when it happened (client clock); None = received_at
+    event_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+@dataclass
+class StoredEvent(Event):
+    seq: int = 0
+    received_at: float = 0.0
+
+
+@dataclass
+class Ack:
+    event_id: str
+    seq: int
+    duplicate: bool  # True: an event with this id was already stored (a retry); nothing new written
+
+
+# (version, description, sqlite DDL, postgres DDL); never edit a released entry, append a new one
+MIGRATIONS: list[tuple[int, str, list[str], list[str]]] = [
+    (
+        1,
+        "events table",
+        [
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE, "
+            "user_id TEXT NOT NULL, item_id TEXT NOT NULL, type TEXT NOT NULL, value REAL, ts REAL NOT NULL, "
+            "received_at REAL NOT NULL)",
+            "CREATE INDEX events_user ON events (user_id, seq)",
+        ],
+        [
+            "CREATE TABLE events (seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+            "event_id TEXT NOT NULL UNIQUE, "
+            "user_id TEXT NOT NULL, item_id TEXT NOT NULL, type TEXT NOT NULL, value DOUBLE PRECISION, "
+            "ts DOUBLE PRECISION NOT NULL, received_at DOUBLE PRECISION NOT NULL)",
+            "CREATE INDEX events_user ON events (user_id, seq)",
+        ],
+    ),
+    (
+        2,
+        "erased users (privacy: excluded from future training)",
+        [
+            "CREATE TABLE erased_users (user_id TEXT PRIMARY KEY, erased_at REAL NOT NULL, "
+            "after_seq INTEGER NOT NULL)"
+        ],
+        [
+            "CREATE TABLE erased_users (user_id TEXT PRIMARY KEY, erased_at DOUBLE PRECISION NOT NULL, "
+            "after_seq BIGINT NOT NULL)"
+        ],
+    ),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+_COLS = "seq, event_id, user_id, item_id, type, value, ts, received_at"
+
+
+class EventStore:
+    """Shared logic; subclasses provide a DB-API connection and the dialect's placeholders."""
+
+    url: str
+    dialect: str
+    ph: str  # parameter placeholder
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # one writer at a time: seq order == commit order
+        self._conn: Any = None
+
+    # --- dialect hooks ------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        raise NotImplementedError
+
+    def _insert_ignore(self) -> str:
+        raise NotImplementedError
+
+    def _begin_write(self, cur: Any) -> None:
+        """Start a write transaction that serialises writers (so seq order is commit order)."""
+
+    # --- schema -------------------------------------------------------------------------------
+    def migrate(self) -> int:
+        """Apply pending migrations in order; returns the schema version."""
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                "description TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            self._conn.commit()
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {int(r[0]) for r in cur.fetchall()}
+            for version, desc, sqlite_sql, pg_sql in MIGRATIONS:
+                if version in done:
+                    continue
+                self._begin_write(cur)
+                for stmt in sqlite_sql if self.dialect == "sqlite" else pg_sql:
+                    cur.execute(stmt)
+                cur.execute(
+                    f"INSERT INTO schema_migrations VALUES ({self.ph}, {self.ph}, {self.ph})",
+                    (version, desc, time.time()),
+                )
+                self._conn.commit()  # each migration is its own transaction
+            cur.execute("SELECT max(version) FROM schema_migrations")
+            return int(cur.fetchone()[0] or 0)
+
+    def schema_version(self) -> int:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute("SELECT max(version) FROM schema_migrations")
+            return int(cur.fetchone()[0] or 0)
+
+    # --- writes -------------------------------------------------------------------------------
+    def append(self, events: list[Event]) -> list[Ack]:
+        """Store events in one transaction; returns after the commit is durable. Idempotent on event_id."""
+        if not events:
+            return []
+        now = time.time()
+        rows = [
+            (
+                e.event_id,
+                str(e.user_id),
+                str(e.item_id),
+                e.type,
+                e.value,
+                e.timestamp if e.timestamp is not None else now,
+                now,
+            )
+            for e in events
+        ]
+        p = self.ph
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                self._begin_write(cur)
+                ids = [r[0] for r in rows]
+                existing = set(self._seqs(cur, ids))
+                cur.executemany(self._insert_ignore().format(p=p), rows)
+                found = self._seqs(cur, ids)
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+        acks, seen = [], set()
+        for eid in ids:
+            # a duplicate is an id stored by an earlier request, or repeated inside this batch
+            acks.append(Ack(eid, found[eid], duplicate=eid in existing or eid in seen))
+            seen.add(eid)
+        return acks
+
+    def _seqs(self, cur: Any, ids: list[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for i in range(0, len(ids), 500):  # stay under the driver's parameter limit
+            chunk = ids[i : i + 500]
+            cur.execute(
+                f"SELECT event_id, seq FROM events WHERE event_id IN ({', '.join([self.ph] * len(chunk))})",
+                chunk,
+            )
+            found.update({r[0]: int(r[1]) for r in cur.fetchall()})
+        return found
+
+    def erase_user(self, user_id: str) -> int:
+        """Delete every event of the user and record the erasure; returns the number deleted."""
+        p = self.ph
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                self._begin_write(cur)
+                cur.execute(f"DELETE FROM events WHERE user_id = {p}", (str(user_id),))
+                n = cur.rowcount
+                cur.execute("SELECT coalesce(max(seq), 0) FROM events")
+                after = int(cur.fetchone()[0])
+                cur.execute(f"DELETE FROM erased_users WHERE user_id = {p}", (str(user_id),))
+                cur.execute(
+                    f"INSERT INTO erased_users VALUES ({p}, {p}, {p})", (str(user_id), time.time(), after)
+                )
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()
+                raise
+        return int(n)
+
+    # --- reads --------------------------------------------------------------------------------
+    def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
+        with self._lock:
+            cur = self._conn.cursor()
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            self._conn.commit()  # end the read transaction (PostgreSQL) so later reads see new data
+            return rows
+
+    @staticmethod
+    def _event(r: tuple) -> StoredEvent:
+        return StoredEvent(
+            user_id=r[2],
+            item_id=r[3],
+            type=r[4],
+            value=r[5],
+            timestamp=r[6],
+            event_id=r[1],
+            seq=int(r[0]),
+            received_at=r[7],
+        )
+
+    def user_events(self, user_id: str) -> list[StoredEvent]:
+        rows = self._query(
+            f"SELECT {_COLS} FROM events WHERE user_id = {self.ph} ORDER BY seq", (str(user_id),)
+        )
+        return [self._event(r) for r in rows]
+
+    def events_after(self, seq: int) -> list[StoredEvent]:
+        """Every event with seq > `seq`, in seq order (what a model trained up to `seq` has not seen)."""
+        rows = self._query(f"SELECT {_COLS} FROM events WHERE seq > {self.ph} ORDER BY seq", (int(seq),))
+        return [self._event(r) for r in rows]
+
+    def erased_users(self) -> dict[str, int]:
+        """user_id -> the last seq at the time of erasure (their later events are new consent)."""
+        return {r[0]: int(r[1]) for r in self._query("SELECT user_id, after_seq FROM erased_users")}
+
+    def max_seq(self) -> int:
+        return int(self._query("SELECT coalesce(max(seq), 0) FROM events")[0][0])
+
+    def count(self) -> int:
+        return int(self._query("SELECT count(*) FROM events")[0][0])
+
+    def ping(self) -> bool:
+        try:
+            self._query("SELECT 1")
+            return True
+        except Exception:
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> EventStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SQLiteStore(EventStore):
+    """SQLite in WAL mode with synchronous=FULL: a commit is on disk before append() returns."""
+
+    dialect, ph = "sqlite", "?"
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._connect()
+        self.migrate()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN ourselves; check_same_thread=False: guarded by _lock
+        conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(
+            "PRAGMA synchronous=FULL"
+        )  # WAL + FULL: fsync on every commit (NORMAL may lose the last)
+        conn.execute("PRAGMA secure_delete=ON")  # erased users' bytes are overwritten, not left in free pages
+        conn.execute("PRAGMA busy_timeout=30000")
+        return _AutoBegin(conn)
+
+    def _insert_ignore(self) -> str:
+        return (
+            "INSERT OR IGNORE INTO events (event_id, user_id, item_id, type, value, ts, received_at) "
+            "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p})"
+        )
+
+    def _begin_write(self, cur: Any) -> None:
+        cur.execute("BEGIN IMMEDIATE")  # take the write lock now: other processes wait, not fail later
+
+
+class _AutoBegin:
+    """sqlite3 connection in autocommit mode whose commit()/rollback() are no-ops outside a transaction."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def cursor(self) -> sqlite3.Cursor:
+        return self.conn.cursor()
+
+    def execute(self, *a: Any) -> sqlite3.Cursor:
+        return self.conn.execute(*a)
+
+    def commit(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+class PostgresStore(EventStore):
+    """PostgreSQL through psycopg 3; commits are durable with the server's default synchronous_commit=on."""
+
+    dialect, ph = "postgresql", "%s"
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self.url = url
+        self._conn = self._connect()
+        self.migrate()
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError as e:  # pragma: no cover - the serve extra installs it
+            raise RuntimeError("PostgreSQL event stores need psycopg 3: pip install 'genrec[serve]'") from e
+        return psycopg.connect(self.url, connect_timeout=10)
+
+    def _insert_ignore(self) -> str:
+        return (
+            "INSERT INTO events (event_id, user_id, item_id, type, value, ts, received_at) "
+            "VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (event_id) DO NOTHING"
+        )
+
+    def _begin_write(self, cur: Any) -> None:
+        # identity values are handed out before commit; serialising writers across processes keeps
+        # seq order equal to commit order, so a watermark never skips an event committed late
+        cur.execute("SELECT pg_advisory_xact_lock(6206)")
+
+
+def open_store(url: str | Path) -> EventStore:
+    """`sqlite:///path/to/events.db`, a plain path, or `postgresql://user@host:port/db`."""
+    url = str(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresStore(url)
+    if url.startswith("sqlite:///"):
+        return SQLiteStore(url[len("sqlite:///") :])
+    if "://" in url:
+        raise ValueError(
+            f"unsupported event store {url!r}: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        )
+    return SQLiteStore(url)

@@ -1,0 +1,244 @@
+"""Model registry: every servable model is an immutable, versioned directory of a run.
+
+RUN/versions/
+  v0001/             bootstrapped from RUN/model + the run's dataset on first use
+    model/           Recommender.save
+    catalog.npz      raw user/item ids, titles, per-user histories the model serves from
+    meta.json        version, parent, model name, training watermark (max event seq seen), metrics
+  v0002/ ...         published by `genrec update`
+  CURRENT            the name of the served version; replaced atomically (os.replace)
+
+A version is written under a temporary name and renamed into place, so a reader never sees a
+half-written version; CURRENT only ever names a complete one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from genrec.data.dataset import Histories
+from genrec.models import Recommender
+
+
+@dataclass
+class Catalog:
+    """The id spaces and histories a version serves: internal id i <-> raw id `item_raw[i]` (0 = padding)."""
+
+    item_raw: np.ndarray  # (n_items + 1,) str
+    user_raw: np.ndarray  # (n_users + 1,) str
+    histories: Histories  # row u = everything known about internal user u, chronological
+    item_title: np.ndarray | None = None  # (n_items + 1,) str
+    int_ids: dict[str, bool] = field(default_factory=lambda: {"item": False, "user": False})
+
+    def __post_init__(self) -> None:
+        self.item_raw = np.asarray(self.item_raw).astype(str)
+        self.user_raw = np.asarray(self.user_raw).astype(str)
+        self._item_index = {v: i for i, v in enumerate(self.item_raw.tolist()) if i > 0}
+        self._user_index = {v: i for i, v in enumerate(self.user_raw.tolist()) if i > 0}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_raw) - 1
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_raw) - 1
+
+    def item_index(self, raw: object) -> int | None:
+        return self._item_index.get(str(raw))
+
+    def user_index(self, raw: object) -> int | None:
+        return self._user_index.get(str(raw))
+
+    def item_id(self, i: int) -> int | str:
+        """The dataset's own id of internal item i, typed as the dataset types it."""
+        v = self.item_raw[i]
+        return int(v) if self.int_ids["item"] else str(v)
+
+    def user_id(self, raw: object) -> int | str:
+        s = str(raw)
+        return int(s) if self.int_ids["user"] and _is_int(s) else s
+
+    def title(self, i: int) -> str | None:
+        return None if self.item_title is None else str(self.item_title[i]) or None
+
+    def save(self, path: Path) -> None:
+        h = self.histories
+        arrays = {
+            "item_raw": self.item_raw,
+            "user_raw": self.user_raw,
+            "indptr": h.indptr,
+            "items": h.items,
+            "int_ids": np.array([self.int_ids["item"], self.int_ids["user"]]),
+        }
+        if self.item_title is not None:
+            arrays["item_title"] = self.item_title.astype(str)
+        with open(path, "wb") as f:
+            np.savez(f, **arrays)
+
+    @staticmethod
+    def load(path: Path) -> Catalog:
+        z = np.load(path, allow_pickle=False)
+        flags = z["int_ids"]
+        return Catalog(
+            z["item_raw"],
+            z["user_raw"],
+            Histories(z["indptr"], z["items"]),
+            z["item_title"] if "item_title" in z else None,
+            {"item": bool(flags[0]), "user": bool(flags[1])},
+        )
+
+
+def _is_int(s: str) -> bool:
+    return s.lstrip("-").isdigit()
+
+
+def all_int(values: np.ndarray) -> bool:
+    return all(_is_int(v) for v in np.asarray(values[1:]).astype(str).tolist())
+
+
+@dataclass
+class Version:
+    name: str
+    path: Path
+    model: Recommender
+    catalog: Catalog
+    meta: dict[str, Any]
+
+    @property
+    def watermark(self) -> int:
+        return int(self.meta.get("watermark", 0))
+
+
+class Registry:
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run = Path(run_dir)
+        self.root = self.run / "versions"
+        self.pointer = self.root / "CURRENT"
+
+    def versions(self) -> list[str]:
+        if not self.root.exists():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if p.is_dir() and p.name.startswith("v") and (p / "meta.json").exists()
+        )
+
+    def current(self) -> str:
+        if not self.pointer.exists():
+            raise FileNotFoundError(
+                f"{self.pointer}: no current version; run `genrec serve` or `genrec update` "
+                "once to create v0001 from the run"
+            )
+        name = self.pointer.read_text().strip()
+        if not (self.root / name / "meta.json").exists():
+            raise FileNotFoundError(f"{self.pointer} names {name!r}, which is not a complete version")
+        return name
+
+    def ensure(self) -> str:
+        """The current version; on a fresh run, create v0001 from RUN/model and the run's dataset."""
+        if self.pointer.exists():
+            return self.current()
+        if not (self.run / "config.json").exists():
+            raise FileNotFoundError(
+                f"{self.run}: not a genrec run directory (no config.json); "
+                "create one with `genrec train ... --out DIR`"
+            )
+        from genrec.training.runs import load_run
+
+        run = load_run(self.run)
+        ds = run.dataset
+        users = np.arange(ds.n_users + 1, dtype=np.int64)
+        hist = ds.full_history(users)  # all of train + valid + test targets: what serving should know
+        catalog = Catalog(
+            ds.item_raw,
+            ds.user_raw,
+            hist,
+            ds.item_title,
+            {"item": all_int(ds.item_raw), "user": all_int(ds.user_raw)},
+        )
+        metrics_file = self.run / "metrics.json"
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+        meta = {"source": "run", "metrics": metrics, "watermark": 0}
+        return self.publish(run.model, catalog, meta, model_dir=self.run / "model")
+
+    def publish(
+        self,
+        model: Recommender,
+        catalog: Catalog,
+        meta: dict[str, Any],
+        model_dir: Path | None = None,
+        make_current: bool = True,
+    ) -> str:
+        """Write a new version atomically and (by default) point CURRENT at it; returns its name."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+        tmp.mkdir()
+        try:
+            if model_dir is not None:  # a copy, not a link: a retrain rewrites RUN/model in place
+                shutil.copytree(model_dir, tmp / "model")
+            else:
+                model.save(tmp / "model")
+            catalog.save(tmp / "catalog.npz")
+            while True:  # claim the next free name; rename fails if another publisher took it
+                name = f"v{len(self.versions()) + 1:04d}"
+                meta = dict(
+                    meta,
+                    version=name,
+                    model=model.name,
+                    created_at=time.time(),
+                    n_items=catalog.n_items,
+                    n_users=catalog.n_users,
+                )
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=float))
+                _fsync_tree(tmp)
+                try:
+                    os.rename(tmp, self.root / name)
+                    break
+                except OSError:
+                    if not (self.root / name).exists():
+                        raise
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if make_current:
+            self.set_current(name)
+        return name
+
+    def set_current(self, name: str) -> None:
+        if not (self.root / name / "meta.json").exists():
+            raise FileNotFoundError(
+                f"no version {name!r} under {self.root}; versions: {', '.join(self.versions())}"
+            )
+        tmp = self.root / f".CURRENT-{uuid.uuid4().hex}"
+        with open(tmp, "w") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.pointer)  # atomic: readers see the old name or the new one, never half
+
+    def meta(self, name: str) -> dict[str, Any]:
+        return json.loads((self.root / name / "meta.json").read_text())
+
+    def load(self, name: str | None = None) -> Version:
+        name = name or self.current()
+        path = self.root / name
+        model = Recommender.load(path / "model")
+        return Version(name, path, model, Catalog.load(path / "catalog.npz"), self.meta(name))
+
+
+def _fsync_tree(path: Path) -> None:
+    for p in path.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
