@@ -1,0 +1,65 @@
+"""Event stores: the same behaviour on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from genrec.serving.events import MIGRATIONS, SCHEMA_VERSION, Event, open_store
+
+
+def test_append_dedup_order_erase(store_url):
+    with open_store(store_url) as s:
+        assert s.schema_version() == SCHEMA_VERSION
+        acks = s.append(
+            [
+                Event("u1", "i1", "click", event_id="a"),
+                Event("u1", "i2", "view", event_id="b"),
+                Event("u2", "new-item", "rating", 4.0, 1.7e9, event_id="c"),
+                Event("u1", "i2", "view", event_id="b"),
+            ]
+        )  # repeated inside the batch
+        assert [a.duplicate for a in acks] == [False, False, False, True]
+        assert acks[0].seq < acks[1].seq < acks[2].seq and acks[3].seq == acks[1].seq
+        retry = s.append([Event("u1", "i1", "click", event_id="a"), Event("u1", "i3", "skip", event_id="d")])
+        assert [a.duplicate for a in retry] == [True, False] and retry[0].seq == acks[0].seq
+        assert [e.event_id for e in s.user_events("u1")] == ["a", "b", "d"]
+        e = s.user_events("u2")[0]
+        assert (e.item_id, e.type, e.value, e.timestamp) == ("new-item", "rating", 4.0, 1.7e9)
+        assert [e.event_id for e in s.events_after(acks[1].seq)] == ["c", "d"]
+        assert s.count() == 4 and s.max_seq() == retry[1].seq
+        assert s.erase_user("u1") == 3
+        assert s.user_events("u1") == [] and s.erased_users() == {"u1": s.max_seq()}
+        assert s.ping()
+    with open_store(store_url) as s:  # reopening migrates nothing twice and keeps the data
+        assert s.schema_version() == SCHEMA_VERSION and s.count() == 1
+
+
+def test_sqlite_is_wal_full_and_migrates_old_schemas(tmp_path):
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)  # a store written by schema version 1 only
+    conn.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+        "applied_at REAL NOT NULL)"
+    )
+    for stmt in MIGRATIONS[0][2]:
+        conn.execute(stmt)
+    conn.execute("INSERT INTO schema_migrations VALUES (1, 'events table', 0)")
+    conn.execute(
+        "INSERT INTO events (event_id, user_id, item_id, type, value, ts, received_at) "
+        "VALUES ('old', 'u', 'i', 'view', NULL, 0, 0)"
+    )
+    conn.commit()
+    conn.close()
+    with open_store(f"sqlite:///{path}") as s:
+        assert s.schema_version() == SCHEMA_VERSION == 2
+        assert [e.event_id for e in s.user_events("u")] == ["old"] and s.erased_users() == {}
+        mode = s._conn.execute("PRAGMA journal_mode").fetchone()[0]
+        sync = s._conn.execute("PRAGMA synchronous").fetchone()[0]
+        assert (mode, sync) == ("wal", 2)  # 2 = FULL
+
+
+def test_bad_store_url():
+    with pytest.raises(ValueError, match="sqlite:///PATH or postgresql://"):
+        open_store("mysql://x")
