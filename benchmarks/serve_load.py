@@ -1,0 +1,219 @@
+"""Load test of `genrec serve`: GET /recommend?k=10 on loopback at concurrency 1 and 32.
+
+Trains (or reuses) an EASE run on ml-1m-u2999, starts `genrec serve` in a subprocess on 127.0.0.1,
+and drives it with a minimal keep-alive HTTP/1.1 client (asyncio, one connection per concurrent
+client) for a fixed time per setting, so the loop is bounded and stops by itself. Reports p50/p99
+latency, requests/s and errors, with micro-batching on (the default) and off (--max-batch 1) in the
+same run, so the batching gain is a ratio measured under the same machine load.
+
+    python benchmarks/serve_load.py [--run DIR] [--seconds 10] [--concurrency 1,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
+
+
+def ensure_run(run: Path, data: Path) -> Path:
+    if (run / "model" / "model.json").exists():
+        return run
+    from genrec.data.sources import SourceSpec
+    from genrec.training.runs import RunConfig, train_run
+
+    print(f"training EASE on {data} into {run} ...", flush=True)
+    train_run(RunConfig(source=SourceSpec(data=str(data)), model="ease", ks=[10]), run, progress=False)
+    return run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(run: Path, events: str, port: int, *extra: str) -> subprocess.Popen:
+    import httpx
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "genrec.cli",
+            "serve",
+            str(run),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--events",
+            events,
+            "--log-level",
+            "warning",
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError("server did not become ready in 180 s")
+
+
+async def drive(port: int, paths: list[str], concurrency: int, seconds: float) -> dict:
+    """`concurrency` keep-alive connections, each sending its next request when the last one is answered."""
+    lat: list[float] = []
+    errors = 0
+    stop_at = time.perf_counter() + seconds
+
+    async def client(c: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        i = c
+        try:
+            while time.perf_counter() < stop_at:
+                path = paths[i % len(paths)]
+                i += concurrency
+                t = time.perf_counter()
+                writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                status = await reader.readline()
+                length = 0
+                while True:
+                    line = await reader.readline()
+                    if line in (b"\r\n", b""):
+                        break
+                    k, _, v = line.partition(b":")
+                    if k.lower() == b"content-length":
+                        length = int(v)
+                body = await reader.readexactly(length)
+                lat.append(time.perf_counter() - t)
+                if not status.startswith(b"HTTP/1.1 200") or b'"items"' not in body:
+                    errors += 1
+        finally:
+            writer.close()
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(concurrency)))
+    wall = time.perf_counter() - t0
+    a = np.array(lat) * 1e3
+    return {
+        "concurrency": concurrency,
+        "requests": len(lat),
+        "errors": errors,
+        "seconds": wall,
+        "req_per_s": len(lat) / wall,
+        "p50_ms": float(np.percentile(a, 50)),
+        "p90_ms": float(np.percentile(a, 90)),
+        "p99_ms": float(np.percentile(a, 99)),
+        "max_ms": float(a.max()),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    data_dir = Path(os.environ.get("GENREC_DATA_DIR", ROOT.parent / "shared" / "datasets"))
+    p.add_argument("--data", default=str(data_dir / "ml-1m-u2999"))
+    p.add_argument("--run", default=str(ROOT / "runs" / "bench-serve-ease-ml-1m-u2999"))
+    p.add_argument(
+        "--seconds", type=float, default=10.0, help="measured seconds per setting (after 2 s warm-up)"
+    )
+    p.add_argument("--concurrency", default="1,32")
+    a = p.parse_args()
+    run = ensure_run(Path(a.run), Path(a.data))
+    from genrec.serving.registry import Registry
+
+    reg = Registry(run)
+    reg.ensure()
+    version = reg.load()
+    cat = version.catalog
+    users = [cat.user_raw[u] for u in range(1, cat.n_users + 1)]
+    rng = np.random.default_rng(0)
+    paths = [f"/recommend?user_id={u}&k=10" for u in rng.permutation(users)]
+    levels = [int(c) for c in a.concurrency.split(",")]
+    rows = []
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, extra in (("batching", []), ("no batching", ["--max-batch", "1"])):
+            port = free_port()
+            proc = start_server(run, f"sqlite:///{tmp}/{label.replace(' ', '-')}.db", port, *extra)
+            try:
+                for c in levels:
+                    if label == "no batching" and c == 1:
+                        continue  # identical to batching at concurrency 1
+                    asyncio.run(drive(port, paths, c, 2.0))  # warm-up
+                    r = asyncio.run(drive(port, paths, c, a.seconds))
+                    r["mode"] = label
+                    r["loadavg_1m"] = os.getloadavg()[0]
+                    rows.append(r)
+                    print(
+                        f"{label:<12} c={c:<3} {r['req_per_s']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                        f"p99 {r['p99_ms']:6.2f} ms  errors {r['errors']}  (load {r['loadavg_1m']:.1f})",
+                        flush=True,
+                    )
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    print(
+        f"\nGET /recommend k=10, EASE on {cat.n_items} items ({cat.n_users} users), loopback, "
+        f"{os.cpu_count()} cores, load average before {load_before[0]:.1f}"
+    )
+    print(f"{'mode':<12}{'conc':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    for r in rows:
+        print(
+            f"{r['mode']:<12}{r['concurrency']:>6}{r['req_per_s']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+            f"{r['errors']:>8}"
+        )
+    by = {(r["mode"], r["concurrency"]): r for r in rows}
+    top = max(levels)
+    gain = None
+    if ("batching", top) in by and ("no batching", top) in by:
+        gain = by[("batching", top)]["req_per_s"] / by[("no batching", top)]["req_per_s"]
+        print(f"batching throughput gain at concurrency {top}: x{gain:.2f} (same run)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "benchmark": "serve_load",
+                "model": version.model.name,
+                "dataset": "ml-1m-u2999",
+                "n_items": cat.n_items,
+                "n_users": cat.n_users,
+                "k": 10,
+                "cores": os.cpu_count(),
+                "loadavg_before": load_before,
+                "seconds_per_setting": a.seconds,
+                "rows": rows,
+                "batching_gain": gain,
+                "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+            },
+            indent=2,
+        )
+    )
+    print(f"wrote {RESULTS}")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
