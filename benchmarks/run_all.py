@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS: list[str] = [
     "foundation.py",
     "generation.py",
+    "serve_load.py",
 ]
 
 if __name__ == "__main__":

@@ -39,6 +39,13 @@ def ensure_run(run: Path, data: Path) -> Path:
     return run
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), to report CPU cost per request independently of
+    how busy the shared machine is."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -163,7 +170,11 @@ def main() -> int:
                     if label == "no batching" and c == 1:
                         continue  # identical to batching at concurrency 1
                     asyncio.run(drive(port, paths, c, 2.0))  # warm-up
+                    cpu0 = cpu_seconds(proc.pid)
                     r = asyncio.run(drive(port, paths, c, a.seconds))
+                    r["server_cpu_ms_per_request"] = (
+                        (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e3
+                    )
                     r["mode"] = label
                     r["loadavg_1m"] = os.getloadavg()[0]
                     rows.append(r)

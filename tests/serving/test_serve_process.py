@@ -153,20 +153,20 @@ def test_openapi_fuzzing_finds_no_server_errors(run_dir, tmp_path):
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
         ops = [r.ok() for r in schema.get_all_operations()]
         assert len(ops) >= 10
-        budget = time.time() + 60  # bounded in time as well as in examples
+        budget = time.time() + 25  # bounded in time as well as in examples
         for op in ops:
             fuzz(op, budget, failures, n_calls)()
     finally:
         server.stop()
     assert not failures, "\n".join(failures[:5])
-    assert sum(n_calls.values()) > 100 and len(n_calls) == len(ops)
+    assert sum(n_calls.values()) > 50 and len(n_calls) == len(ops)
 
 
 def fuzz(op, budget: float, failures: list[str], n_calls: Counter):
     from hypothesis import HealthCheck, given, settings
 
     @settings(
-        max_examples=25,
+        max_examples=15,
         deadline=None,
         database=None,
         derandomize=True,

@@ -37,6 +37,8 @@ def add_commands(sub: Any) -> None:
         default=1.0,
         help="seconds between checks for a newly published version (0 = never)",
     )
+    s.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
+                   help="torch threads for scoring (default: half the cores; the rest run the HTTP side)")
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY")))
 
@@ -73,6 +75,11 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
     from genrec.serving.update import _run_settings
 
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import torch
+
+    if a.threads < 1:
+        raise ValueError("--threads must be >= 1")
+    torch.set_num_threads(a.threads)
     if a.batch_wait_ms < 0 or a.max_batch < 1:
         raise ValueError("--batch-wait-ms must be >= 0 and --max-batch >= 1")
     store = open_store(a.events)

@@ -102,6 +102,8 @@ class Engine:
         self._queue: asyncio.Queue[Job] | None = None
         self._arriving = 0  # requests inside a handler that have not queued their job yet
         self._worker: asyncio.Task | None = None
+        self._swap_lock: asyncio.Lock | None = None
+        self._bad_versions: set[str] = set()
         self.registry.ensure()
         self.state = self._build_state(self.registry.load())
 
@@ -117,15 +119,25 @@ class Engine:
 
     async def maybe_swap(self) -> bool:
         """Swap to the registry's current version if it changed; never interrupts in-flight requests."""
+        if self._swap_lock is None:
+            self._swap_lock = asyncio.Lock()
+        async with self._swap_lock:  # the watcher and /admin/reload never load the same version twice
+            return await self._swap()
+
+    async def _swap(self) -> bool:
         try:
             name = self.registry.current()
         except (FileNotFoundError, OSError) as e:
             log.warning("registry: %s", e)
             return False
-        if name == self.state.version.name:
+        if name == self.state.version.name or name in self._bad_versions:
             return False
         t = time.time()
-        new = await asyncio.to_thread(lambda: self._build_state(self.registry.load(name)))
+        try:
+            new = await asyncio.to_thread(lambda: self._build_state(self.registry.load(name)))
+        except Exception:
+            self._bad_versions.add(name)  # do not retry (and log) a broken version every tick
+            raise
         old = self.state
         # feedback acknowledged while the new state was loading lives only in the old overlay
         for user, evs in old.overlay.items():
