@@ -12,6 +12,7 @@ SCRIPTS: list[str] = [
     "foundation.py",
     "generation.py",
     "serve_load.py",
+    "generative_cf.py",
 ]
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import pandas as pd
 from genrec.data.dataset import Dataset, EvalSet, Histories
 
 PROTOCOLS = ("loo", "temporal", "users")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: 'users' protocol keeps only training users' items
 
 
 class DataError(ValueError):
@@ -115,6 +115,13 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
     n_users, n_items = len(user_raw), len(item_raw)
     seqs = _csr(users, items, ts, n_users)
     train, valid, test = SPLITS[cfg.protocol](seqs, cfg)
+    n_inter = int(len(items))
+    if cfg.protocol == "users":
+        # the catalogue is what the training users interacted with (Liang et al.'s reference setup)
+        (train, valid, test), kept = _compact_items((train, valid, test), n_items)
+        item_raw, n_items = item_raw[kept - 1], len(kept)
+        parts = (train, valid.history, valid.targets, test.history, test.targets)
+        n_inter = int(sum(len(h.items) for h in parts))
     title, text, category = _item_text(raw.items, item_raw)
     pad = np.array([""], dtype=object)
     return Dataset(
@@ -126,7 +133,8 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
         item_text=None if text is None else np.concatenate([pad, text]).astype(str),
         item_category=None if category is None else np.concatenate([pad, category]).astype(str),
         manifest={
-            "config": dataclasses.asdict(cfg), "n_raw": n_raw, "n_interactions": int(len(items)),
+            "config": dataclasses.asdict(cfg), "n_raw": n_raw,
+            "n_interactions": n_inter,
             "n_users": n_users, "n_items": n_items, "has_timestamps": bool(has_time),
             "n_train": int(len(train.items)), "n_valid_users": len(valid), "n_test_users": len(test),
         },
@@ -208,7 +216,14 @@ def temporal_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, EvalSet
 
 
 def heldout_users_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, EvalSet, EvalSet]:
-    """Strong generalization (Liang et al. 2018): held-out users, random fold-in share as input."""
+    """Strong generalization (Liang et al. 2018, and their reference preprocessing).
+
+    A random `valid_fraction` / `test_fraction` of the users are held out entirely; all other users
+    are the training set. Held-out users' interactions with items no training user has are dropped
+    (the catalogue is the training users' items; `preprocess` re-indexes it). Each held-out user's
+    remaining items are split at random: floor((1 - foldin_fraction) * n) targets (at least one),
+    the rest are the fold-in input; held-out users left with < 2 items are not evaluated.
+    """
     rng = np.random.default_rng(cfg.seed)
     candidates = np.flatnonzero(seqs.lengths >= 2)
     perm = rng.permutation(candidates)
@@ -218,24 +233,45 @@ def heldout_users_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, Ev
     if n_valid + n_test >= len(perm):
         raise DataError(f"too few users ({len(perm)} with >= 2 items) for the 'users' protocol")
     valid_users, test_users = np.sort(perm[:n_valid]), np.sort(perm[n_valid : n_valid + n_test])
-    row_ids = seqs.row_ids()
     heldout = np.zeros(len(seqs), dtype=bool)
     heldout[valid_users] = heldout[test_users] = True
-    train = _select(seqs, ~heldout[row_ids])
-    # per entry: fold-in unless among the last ceil((1 - f) * n) of a random permutation of the row
+    train = _select(seqs, ~heldout[seqs.row_ids()])
+    seen = np.bincount(train.items, minlength=int(seqs.items.max(initial=0)) + 1) > 0
+    seqs = _select(seqs, seen[seqs.items])  # only held-out entries can be dropped here
+    row_ids = seqs.row_ids()
+    # per entry: fold-in unless among the last n_target of a random permutation of the row
     rand = rng.random(len(seqs.items))
     pos_in_row = np.lexsort((rand, row_ids))
     rank = np.empty_like(pos_in_row)
     rank[pos_in_row] = np.arange(len(pos_in_row))
     rank -= np.repeat(seqs.indptr[:-1], seqs.lengths)
     lens = np.repeat(seqs.lengths, seqs.lengths)
-    n_target = np.maximum(1, np.ceil((1 - cfg.foldin_fraction) * lens)).astype(np.int64)
+    # floor as in the reference (int(0.2 * n)); the epsilon keeps 0.2 * 10 from flooring to 1
+    n_target = np.maximum(1, np.floor((1 - cfg.foldin_fraction) * lens + 1e-9)).astype(np.int64)
     is_target = rank >= lens - n_target
 
     def evalset(users: np.ndarray) -> EvalSet:
+        users = users[seqs.lengths[users] >= 2]
         return EvalSet(_select(seqs, ~is_target, users), _select(seqs, is_target, users))
 
     return train, evalset(valid_users), evalset(test_users)
+
+
+def _compact_items(parts: tuple[Histories, EvalSet, EvalSet], n_items: int):
+    """Re-index items to those in the training part: returns the parts and the kept old ids (sorted)."""
+    train, valid, test = parts
+    kept = np.flatnonzero(np.bincount(train.items, minlength=n_items + 1)[1:] > 0) + 1
+    new_id = np.zeros(n_items + 1, dtype=np.int64)
+    new_id[kept] = np.arange(1, len(kept) + 1)
+
+    def remap(h: Histories) -> Histories:
+        if len(h.items) and (new_id[h.items] == 0).any():
+            raise AssertionError("an evaluation item is missing from the training catalogue")
+        return Histories(h.indptr, new_id[h.items], h.timestamps, h.users)
+
+    out = (remap(train), EvalSet(remap(valid.history), remap(valid.targets)),
+           EvalSet(remap(test.history), remap(test.targets)))
+    return out, kept
 
 
 SPLITS = {"loo": leave_one_out_split, "temporal": temporal_split, "users": heldout_users_split}

@@ -12,6 +12,9 @@ REGISTRY: dict[str, str] = {
     "ease": "genrec.models.ease:EASE",
     "sasrec": "genrec.models.sasrec:SASRec",
     "hstu": "genrec.models.hstu:HSTU",
+    "multvae": "genrec.models.multvae:MultVAE",
+    "multdae": "genrec.models.multvae:MultDAE",
+    "cfgan": "genrec.models.cfgan:CFGAN",
 }
 
 

@@ -1,0 +1,241 @@
+"""CFGAN (Chae, Kang, Kim & Lee, "CFGAN: A Generic Collaborative Filtering Framework based on
+Generative Adversarial Networks", CIKM 2018), user-based.
+
+The generator G reads a user's history vector c_u (the condition) and emits a purchase vector
+r_hat_u in [0, 1]^I. The discriminator D sees (c_u, r) and tells the real purchase vector
+r_u = e_u (the user's binary history) from the generated one. Without more, G wins by
+outputting all ones, so the paper adds, per user and batch, samples of unpurchased items:
+
+    PM (partial masking):       D sees r_hat_u * (e_u + k_u), k_u = S_PM share of the unpurchased items,
+                                so G must put 0 there to look real;
+    ZR (zero reconstruction):   G pays alpha * sum_{j in ZR_u} r_hat_uj^2 on S_ZR unpurchased items;
+    ZP:                         both (the paper's best).
+
+    J_D = -[log D(e_u | c_u) + log(1 - D(r_hat_u * (e_u + k_u) | c_u))]
+    J_G = -log D(r_hat_u * (e_u + k_u) | c_u) + alpha * ZR_u       (non-saturating G loss)
+
+Scores are G's pre-sigmoid outputs (same order as r_hat_u, no ties from saturation). Any history
+vector can be scored, which is folding in for users never seen in training.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from genrec.data.dataset import Dataset, Histories
+from genrec.models.base import ModelConfig, Recommender, check_positive
+from genrec.models.sparse_input import SparseLinear, SparseRows
+
+SCHEMES = ("ZR", "PM", "ZP")
+
+
+@dataclass
+class CFGANConfig(ModelConfig):
+    scheme: str = "ZP"  # ZR | PM | ZP (both)
+    zr_ratio: float = 0.7  # S_ZR: share of a user's unpurchased items in the zero-reconstruction sample
+    pm_ratio: float = 0.7  # S_PM: share of a user's unpurchased items partially masked
+    zr_coef: float = 0.03  # alpha, weight of the ZR penalty
+    g_hidden: int = 400
+    d_hidden: int = 125
+    lr_g: float = 3e-3
+    lr_d: float = 1e-3
+    reg_g: float = 1e-3  # L2 on G's weights (0.5 * sum w^2), as the authors' implementation
+    reg_d: float = 0.0
+    batch_size: int = 32  # small batches: many updates per epoch on small user sets
+    d_steps: int = 1  # passes over the users for D per epoch
+    g_steps: int = 1  # passes over the users for G per epoch
+    epochs: int = 300  # upper bound; early stopping on validation NDCG
+    eval_every: int = 5
+    patience: int = 30  # epochs without validation improvement before stopping
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.scheme not in SCHEMES:
+            raise ValueError(f"CFGANConfig.scheme must be one of {', '.join(SCHEMES)}, got {self.scheme!r}")
+        for f in ("zr_ratio", "pm_ratio"):
+            if not 0 <= getattr(self, f) <= 1:
+                raise ValueError(f"CFGANConfig.{f} must be in [0, 1], got {getattr(self, f)}")
+        check_positive(self, "g_hidden", "d_hidden", "lr_g", "lr_d", "batch_size", "d_steps", "g_steps",
+                       "epochs", "eval_every", "patience")
+        for f in ("zr_coef", "reg_g", "reg_d"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"CFGANConfig.{f} must be >= 0, got {getattr(self, f)}")
+
+
+class Generator(nn.Module):
+    """c_u (sparse, I+1) -> sigmoid hidden -> logits of r_hat_u (B, I+1)."""
+
+    def __init__(self, n_items: int, hidden: int) -> None:
+        super().__init__()
+        self.inp = SparseLinear(n_items + 1, hidden)
+        self.out = nn.Linear(hidden, n_items + 1)
+
+    def forward(self, c: SparseRows) -> torch.Tensor:
+        h = torch.sigmoid(self.inp(c.items, c.offsets, torch.ones(len(c.items))))
+        return self.out(h)  # (B, I+1) logits; r_hat = sigmoid(logits)
+
+
+class Discriminator(nn.Module):
+    """(c_u, r) -> logit of "r is u's real purchase vector"; c_u enters sparsely, r densely."""
+
+    def __init__(self, n_items: int, hidden: int) -> None:
+        super().__init__()
+        self.cond = SparseLinear(n_items + 1, hidden)
+        self.vec = nn.Linear(n_items + 1, hidden, bias=False)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, c: SparseRows, r: torch.Tensor) -> torch.Tensor:
+        # concat(c, r) @ W == c @ W_c + r @ W_r
+        h = torch.sigmoid(self.cond(c.items, c.offsets, torch.ones(len(c.items))) + self.vec(r))
+        return self.out(h).squeeze(1)  # (B,)
+
+
+def _l2(module: nn.Module) -> torch.Tensor:
+    return 0.5 * sum(p.pow(2).sum() for p in module.parameters())
+
+
+class CFGAN(Recommender):
+    """CFGAN: conditional GAN over users' purchase vectors with ZR / PM negatives (Chae et al. 2018)."""
+
+    name = "cfgan"
+    config_cls = CFGANConfig
+
+    def fit(self, data: Dataset) -> CFGAN:
+        from genrec.evaluation import evaluate  # evaluation sits above models
+
+        cfg = self.config
+        self.n_items_ = n = data.n_items
+        users = np.flatnonzero(data.train.lengths > 0)
+        if len(users) == 0:
+            raise ValueError(f"{data.name}: no training interactions to fit cfgan on")
+        self._init_nets(n)
+        rng = np.random.default_rng(cfg.seed)
+        opt_g = torch.optim.Adam(self.gen_.parameters(), lr=cfg.lr_g)
+        opt_d = torch.optim.Adam(self.dis_.parameters(), lr=cfg.lr_d)
+        metric = "ndcg@100" if data.protocol == "users" else "ndcg@10"
+        k = int(metric.split("@")[1])
+        curve: list[dict[str, float]] = []
+        best, best_state, best_epoch = -1.0, None, 0
+        for epoch in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            self.gen_.train()
+            row: dict[str, float] = {"epoch": epoch}
+            d_sums = np.zeros(3)  # loss, mean D(real), mean D(fake)
+            for _ in range(cfg.d_steps):
+                for x in self._batches(data, users, rng):
+                    d_loss, p_real, p_fake = self._d_loss(x)
+                    self._update_discriminator(opt_d, d_loss)
+                    d_sums += np.array([float(d_loss.detach()), float(p_real), float(p_fake)]) * x.n_rows
+            g_sums = np.zeros(3)  # loss, adversarial part, ZR part
+            for _ in range(cfg.g_steps):
+                for x in self._batches(data, users, rng):
+                    g_loss, adv, zr = self._g_loss(x)
+                    self._update_generator(opt_g, g_loss)
+                    g_sums += np.array([float(g_loss.detach()), float(adv), float(zr)]) * x.n_rows
+            d_sums /= len(users) * cfg.d_steps
+            g_sums /= len(users) * cfg.g_steps
+            row.update(d_loss=d_sums[0], d_real=d_sums[1], d_fake=d_sums[2], g_loss=g_sums[0],
+                       g_adv=g_sums[1], g_zr=g_sums[2], seconds=time.perf_counter() - t0)
+            if not (np.isfinite(d_sums).all() and np.isfinite(g_sums).all()):
+                raise FloatingPointError(f"cfgan: non-finite loss at epoch {epoch} ({row}); "
+                                         "lower lr_g / lr_d")
+            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                self.gen_.eval()
+                value = evaluate(self.score, data.valid, ks=(k,))[metric]
+                row["valid_" + metric] = value
+                if value > best:
+                    best, best_epoch, best_state = value, epoch, copy.deepcopy(self.gen_.state_dict())
+                elif epoch - best_epoch >= cfg.patience:
+                    curve.append(row)
+                    break
+            curve.append(row)
+        self.gen_.load_state_dict(best_state)
+        self.gen_.eval()
+        self.fit_info_ = {"metric": metric, "curve": curve, "best_epoch": best_epoch, "valid_" + metric: best,
+                          "epoch_seconds": float(np.mean([r["seconds"] for r in curve])),
+                          "epochs_trained": len(curve)}
+        return self
+
+    def _init_nets(self, n_items: int) -> CFGAN:
+        """Fresh G and D, deterministic from `seed` (fit starts here)."""
+        torch.manual_seed(self.config.seed)
+        self.gen_ = Generator(n_items, self.config.g_hidden)
+        self.dis_ = Discriminator(n_items, self.config.d_hidden)
+        return self
+
+    def _batches(self, data: Dataset, users: np.ndarray, rng: np.random.Generator):
+        perm, bs = rng.permutation(users), self.config.batch_size
+        for s in range(0, len(perm), bs):
+            yield SparseRows.from_histories(data.train.take(perm[s : s + bs]), self.n_items_)
+
+    def _negatives(self, e: torch.Tensor, ratio: float) -> torch.Tensor:
+        """(B, I+1) float mask: each unpurchased item (not padding) sampled with probability `ratio`."""
+        k = (torch.rand_like(e) < ratio) & (e == 0)
+        k[:, 0] = False
+        return k.float()
+
+    def _fake(self, x: SparseRows, e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """G's purchase vector as D sees it (masked by e_u + k_u), and G's logits."""
+        logits = self.gen_(x)
+        mask = e + self._negatives(e, self.config.pm_ratio) if self.config.scheme != "ZR" else e
+        return torch.sigmoid(logits) * mask, logits
+
+    def _d_loss(self, x: SparseRows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e = x.dense(self.n_items_)  # (B, I+1) real purchase vector: batch-sized
+        with torch.no_grad():
+            fake, _ = self._fake(x, e)
+        d_real, d_fake = self.dis_(x, e), self.dis_(x, fake)
+        loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+                + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        if self.config.reg_d > 0:
+            loss = loss + self.config.reg_d * _l2(self.dis_)
+        return loss, torch.sigmoid(d_real).mean().detach(), torch.sigmoid(d_fake).mean().detach()
+
+    def _g_loss(self, x: SparseRows) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        e = x.dense(self.n_items_)
+        fake, logits = self._fake(x, e)
+        d_fake = self.dis_(x, fake)
+        adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
+        zr = torch.zeros(())
+        if self.config.scheme != "PM":
+            zr_mask = self._negatives(e, self.config.zr_ratio)
+            zr = (torch.sigmoid(logits).pow(2) * zr_mask).sum(1).mean()  # push sampled non-purchases to 0
+        loss = adv + self.config.zr_coef * zr + self.config.reg_g * _l2(self.gen_)
+        return loss, adv.detach(), zr.detach()
+
+    # one method per network's update so a test can break exactly one of them
+    def _update_discriminator(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def _update_generator(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        self.dis_.zero_grad(set_to_none=True)  # G's loss also reaches D's weights; D rebuilds its grads
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def score(self, histories: Histories) -> torch.Tensor:
+        """Fold-in: G's logits for each history vector, (B, I+1); column 0 (padding) is -inf."""
+        was_training = self.gen_.training
+        self.gen_.eval()
+        logits = self.gen_(SparseRows.from_histories(histories, self.n_items_))
+        self.gen_.train(was_training)
+        return logits.index_fill(1, torch.zeros(1, dtype=torch.long), -torch.inf)
+
+    def _state(self) -> dict[str, Any]:
+        return {"gen": self.gen_.state_dict()}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.gen_ = Generator(self.n_items_, self.config.g_hidden)
+        self.gen_.load_state_dict(state["gen"])
+        self.gen_.eval()
