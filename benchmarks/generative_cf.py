@@ -45,13 +45,13 @@ def model_config(model: str, dataset: str) -> dict:
     large = dataset in LARGE
     if model in ("multvae", "multdae"):
         # batch 100 on these small user sets gives enough updates per epoch (the paper: 500 on 116k users)
-        cfg = {"batch_size": 500 if large else 100, "epochs": 10 if large else 80, "patience": 10}
+        cfg = {"batch_size": 500 if large else 100, "epochs": 5 if large else 80, "patience": 10}
         if model == "multvae" and large:
             cfg["beta_cap"] = 0.2  # no room for a beta-search run; the paper's chosen value on ML-20M
         return cfg
     if model == "cfgan":
-        return {"epochs": 10 if large else 150, "eval_every": 2 if large else 5, "patience": 30,
-                "batch_size": 256 if large else 64}
+        return {"epochs": 5 if large else 60, "eval_every": 1 if large else 5, "patience": 20,
+                "batch_size": 256 if large else 32}
     return {}
 
 

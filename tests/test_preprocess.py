@@ -136,7 +136,9 @@ def test_temporal_split_global_cut_no_future_leakage():
 
 def test_heldout_users_split():
     rng = np.random.default_rng(1)
-    rows = [(u, int(i), t) for u in range(1, 101) for t, i in enumerate(rng.choice(200, 10, replace=False))]
+    # 50 items: every item is (almost surely) seen by a training user, so nothing is dropped here;
+    # tests/test_generative_cf_protocol.py covers dropping held-out-only items
+    rows = [(u, int(i), t) for u in range(1, 101) for t, i in enumerate(rng.choice(50, 10, replace=False))]
     ds = preprocess(raw(rows), DataConfig(protocol="users"))
     valid_u, test_u = set(ds.valid.history.users), set(ds.test.history.users)
     train_u = {u for u in range(1, ds.n_users + 1) if ds.train.lengths[u] > 0}
