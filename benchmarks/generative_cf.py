@@ -148,7 +148,7 @@ def main() -> None:
 
     for protocol in a.protocols.split(","):
         for dataset in present:
-            for model in a.models.split(","):
+            for model in [m for m in a.models.split(",") if m]:
                 job = {"dataset": dataset, "model": model, "data": data_config(dataset, protocol),
                        "config": model_config(model, dataset)}
                 r = spawn(job)
