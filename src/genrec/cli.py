@@ -233,7 +233,7 @@ def cmd_models(a: argparse.Namespace) -> int:
         cls = get_model_class(name)
         fields = ", ".join(f"{f.name}={f.default if f.default is not dataclasses.MISSING else '...'}"
                            for f in dataclasses.fields(cls.config_cls))
-        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        doc = ((cls.__doc__ or "").strip().splitlines() or [""])[0]  # a class without a docstring
         print(f"{name:<10} {doc}\n{'':<10} settings: {fields or '(none)'}")
     return 0
 
