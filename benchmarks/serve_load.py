@@ -1,12 +1,12 @@
 """Load test of `genrec serve`: GET /recommend?k=10 on loopback at concurrency 1 and 32.
 
-Trains (or reuses) an EASE run on ml-1m-u2999, starts `genrec serve` in a subprocess on 127.0.0.1,
+Trains (or reuses) EASE and SASRec runs on ml-1m-u2999, starts `genrec serve` in a subprocess on 127.0.0.1,
 and drives it with a minimal keep-alive HTTP/1.1 client (asyncio, one connection per concurrent
 client) for a fixed time per setting, so the loop is bounded and stops by itself. Reports p50/p99
 latency, requests/s and errors, with micro-batching on (the default) and off (--max-batch 1) in the
 same run, so the batching gain is a ratio measured under the same machine load.
 
-    python benchmarks/serve_load.py [--run DIR] [--seconds 10] [--concurrency 1,32]
+    python benchmarks/serve_load.py [--models ease,sasrec] [--seconds 10] [--concurrency 1,32]
 """
 
 from __future__ import annotations
@@ -28,14 +28,18 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
 
 
-def ensure_run(run: Path, data: Path) -> Path:
+def ensure_run(run: Path, data: Path, model: str, settings: dict) -> Path:
     if (run / "model" / "model.json").exists():
         return run
     from genrec.data.sources import SourceSpec
     from genrec.training.runs import RunConfig, train_run
 
-    print(f"training EASE on {data} into {run} ...", flush=True)
-    train_run(RunConfig(source=SourceSpec(data=str(data)), model="ease", ks=[10]), run, progress=False)
+    print(f"training {model} {settings} on {data} into {run} ...", flush=True)
+    train_run(
+        RunConfig(source=SourceSpec(data=str(data)), model=model, model_config=settings, ks=[10]),
+        run,
+        progress=False,
+    )
     return run
 
 
@@ -138,85 +142,100 @@ async def drive(port: int, paths: list[str], concurrency: int, seconds: float) -
     }
 
 
+# what each benchmarked model is; the sequence model is trained briefly: serving speed does not depend on
+# how long it trained, and its accuracy is reported in the sequential-models section, not here
+MODELS = {"ease": {}, "sasrec": {"size": "small", "epochs": 3}}
+
+
+def bench_model(name: str, run: Path, a: argparse.Namespace, levels: list[int], tmp: str) -> list[dict]:
+    from genrec.serving.registry import Registry
+
+    reg = Registry(run)
+    reg.ensure()
+    cat = reg.load().catalog
+    users = [cat.user_raw[u] for u in range(1, cat.n_users + 1)]
+    paths = [f"/recommend?user_id={u}&k=10" for u in np.random.default_rng(0).permutation(users)]
+    rows = []
+    for label, extra in (("batching", []), ("no batching", ["--max-batch", "1"])):
+        port = free_port()
+        proc = start_server(run, f"sqlite:///{tmp}/{name}-{label.replace(' ', '-')}.db", port, *extra)
+        try:
+            for c in levels:
+                if label == "no batching" and c == 1:
+                    continue  # identical to batching at concurrency 1
+                asyncio.run(drive(port, paths, c, 2.0))  # warm-up
+                cpu0 = cpu_seconds(proc.pid)
+                r = asyncio.run(drive(port, paths, c, a.seconds))
+                r["server_cpu_ms_per_request"] = (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e3
+                r.update(model=name, mode=label, loadavg_1m=os.getloadavg()[0], n_items=cat.n_items)
+                rows.append(r)
+                print(
+                    f"{name:<7} {label:<12} c={c:<3} {r['req_per_s']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
+                    f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  server CPU "
+                    f"{r['server_cpu_ms_per_request']:.2f} ms/req  (load {r['loadavg_1m']:.1f})",
+                    flush=True,
+                )
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     data_dir = Path(os.environ.get("GENREC_DATA_DIR", ROOT.parent / "shared" / "datasets"))
     p.add_argument("--data", default=str(data_dir / "ml-1m-u2999"))
-    p.add_argument("--run", default=str(ROOT / "runs" / "bench-serve-ease-ml-1m-u2999"))
+    p.add_argument("--runs", default=str(ROOT / "runs"), help="where bench-serve-MODEL-ml-1m-u2999 runs live")
+    p.add_argument("--models", default="ease,sasrec", help=f"comma-separated, from {', '.join(MODELS)}")
     p.add_argument(
         "--seconds", type=float, default=10.0, help="measured seconds per setting (after 2 s warm-up)"
     )
     p.add_argument("--concurrency", default="1,32")
     a = p.parse_args()
-    run = ensure_run(Path(a.run), Path(a.data))
-    from genrec.serving.registry import Registry
-
-    reg = Registry(run)
-    reg.ensure()
-    version = reg.load()
-    cat = version.catalog
-    users = [cat.user_raw[u] for u in range(1, cat.n_users + 1)]
-    rng = np.random.default_rng(0)
-    paths = [f"/recommend?user_id={u}&k=10" for u in rng.permutation(users)]
     levels = [int(c) for c in a.concurrency.split(",")]
-    rows = []
     load_before = os.getloadavg()
+    rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for label, extra in (("batching", []), ("no batching", ["--max-batch", "1"])):
-            port = free_port()
-            proc = start_server(run, f"sqlite:///{tmp}/{label.replace(' ', '-')}.db", port, *extra)
-            try:
-                for c in levels:
-                    if label == "no batching" and c == 1:
-                        continue  # identical to batching at concurrency 1
-                    asyncio.run(drive(port, paths, c, 2.0))  # warm-up
-                    cpu0 = cpu_seconds(proc.pid)
-                    r = asyncio.run(drive(port, paths, c, a.seconds))
-                    r["server_cpu_ms_per_request"] = (
-                        (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e3
-                    )
-                    r["mode"] = label
-                    r["loadavg_1m"] = os.getloadavg()[0]
-                    rows.append(r)
-                    print(
-                        f"{label:<12} c={c:<3} {r['req_per_s']:8.1f} req/s  p50 {r['p50_ms']:6.2f} ms  "
-                        f"p99 {r['p99_ms']:6.2f} ms  errors {r['errors']}  (load {r['loadavg_1m']:.1f})",
-                        flush=True,
-                    )
-            finally:
-                proc.terminate()
-                proc.wait(30)
+        for name in a.models.split(","):
+            run = ensure_run(
+                Path(a.runs) / f"bench-serve-{name}-ml-1m-u2999", Path(a.data), name, MODELS[name]
+            )
+            rows += bench_model(name, run, a, levels, tmp)
     print(
-        f"\nGET /recommend k=10, EASE on {cat.n_items} items ({cat.n_users} users), loopback, "
+        f"\nGET /recommend k=10 on ml-1m-u2999 (2,999 users, {rows[0]['n_items']} items), loopback, "
         f"{os.cpu_count()} cores, load average before {load_before[0]:.1f}"
     )
-    print(f"{'mode':<12}{'conc':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}")
+    print(
+        f"{'model':<8}{'mode':<12}{'conc':>6}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'errors':>8}"
+        f"{'CPU ms/req':>12}"
+    )
     for r in rows:
         print(
-            f"{r['mode']:<12}{r['concurrency']:>6}{r['req_per_s']:>10.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-            f"{r['errors']:>8}"
+            f"{r['model']:<8}{r['mode']:<12}{r['concurrency']:>6}{r['req_per_s']:>10.1f}{r['p50_ms']:>10.2f}"
+            f"{r['p99_ms']:>10.2f}{r['errors']:>8}{r['server_cpu_ms_per_request']:>12.2f}"
         )
-    by = {(r["mode"], r["concurrency"]): r for r in rows}
-    top = max(levels)
-    gain = None
-    if ("batching", top) in by and ("no batching", top) in by:
-        gain = by[("batching", top)]["req_per_s"] / by[("no batching", top)]["req_per_s"]
-        print(f"batching throughput gain at concurrency {top}: x{gain:.2f} (same run)")
+    by = {(r["model"], r["mode"], r["concurrency"]): r for r in rows}
+    gains = {}
+    for name in a.models.split(","):
+        top = max(levels)
+        if (name, "batching", top) in by and (name, "no batching", top) in by:
+            gains[name] = (
+                by[(name, "batching", top)]["req_per_s"] / by[(name, "no batching", top)]["req_per_s"]
+            )
+            print(f"{name}: batching throughput gain at concurrency {top}: x{gains[name]:.2f} (same run)")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
             {
                 "benchmark": "serve_load",
-                "model": version.model.name,
                 "dataset": "ml-1m-u2999",
-                "n_items": cat.n_items,
-                "n_users": cat.n_users,
                 "k": 10,
                 "cores": os.cpu_count(),
                 "loadavg_before": load_before,
                 "seconds_per_setting": a.seconds,
+                "models": {m: MODELS[m] for m in gains},
                 "rows": rows,
-                "batching_gain": gain,
+                "batching_gain": gains,
                 "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
             },
             indent=2,

@@ -248,3 +248,23 @@ def test_micro_batching_one_score_call_same_results(run_dir, tmp_path):
         assert res.items == items[0].tolist()
         assert np.allclose(res.scores, orig(hist.take([idx]))[0, items[0]].numpy(), atol=1e-5)
     assert torch.is_tensor(orig(hist.take([1])))
+
+
+def test_postgresql_store_behind_the_api(run_dir, postgres_url):
+    import psycopg
+
+    with psycopg.connect(postgres_url, autocommit=True) as c:
+        c.execute("DROP TABLE IF EXISTS events, erased_users, schema_migrations")
+    with make_client(run_dir, postgres_url) as c:
+        ev = {
+            "events": [
+                {"event_id": "pg-1", "user_id": 9, "item_id": "new", "type": "view"},
+                {"event_id": "pg-2", "user_id": 9, "item_id": 4, "type": "purchase"},
+            ]
+        }
+        assert c.post("/feedback", json=ev, headers=KEY).json()["stored"] == 2
+        assert c.post("/feedback", json=ev, headers=KEY).json()["duplicates"] == 2
+        fb = [i for i in c.get("/users/9/history").json()["items"] if i["source"] == "feedback"]
+        assert [i["event_id"] for i in fb] == ["pg-1", "pg-2"]
+        assert c.get("/readyz").status_code == 200
+        assert c.delete("/users/9", headers=KEY).json()["events_deleted"] == 2

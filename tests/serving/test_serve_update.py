@@ -134,3 +134,30 @@ def test_update_bad_settings_are_clear(run_dir, tmp_path, capsys):
     assert "sqlite:///PATH" in capsys.readouterr().err
     assert main(["update", str(tmp_path / "nope"), "--events", events]) == 2
     assert "not a genrec run" in capsys.readouterr().err
+
+
+def test_sequence_model_through_the_contract(tmp_path):
+    """Serving, explanations and the gated update use only fit/score/save/load: a SASRec run works as is."""
+    from genrec.data.sources import SourceSpec
+    from genrec.training.runs import RunConfig, train_run
+
+    run = tmp_path / "sasrec"
+    train_run(
+        RunConfig(
+            source=SourceSpec(synthetic=True),
+            model="sasrec",
+            model_config={"size": "tiny", "epochs": 1},
+            ks=[10],
+        ),
+        run,
+        progress=False,
+    )
+    events = f"sqlite:///{tmp_path / 'events.db'}"
+    with make_client(run, events) as client:
+        r = client.get("/recommend", params={"user_id": 3, "k": 5, "explain": "true"}).json()
+        assert len(r["items"]) == 5 and any(i["because"] for i in r["items"])
+        plan = shifted_taste(Registry(run).load().catalog)
+        post(client, plan, 0, 4, "w1")
+    assert main(["update", str(run), "--events", events, "--tolerance", "1"]) == 0
+    v2 = Registry(run).load()
+    assert v2.name == "v0002" and v2.model.name == "sasrec" and v2.catalog.n_items == 432
