@@ -106,7 +106,9 @@ def test_hot_swap_under_load(run_dir, tmp_path):
     try:
         for t in threads:
             t.start()
-        time.sleep(0.5)
+        deadline = time.time() + 30
+        while not all(results) and time.time() < deadline:  # every client has been served by v0001
+            time.sleep(0.05)
         run = load_run(run_dir)
         model = Recommender.load(run_dir / "model")
         model.config.l2 = 20.0
@@ -153,13 +155,12 @@ def test_openapi_fuzzing_finds_no_server_errors(run_dir, tmp_path):
         schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
         ops = [r.ok() for r in schema.get_all_operations()]
         assert len(ops) >= 10
-        budget = time.time() + 25  # bounded in time as well as in examples
-        for op in ops:
-            fuzz(op, budget, failures, n_calls)()
+        for op in ops:  # bounded in examples and in time (4 s per operation)
+            fuzz(op, time.time() + 4, failures, n_calls)()
     finally:
         server.stop()
     assert not failures, "\n".join(failures[:5])
-    assert sum(n_calls.values()) > 50 and len(n_calls) == len(ops)
+    assert sum(n_calls.values()) > 3 * len(ops) and len(n_calls) == len(ops)
 
 
 def fuzz(op, budget: float, failures: list[str], n_calls: Counter):

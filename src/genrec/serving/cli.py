@@ -22,8 +22,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--port", type=int, default=8000)
     s.add_argument(
         "--events",
-        default="sqlite:///events.db",
-        help="event store: sqlite:///PATH (default sqlite:///events.db) or postgresql://USER@HOST:PORT/DB",
+        default=None,
+        help="event store: sqlite:///PATH (default sqlite:///RUN/events.db) or postgresql://USER@HOST:PORT/DB",
     )
     s.add_argument(
         "--api-key", default=None, help="key for write routes (X-API-Key); default $GENREC_API_KEY"
@@ -37,8 +37,12 @@ def add_commands(sub: Any) -> None:
         default=1.0,
         help="seconds between checks for a newly published version (0 = never)",
     )
-    s.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) // 2),
-                   help="torch threads for scoring (default: half the cores; the rest run the HTTP side)")
+    s.add_argument(
+        "--threads",
+        type=int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="torch threads for scoring (default: half the cores; the rest run the HTTP side)",
+    )
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY")))
 
@@ -49,7 +53,9 @@ def add_commands(sub: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     u.add_argument("run", help="run directory")
-    u.add_argument("--events", default="sqlite:///events.db", help="the event store the server wrote")
+    u.add_argument(
+        "--events", default=None, help="the event store the server wrote (default sqlite:///RUN/events.db)"
+    )
     u.add_argument(
         "--tolerance", type=float, default=0.01, help="largest NDCG@10 drop (absolute) still published"
     )
@@ -82,7 +88,7 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
     torch.set_num_threads(a.threads)
     if a.batch_wait_ms < 0 or a.max_batch < 1:
         raise ValueError("--batch-wait-ms must be >= 0 and --max-batch >= 1")
-    store = open_store(a.events)
+    store = open_store(events_url(a))
     settings = _run_settings(Path(a.run))
     engine = Engine(
         a.run,
@@ -112,7 +118,7 @@ def cmd_update(a: Any) -> int:
 
     res = update_run(
         a.run,
-        a.events,
+        events_url(a),
         tolerance=a.tolerance,
         model_name=a.model,
         overrides=parse_overrides(a.set),
@@ -132,3 +138,8 @@ def update_doc() -> str:
     from genrec.serving import update
 
     return update.__doc__ or ""
+
+
+def events_url(a: Any) -> str:
+    """--events, or the run's own SQLite store so that `serve` and `update` meet without flags."""
+    return a.events or f"sqlite:///{Path(a.run).resolve() / 'events.db'}"
