@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrec.data.dataset import Histories
+from genrec.data.dataset import EvalSet, Histories
 from genrec.data.preprocess import DataConfig, DataError
 from genrec.data.sources import SourceSpec, load_dataset
 from genrec.evaluation import evaluate
@@ -95,19 +95,25 @@ def lookup_scores(all_scores: torch.Tensor, users: np.ndarray):
     row_of[users] = np.arange(len(users))
 
     def score(h: Histories) -> torch.Tensor:
-        return all_scores[torch.from_numpy(row_of[h.users])]
+        rows = row_of[h.users]
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # contiguous batch: a view, no copy
+            return all_scores[rows[0] : rows[-1] + 1]
+        return all_scores[torch.from_numpy(rows)]
 
     return score
 
 
-def time_eval(score_fn, evalset, repeats: int = 5, **kw) -> tuple[float, dict]:
+def time_eval(score_fn, evalset, repeats: int = 5, **kw) -> tuple[float, float, dict]:
+    """Median wall and CPU seconds of `evaluate` (CPU time is what the shared machine's load cannot
+    inflate; with 2 threads it also counts both threads' work)."""
     evaluate(score_fn, evalset, ks=(10, 20, 50), **kw)  # warm-up
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         m = evaluate(score_fn, evalset, ks=(10, 20, 50), **kw)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), m
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return statistics.median(wall), statistics.median(cpu), m
 
 
 def score_all(model, evalset, batch_size: int = 1024) -> tuple[torch.Tensor, float]:
@@ -118,35 +124,46 @@ def score_all(model, evalset, batch_size: int = 1024) -> tuple[torch.Tensor, flo
     return torch.cat(parts), time.perf_counter() - t
 
 
-def speed() -> list[dict]:
-    from genrec.data.preprocess import prepare
-    from genrec.data.synthetic import SyntheticConfig, generate
+def ml1m_sized_case(seed: int = 0) -> tuple[EvalSet, np.ndarray]:
+    """6,040 users x 3,706 items (the size of the full ML-1M) with ML-1M-like history lengths:
+    >= 20, long-tailed, about a million interactions; items drawn from a Zipf popularity."""
+    rng = np.random.default_rng(seed)
+    U, n_items = 6040, 3706
+    lens = np.clip(rng.lognormal(np.log(100), 1.0, U).astype(np.int64), 20, 2314)
+    logp = -0.9 * np.log(np.arange(1, n_items + 1))
+    # distinct items per user, popularity-weighted: the n largest of log p + Gumbel noise
+    seqs = [np.argpartition(-(logp + rng.gumbel(size=n_items)), n)[:n] + 1 for n in lens]
+    users = np.arange(1, U + 1)
+    hist = Histories.from_lists(seqs, users)
+    targets = Histories.from_lists([[t] for t in rng.integers(1, n_items + 1, U)], users)
+    return EvalSet(hist, targets), np.bincount(hist.items, minlength=n_items + 1)
 
+
+def speed() -> list[dict]:
     rows = []
-    ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
-    cases = [("ml-1m-u2999 (Pop scores)", ds, get_model_class("pop")().fit(ds)),
-             ("ml-1m-u2999 (EASE scores)", ds, get_model_class("ease")(l2=500.0).fit(ds))]
-    big = prepare(generate(SyntheticConfig(n_users=6040, n_items=3706, seed=1)), DataConfig(), cache=False)
-    cases.append(("synthetic 6,040 x 3,706 (Pop scores)", big, get_model_class("pop")().fit(big)))
-    for label, d, model in cases:
-        scores, score_s = score_all(model, d.test)
-        fn = lookup_scores(scores, d.test.history.users)
-        eval_s, m = time_eval(fn, d.test, item_popularity=d.item_popularity)
-        rows.append({"case": label, "users": len(d.test), "items": d.n_items, "eval_s": eval_s,
+
+    def run(label: str, evalset: EvalSet, n_items: int, scores: torch.Tensor, score_s: float, pop) -> None:
+        fn = lookup_scores(scores, evalset.history.users)
+        eval_s, cpu_s, m = time_eval(fn, evalset, item_popularity=pop)
+        rows.append({"case": label, "users": len(evalset), "items": n_items,
+                     "history_nnz": len(evalset.history.items), "eval_s": eval_s, "eval_cpu_s": cpu_s,
                      "scoring_s": score_s, "ndcg@10": m["ndcg@10"], "ks": "10,20,50"})
-        print(f"  {label:<40} {len(d.test):>6} users x {d.n_items:>5} items: evaluate {eval_s:.3f}s "
-              f"(scoring {score_s:.3f}s, not included)", flush=True)
-    # random scores on the big case: no ties, a different top-k workload
-    g = torch.Generator().manual_seed(0)
-    rnd = torch.rand(len(big.test), big.n_items + 1, generator=g)
-    eval_s, m = time_eval(lookup_scores(rnd, big.test.history.users), big.test,
-                          item_popularity=big.item_popularity)
-    rows.append({"case": "synthetic 6,040 x 3,706 (random scores)", "users": len(big.test),
-                 "items": big.n_items,
-                 "eval_s": eval_s, "scoring_s": 0.0, "ndcg@10": m["ndcg@10"], "ks": "10,20,50"})
-    print(f"  {rows[-1]['case']:<40} {len(big.test):>6} users x {big.n_items:>5} items: "
-          f"evaluate {eval_s:.3f}s",
-          flush=True)
+        print(f"  {label:<36} {len(evalset):>5} users x {n_items:>5} items: evaluate {eval_s:.3f}s wall, "
+              f"{cpu_s:.3f}s CPU (scoring {score_s:.3f}s, not included)", flush=True)
+
+    ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
+    for name, model in (("pop", get_model_class("pop")()), ("ease", get_model_class("ease")(l2=500.0))):
+        model.fit(ds)
+        scores, score_s = score_all(model, ds.test)
+        run(f"ml-1m-u2999 test, {name} scores", ds.test, ds.n_items, scores, score_s, ds.item_popularity)
+    big, pop = ml1m_sized_case()
+    n_items = len(pop) - 1
+    t = time.perf_counter()
+    pop_scores = torch.from_numpy(pop.astype(np.float32)).expand(len(big), -1).contiguous()
+    run("6,040 x 3,706, pop scores (ties)", big, n_items, pop_scores, time.perf_counter() - t, pop)
+    t = time.perf_counter()
+    rnd = torch.rand(len(big), n_items + 1, generator=torch.Generator().manual_seed(0))
+    run("6,040 x 3,706, random scores", big, n_items, rnd, time.perf_counter() - t, pop)
     return rows
 
 
@@ -160,10 +177,12 @@ def print_tables(acc: list[dict], spd: list[dict]) -> None:
                   f"| {r['hr@50']:.4f} "
                   f"| {r['ndcg@50']:.4f} | {r['fit_s']:.1f} | {lam} |")
     if spd:
-        print("\n| case | users x items | evaluate s (median of 5) | scoring s (apart) |")
-        print("|---|---|---|---|")
+        print("\n| case | users x items | history nnz | evaluate s wall | evaluate s CPU "
+              "| scoring s (apart) |")
+        print("|---|---|---|---|---|---|")
         for r in spd:
-            print(f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['eval_s']:.3f} "
+            print(f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['history_nnz']:,} "
+                  f"| {r['eval_s']:.3f} | {r['eval_cpu_s']:.3f} "
                   f"| {r['scoring_s']:.3f} |")
 
 
@@ -175,9 +194,12 @@ def main() -> None:
     env = {"python": sys.version.split()[0], "torch": torch.__version__, "threads": torch.get_num_threads(),
            "cpus": os.cpu_count(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                         time.gmtime())}
-    print(f"foundation benchmark: torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs")
+    env["load_avg_start"] = os.getloadavg()[0]
+    print(f"foundation benchmark: torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, "
+          f"load average {env['load_avg_start']:.1f} (the machine is shared: timings scale with it)")
     acc = accuracy() if a.only in (None, "accuracy") else []
     spd = speed() if a.only in (None, "speed") else []
+    env["load_avg_end"] = os.getloadavg()[0]
     print_tables(acc, spd)
     out = Path(a.out)
     result = json.loads(out.read_text()) if out.exists() else {}

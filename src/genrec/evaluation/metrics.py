@@ -43,10 +43,15 @@ def _ranks(masked: torch.Tensor, targets: Histories, t_rows: torch.Tensor, t_ite
     tgt[t_rows, col] = t_scores
     if T == 1:
         # count of items with score >= target (the target itself included) = pessimistic rank
-        ranks = (masked >= tgt).sum(1, keepdim=True).float()
+        ranks = (masked >= tgt).sum(1, keepdim=True, dtype=torch.int32).float()  # int32: 2x faster sum
     else:
-        sorted_scores, _ = torch.sort(masked, dim=1)  # ascending
-        ranks = (n_cols - torch.searchsorted(sorted_scores, tgt.nan_to_num(torch.inf), side="left")).float()
+        # bucket every item among the row's sorted target scores (O(N log T), not a full O(N log N)
+        # sort): bucket[i] = #targets with score <= item i's score, so item i >= target j iff bucket > j
+        s_sorted, order = torch.sort(tgt.nan_to_num(torch.inf), dim=1)  # padding slots last, at +inf
+        bucket = torch.searchsorted(s_sorted, masked, side="right")  # (B, N) in 0..T
+        counts = torch.zeros(B, T + 1).scatter_add_(1, bucket, torch.ones(B, n_cols))
+        ge = counts.flip(1).cumsum(1).flip(1)[:, 1:]  # ge[:, j] = #items >= j-th smallest target
+        ranks = torch.empty_like(ge).scatter_(1, order, ge)  # back to the targets' own order
     ranks[tgt.isnan()] = torch.inf
     # a -inf target score (model put it out of reach) is ranked last among the n_cols - 1 real items
     ranks[tgt == -torch.inf] = float(n_cols - 1)
@@ -104,7 +109,9 @@ def evaluate(
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc="evaluate", unit="batch", leave=False)
+        # a bar only when there is something to wait for, and only on a terminal (disable=None)
+        starts = tqdm(starts, desc="evaluate", unit="batch", leave=False,
+                      disable=True if n <= batch_size else None)
     n_cols = 0
     with torch.no_grad():
         for s in starts:
@@ -128,13 +135,17 @@ def evaluate(
     out = {key: v / n for key, v in sums.items()}
     top = torch.cat(recommended)
     n_items = n_cols - 1
-    pop = None if item_popularity is None else torch.as_tensor(item_popularity, dtype=torch.float64)
+    if item_popularity is not None:
+        pop = torch.as_tensor(item_popularity, dtype=torch.float64).clone()
+        pop[0] = 0.0  # slot 0 = empty slot (fewer eligible items than K), never a recommendation
     for k in ks:
-        items = top[:, :k]
-        items = items[items > 0]  # padding / ineligible slots are never recommended
-        out[f"coverage@{k}"] = torch.unique(items).numel() / n_items
-        if pop is not None:
+        items = top[:, :k].reshape(-1)
+        # bincount, not unique: linear time instead of a sort of every recommended slot
+        times = torch.bincount(items, minlength=n_cols)
+        out[f"coverage@{k}"] = int(times[1:].count_nonzero()) / n_items
+        if item_popularity is not None:
             # mean training popularity of recommended items, relative to the catalogue mean
-            out[f"avg_pop@{k}"] = float(pop[items].mean() / pop[1:].mean()) if len(items) else 0.0
+            n_rec = int(times[1:].sum())
+            out[f"avg_pop@{k}"] = float(pop[items].sum() / n_rec / pop[1:].mean()) if n_rec else 0.0
     out["n_users"] = n
     return dict(sorted(out.items()))
