@@ -147,3 +147,8 @@ def test_console_script_exit_status():
                          text=True, env=dict(os.environ), timeout=120)
     assert bad.returncode == 2 and bad.stdout == ""
     assert "genrec: error: unknown dataset 'no-such-set'" in bad.stderr and "ml-100k" in bad.stderr
+
+
+def test_evaluate_something_that_is_not_a_run(tmp_path, capsys):
+    err = err_of(capsys, ["evaluate", str(tmp_path)])
+    assert str(tmp_path) in err and "not a genrec run directory" in err and "genrec train" in err
