@@ -59,9 +59,11 @@ def datasets() -> list[tuple[str, SourceSpec, str]]:
     return out
 
 
-def accuracy() -> list[dict]:
+def accuracy(only: list[str] | None, save) -> list[dict]:
     rows = []
     for name, spec, args in datasets():
+        if only and name not in only:
+            continue
         t = time.perf_counter()
         ds = load_dataset(spec, DataConfig())
         prep_s = time.perf_counter() - t
@@ -86,6 +88,7 @@ def accuracy() -> list[dict]:
             print(f"  {name:<16} {model_name:<5} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} "
                   f"HR@50 {r['hr@50']:.4f} NDCG@50 {r['ndcg@50']:.4f} fit {fit_s:6.1f}s l2 {r['l2']}",
                   flush=True)
+        save(rows)  # after each dataset: a long run keeps what it has measured
     return rows
 
 
@@ -189,27 +192,36 @@ def print_tables(acc: list[dict], spd: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", choices=["accuracy", "speed"], help="run one part only")
+    ap.add_argument("--datasets", help="comma-separated subset for the accuracy part, e.g. ml-100k")
+    ap.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     ap.add_argument("--out", default=str(HERE / "results" / "foundation.json"))
     a = ap.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
     env = {"python": sys.version.split()[0], "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpus": os.cpu_count(), "machine": platform.machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                        time.gmtime())}
-    env["load_avg_start"] = os.getloadavg()[0]
+           "cpus": os.cpu_count(), "machine": platform.machine(),
+           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_start": os.getloadavg()[0]}
     print(f"foundation benchmark: torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, "
           f"load average {env['load_avg_start']:.1f} (the machine is shared: timings scale with it)")
-    acc = accuracy() if a.only in (None, "accuracy") else []
-    spd = speed() if a.only in (None, "speed") else []
-    env["load_avg_end"] = os.getloadavg()[0]
-    print_tables(acc, spd)
     out = Path(a.out)
-    result = json.loads(out.read_text()) if out.exists() else {}
-    result["env"] = env
-    if acc:
-        result["accuracy"] = acc
+
+    def save(rows: list[dict], part: str = "accuracy") -> None:
+        """Merge into the JSON file: rows of other datasets/cases (from earlier runs) are kept."""
+        result = json.loads(out.read_text()) if out.exists() else {}
+        key = ("dataset", "model") if part == "accuracy" else ("case",)
+        new = {tuple(r[k] for k in key) for r in rows}
+        kept = [r for r in result.get(part, []) if tuple(r.get(k) for k in key) not in new]
+        env["load_avg_end"] = os.getloadavg()[0]
+        result[part] = kept + [dict(r, env=env) for r in rows]
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=float))
+
+    only = a.datasets.split(",") if a.datasets else None
+    acc = accuracy(only, save) if a.only in (None, "accuracy") else []
+    spd = speed() if a.only in (None, "speed") else []
     if spd:
-        result["evaluation_speed"] = spd
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=float))
+        save(spd, "evaluation_speed")
+    print_tables(acc, spd)
     print(f"\nwritten {out}")
 
 
