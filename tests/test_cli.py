@@ -42,11 +42,20 @@ def test_evaluate_json_keys(pop_run, capsys):
     assert "full ranking" in out and "ndcg@10" in out and "ties against the model" in out
 
 
-def test_include_seen_switch_is_recorded(pop_run, capsys):
+def test_include_seen_switch_is_recorded(pop_run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(pop_run), "--k", "10", "--json", "--include-seen"]) == 0
     m = json.loads(capsys.readouterr().out)
     assert m["history_excluded"] is False
+    out = tmp_path / "seen"
+    assert main(["train", "--synthetic", "--model", "pop", "--out", str(out), "--k", "10",
+                 "--include-seen"]) == 0
+    kept = json.loads((out / "metrics.json").read_text())
+    assert kept["protocol"]["history_excluded"] is False
+    assert kept["test"]["ndcg@10"] == pytest.approx(m["ndcg@10"])
+    # Pop recommends the same head to everyone: with history kept, seen head items push targets down
+    excluded = json.loads((pop_run / "metrics.json").read_text())["test"]
+    assert kept["test"]["hr@10"] < excluded["hr@10"]
 
 
 def test_recommend_prints_raw_ids_and_titles(pop_run, capsys):
