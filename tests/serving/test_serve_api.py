@@ -268,3 +268,18 @@ def test_postgresql_store_behind_the_api(run_dir, postgres_url):
         assert [i["event_id"] for i in fb] == ["pg-1", "pg-2"]
         assert c.get("/readyz").status_code == 200
         assert c.delete("/users/9", headers=KEY).json()["events_deleted"] == 2
+
+
+def test_logs_carry_no_user_data(client, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="genrec")
+    uid, item = "user-zq81", "item-xv42"
+    client.post("/feedback", json={"user_id": uid, "item_id": item, "type": "click"}, headers=KEY)
+    client.get("/recommend", params={"user_id": uid, "k": 3})
+    client.post("/recommend", json={"user_id": uid, "history": [1, 2], "k": 3, "explain": True})
+    client.get(f"/users/{uid}/history")
+    client.delete(f"/users/{uid}", headers=KEY)
+    assert any("/recommend" in r.getMessage() for r in caplog.records)  # requests are logged ...
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    assert uid not in text and item not in text  # ... without ids or histories
