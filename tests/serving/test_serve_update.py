@@ -121,9 +121,17 @@ def test_update_excludes_erased_users(run_dir, tmp_path):
         post(client, plan, 0, 4, "w1")
         victim = next(iter(plan))
         assert client.delete(f"/users/{victim}", headers=KEY).status_code == 200
+        newcomer = {"events": [{"user_id": "newcomer", "item_id": i, "type": "view"} for i in (1, 2, 3, 4)]}
+        assert client.post("/feedback", json=newcomer, headers=KEY).status_code == 200
     assert main(["update", str(run_dir), "--events", events]) == 0
     v2 = reg.load()
     assert len(v2.catalog.histories.row(v2.catalog.user_index(victim))) == 0  # neither training nor feedback
+    assert v2.catalog.histories.row(v2.catalog.user_index("newcomer")).tolist() == [
+        1,
+        2,
+        3,
+        4,
+    ]  # users join too
     assert main(["update", str(run_dir), "--events", events]) == 0  # nothing new: no-op, still v0002
     assert reg.current() == "v0002"
 
