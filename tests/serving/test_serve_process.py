@@ -175,7 +175,9 @@ def fuzz(op, budget: float, failures: list[str], n_calls: Counter):
     )
     @given(case=op.as_strategy())
     def check(case) -> None:
-        if time.time() > budget:
+        # the time bound applies only after two cases per operation, so a slow (loaded) machine
+        # still exercises every operation
+        if time.time() > budget and n_calls[op.label] >= 4:
             return
         for headers in (KEY, {}):  # with the key (reaches the handlers) and without (auth errors)
             resp = case.call(headers=headers, timeout=10)
