@@ -13,7 +13,7 @@ from genrec.models import Recommender, get_model_class
 from genrec.training import sequential as trainer
 
 SEQ_MODELS = ["sasrec", "hstu"]
-FAST = {"size": "tiny", "max_len": 50, "batch_size": 64, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1,
+FAST = {"size": "tiny", "max_len": 50, "batch_tokens": 1024, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1,
         "threads": 1}
 
 

@@ -39,11 +39,11 @@ class SequentialConfig(ModelConfig):
     n_layers: int = 0
     n_heads: int = 0
     max_len: int = 200  # most recent items read per user; longer training sequences are cut into windows
-    dropout: float = 0.2
+    dropout: float = 0.3
     # --- training (genrec.training.sequential) ---
     epochs: int = 200  # upper bound; early stopping usually ends training first
-    batch_size: int = 128  # sequences per step (batches are length-bucketed)
-    lr: float = 1e-3
+    batch_tokens: int = 2048  # padded positions per step; batches are length-bucketed
+    lr: float = 2e-3
     weight_decay: float = 0.1  # AdamW, on weight matrices and embeddings (not on biases / norms)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio over `epochs`
@@ -71,7 +71,7 @@ class SequentialConfig(ModelConfig):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0 (0 = from the size preset), "
                                  f"got {getattr(self, f)!r}")
-        positive = ("max_len", "epochs", "batch_size", "patience", "eval_every", "n_negatives",
+        positive = ("max_len", "epochs", "batch_tokens", "patience", "eval_every", "n_negatives",
                     "sampled_above")
         for f in positive:
             if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):

@@ -2,10 +2,11 @@
 
 Batching: **length bucketing**. Each user's training sequence (inputs s[:-1], targets s[1:]) is cut
 into windows of at most `max_len` positions, newest window first. Every epoch the windows are sorted
-by length (random tie-break), cut into batches of `batch_size` neighbours, and the batch order is
-shuffled; each batch is right-padded only to its own longest window, so padding is a few percent of
-the tokens instead of most of them (Amazon-style data: median length ~6 vs max_len 200). Right padding
-also means pads sit after every real item, so plain causal attention needs no padding mask.
+by length (random tie-break), cut into batches of neighbours holding ~`batch_tokens` padded positions,
+and the batch order is shuffled; each batch is right-padded only to its own longest window, so padding
+is a few percent of the tokens instead of most of them (Amazon-style data: median length ~6 vs
+max_len 200). Right padding also means pads sit after every real item, so plain causal attention
+needs no padding mask.
 
 Loss: full softmax cross-entropy over the catalogue at every real position ("ce"), or, for catalogues
 too large for that, sampled softmax over the batch's own targets plus `n_negatives` uniform items with
@@ -59,10 +60,17 @@ class TrainingWindows:
     def __len__(self) -> int:
         return len(self.start)
 
-    def batches(self, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-        """Length-bucketed batches of window indices, in random order."""
+    def batches(self, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
+        """Length-bucketed batches of window indices, in random order, each padded to at most
+        `batch_tokens` positions (so every step does about the same work whatever the lengths)."""
         order = np.lexsort((rng.random(len(self)), self.length))
-        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        lens = self.length[order]
+        batches, start = [], 0
+        for i in range(len(order)):  # ascending lengths: a batch's padded size is count * newest length
+            if (i + 1 - start) * lens[i] > batch_tokens and i > start:
+                batches.append(order[start:i])
+                start = i
+        batches.append(order[start:])
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
@@ -97,9 +105,50 @@ def loss_kind(cfg, n_items: int) -> str:
     return "sampled" if n_items > cfg.sampled_above else "ce"
 
 
+class ChunkedSoftmaxCE(torch.autograd.Function):
+    """Full-softmax cross-entropy without materialising the (N, n_items) logits for autograd.
+
+    Rows are processed in cache-sized chunks: logits -> log-sum-exp -> softmax -> gradient in one pass,
+    so the forward already holds both gradients and backward only scales them. On CPU this is ~3x
+    faster than F.cross_entropy on the full logit matrix (which is written, read and written again
+    three times, ~400 MB per batch at max_len 200 on ML-1M) and needs a few MB instead.
+    """
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, emb: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        N, V = h.shape[0], emb.shape[0]
+        chunk = max(64, (1 << 21) // V)  # ~8 MB of logits per chunk
+        grad_h, grad_e = torch.empty_like(h), torch.zeros_like(emb)
+        total = h.new_zeros((), dtype=torch.float64)
+        for s in range(0, N, chunk):
+            hc, tc = h[s : s + chunk], targets[s : s + chunk]
+            logits = hc @ emb.T  # (C, V)
+            logits[:, 0] = -torch.inf  # padding is never a target
+            target_logit = logits.gather(1, tc[:, None])
+            m = logits.amax(1, keepdim=True)
+            p = logits.sub_(m).exp_()  # one exp pass, in place
+            z = p.sum(1, keepdim=True)
+            total += (z.log() + m - target_logit).sum()
+            p.div_(z)  # softmax
+            p[torch.arange(len(tc)), tc] -= 1.0  # d loss / d logits
+            grad_h[s : s + chunk] = p @ emb
+            grad_e.addmm_(p.T, hc)
+        ctx.save_for_backward(grad_h, grad_e)
+        ctx.n = N
+        return (total / N).to(h.dtype)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        grad_h, grad_e = ctx.saved_tensors
+        scale = g / ctx.n
+        return grad_h * scale, grad_e * scale, None
+
+
 def next_item_loss(h: torch.Tensor, targets: torch.Tensor, emb: torch.Tensor, kind: str,
                    log_q: torch.Tensor | None, n_negatives: int) -> torch.Tensor:
     """Mean next-item loss. h (N, D) hidden states of real positions, targets (N,), emb (n_items+1, D)."""
+    if kind == "ce" and not h.is_cuda and torch.is_grad_enabled():
+        return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets)
     if kind == "ce":
         logits = h @ emb.T  # (N, n_items + 1)
         logits[:, 0] = -torch.inf  # padding is never a target
@@ -147,7 +196,7 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
     if len(windows) == 0:
         raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
     kind = loss_kind(cfg, data.n_items)
-    steps_per_epoch = -(-len(windows) // cfg.batch_size)
+    steps_per_epoch = len(windows.batches(cfg.batch_tokens, np.random.default_rng(0)))
     log_q = None
     if kind == "sampled":
         log_q = sampling_log_q(data, windows.n_tokens / steps_per_epoch, cfg.n_negatives).to(device)
@@ -193,7 +242,8 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
         t0 = time.time()
         rng = np.random.default_rng([seed, epoch])  # data order depends on (seed, epoch) only
         total_loss, n_batches = 0.0, 0
-        bar = tqdm(windows.batches(cfg.batch_size, rng), desc=f"{model.name} epoch {epoch + 1}", unit="batch",
+        bar = tqdm(windows.batches(cfg.batch_tokens, rng), desc=f"{model.name} epoch {epoch + 1}",
+                   unit="batch",
                    leave=False, disable=None if progress is None else not progress)
         for idx in bar:
             inputs, ts, targets = (t.to(device, non_blocking=True) for t in windows.gather(idx))
