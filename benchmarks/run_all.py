@@ -13,6 +13,8 @@ SCRIPTS: list[str] = [
     "generation.py",
     "serve_load.py",
     "generative_cf.py",
+    "sequential.py",
+    "recbole_speed.py",
 ]
 
 if __name__ == "__main__":
