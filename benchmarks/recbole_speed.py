@@ -135,6 +135,15 @@ def genrec_epoch(max_len: int) -> dict:
             model.fit_info_["best_valid_ndcg10"], "train_interactions": int(len(ds.train.items))}
 
 
+def save(rows: list[dict]) -> None:
+    """Merge rows into the results file by max_len (runs for one length keep the other's row)."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    old = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    done = {r["max_len"] for r in rows}
+    merged = sorted([r for r in old if r["max_len"] not in done] + rows, key=lambda r: r["max_len"])
+    RESULTS.write_text(json.dumps({"config": COMMON, "rows": merged}, indent=2))
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", default="50,200")
@@ -158,15 +167,11 @@ def main() -> int:
                      "genrec_valid_ndcg@10_1_epoch": g["valid_ndcg@10_after_1_epoch"],
                      "load_average": os.getloadavg()[0]})
         print(json.dumps(rows[-1]), flush=True)
+        save(rows)
     print(f"\n{'max_len':>8}{'RecBole s/epoch (est)':>24}{'genrec s/epoch':>16}{'ratio':>8}")
     for r in rows:
         print(f"{r['max_len']:>8}{r['recbole_sec_per_epoch_est']:>24.0f}{r['genrec_sec_per_epoch']:>16.1f}"
               f"{r['ratio_genrec_over_recbole']:>8.3f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
-    done = {r["max_len"] for r in rows}
-    rows = sorted([r for r in old if r["max_len"] not in done] + rows, key=lambda r: r["max_len"])
-    RESULTS.write_text(json.dumps({"config": COMMON, "rows": rows}, indent=2))
     return 0
 
 
