@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +59,19 @@ def read_delimited(
     if len(sep) > 1:  # e.g. MovieLens-1M '::' -> a single char the C parser handles fast
         text = text.replace(sep, "\x1f")
         sep = "\x1f"
+    quoting = csv.QUOTE_NONE if sep != "," else csv.QUOTE_MINIMAL
     try:
-        df = pd.read_csv(io.StringIO(text), sep=sep, names=names, header=0 if header else None, dtype=str,
-                         keep_default_na=False, quoting=csv.QUOTE_NONE if sep != "," else csv.QUOTE_MINIMAL,
-                         engine="c", on_bad_lines="error")
-    except pd.errors.ParserError as e:
-        raise fail(path, _line_from_parser(str(e)), None,
-                   f"wrong number of fields (expected {len(names)}: {', '.join(names)}); {e}") from None
+        # index_col=False + the warning as an error: a first row with an extra field must not silently
+        # become an index column (pandas' default) and shift every field
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            df = pd.read_csv(io.StringIO(text), sep=sep, names=names, header=0 if header else None, dtype=str,
+                             keep_default_na=False, quoting=quoting, engine="c", on_bad_lines="error",
+                             index_col=False)
+    except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
+        line, n = first_bad_field_count(text, sep, len(names), quoting)
+        raise fail(path, line, None, f"wrong number of fields: {n}, expected {len(names)} "
+                                     f"({', '.join(names)})" if line else f"cannot parse ({e})") from None
     # pandas fills the missing fields of a short row: report the first empty required field
     for col in required if required is not None else names:
         empty = df[col].isna() | (df[col] == "")
@@ -76,8 +83,13 @@ def read_delimited(
     return df
 
 
-def _line_from_parser(msg: str) -> int | None:
-    import re
+def first_bad_field_count(text: str, sep: str, n_fields: int, quoting: int) -> tuple[int | None, int]:
+    """(1-based line, field count) of the first non-blank row without `n_fields` fields (error path only)."""
+    import csv
+    import io
 
-    m = re.search(r"line (\d+)", msg)
-    return int(m.group(1)) if m else None
+    reader = csv.reader(io.StringIO(text), delimiter=sep, quoting=quoting)
+    for rec in reader:
+        if rec and any(rec) and len(rec) != n_fields:
+            return reader.line_num, len(rec)
+    return None, 0

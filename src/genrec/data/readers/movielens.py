@@ -3,6 +3,7 @@ ml-latest(-small) / 20M / 25M / 32M (`ratings.csv`, `movies.csv`)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -76,18 +77,24 @@ def read_ml_csv(path: Path) -> RawData:
         raise DataError(f"{f}:1: header {head} is not the MovieLens ratings.csv header {expected}")
     # large files (20M+ rows): typed C parser in one pass, not the string path of small readers
     try:
-        inter = pd.read_csv(f, dtype={"userId": "int64", "movieId": "int64", "rating": "float32",
-                                      "timestamp": "int64"}, engine="c")
-    except (ValueError, pd.errors.ParserError):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            inter = pd.read_csv(f, dtype={"userId": "int64", "movieId": "int64", "rating": "float32",
+                                          "timestamp": "int64"}, engine="c", index_col=False)
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning):
         # a malformed row: re-read slowly to name its line and field
         inter = _ratings(f, ",", expected, "utf-8", True)
         inter.columns = ["user", "item", "rating", "timestamp"]
     inter = inter.rename(columns={"userId": "user", "movieId": "item"})
     items, sources = None, [f]
     if (path / "movies.csv").exists():
-        m = pd.read_csv(path / "movies.csv", dtype=str, keep_default_na=False)
-        if list(m.columns[:3]) != ["movieId", "title", "genres"]:
-            raise DataError(f"{path / 'movies.csv'}:1: expected header movieId,title,genres")
+        mf = path / "movies.csv"
+        with open(mf, encoding="utf-8") as fh:
+            mhead = fh.readline().strip().split(",")
+        if mhead != ["movieId", "title", "genres"]:
+            raise DataError(f"{mf}:1: header {mhead} is not the MovieLens movies.csv header "
+                            "movieId,title,genres")
+        m = read_delimited(mf, ",", ["movieId", "title", "genres"], "utf-8", True, required=["movieId"])
         items = pd.DataFrame(
             {"title": m["title"].to_numpy(), "categories": m["genres"].to_numpy()},
             index=to_int(m, "movieId", path / "movies.csv", "utf-8", 1, "movieId").to_numpy(),
