@@ -86,32 +86,42 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
     n_raw = len(df)
     if n_raw == 0:
         raise DataError(f"{raw.name}: no interactions were read")
-    df = df.assign(_order=np.arange(n_raw, dtype=np.int64))
+    # numpy arrays, not DataFrame copies: ML-20M-sized input must stay in bounded memory
+    rows = None
     if cfg.rating_threshold is not None:
         if "rating" not in df:
             raise DataError(f"{raw.name}: --rating-threshold given but the data has no rating column")
-        df = df[df["rating"] >= cfg.rating_threshold]
-    has_time = "timestamp" in df and df["timestamp"].notna().all()
-    # chronological, stable tie-break by file order
-    sort_cols = ["user", "timestamp", "_order"] if has_time else ["user", "_order"]
-    df = df.sort_values(sort_cols, kind="stable")
-    if cfg.dedup != "none":
-        df = df.drop_duplicates(["user", "item"], keep=cfg.dedup)
-    df = _k_core(df, cfg.min_user_interactions, cfg.min_item_interactions)
-    if len(df) == 0:
+        rows = np.flatnonzero(df["rating"].to_numpy() >= cfg.rating_threshold)
+    has_time = "timestamp" in df and bool(df["timestamp"].notna().all())
+    u, user_raw = _sorted_codes(df["user"].to_numpy(), rows)
+    i, item_raw = _sorted_codes(df["item"].to_numpy(), rows)
+    ts = None
+    if has_time:
+        ts = df["timestamp"].to_numpy(np.int64)
+        ts = ts[rows] if rows is not None else ts
+    del rows
+    # chronological per user, stable tie-break by file order (codes follow the sorted raw ids)
+    perm = _chronological(u, ts)
+    if perm is not None:
+        u, i = u[perm], i[perm]
+        ts = ts[perm] if ts is not None else None
+        del perm
+    keep = _first_occurrences(u, i, len(item_raw), cfg.dedup) if cfg.dedup != "none" else None
+    keep = _k_core(u, i, len(user_raw), len(item_raw), keep, cfg.min_user_interactions,
+                   cfg.min_item_interactions)
+    if keep is not None:
+        u, i = u[keep], i[keep]
+        ts = ts[keep] if ts is not None else None
+        del keep
+    if len(u) == 0:
         raise DataError(
             f"{raw.name}: no interactions left after filtering (rating >= {cfg.rating_threshold}, "
             f"k-core {cfg.min_user_interactions}/{cfg.min_item_interactions}); loosen the filters"
         )
-    user_raw, u_idx = np.unique(df["user"].to_numpy(), return_inverse=True)
-    item_raw, i_idx = np.unique(df["item"].to_numpy(), return_inverse=True)
-    users = u_idx.astype(np.int64) + 1
-    items = i_idx.astype(np.int64) + 1
-    ts = df["timestamp"].to_numpy(np.int64) if has_time else None
-    # rows are sorted by raw user id then time; re-sort by internal user id (same order) stays stable
-    order = np.argsort(users, kind="stable")
-    users, items = users[order], items[order]
-    ts = ts[order] if ts is not None else None
+    # contiguous ids 1..n over what is left, in raw-id order; rows are already sorted by user
+    users, user_raw = _compact(u, user_raw)
+    items, item_raw = _compact(i, item_raw)
+    del u, i
     n_users, n_items = len(user_raw), len(item_raw)
     seqs = _csr(users, items, ts, n_users)
     train, valid, test = SPLITS[cfg.protocol](seqs, cfg)
@@ -145,17 +155,68 @@ def _pad_like(arr: np.ndarray) -> object:
     return -1 if np.issubdtype(arr.dtype, np.integer) else ""
 
 
-def _k_core(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
-    """Iterative k-core: drop users/items below their threshold until nothing changes."""
-    while min_user > 0 or min_item > 0:
-        n = len(df)
+def _sorted_codes(values: np.ndarray, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Dense int32 codes of `values[rows]` numbered in sorted raw-id order, and the sorted raw ids.
+
+    A hash factorize (O(n)) plus a sort of the few distinct ids, instead of np.unique's sort of all rows.
+    """
+    vals = values[rows] if rows is not None else values
+    codes, uniques = pd.factorize(vals)
+    uniques = np.asarray(uniques)
+    order = np.argsort(uniques, kind="stable")
+    rank = np.empty(len(uniques), dtype=np.int32)
+    rank[order] = np.arange(len(uniques), dtype=np.int32)
+    return rank[codes], uniques[order]
+
+
+def _chronological(u: np.ndarray, ts: np.ndarray | None) -> np.ndarray | None:
+    """Stable permutation sorting rows by (user, time), ties in file order; None if already sorted."""
+    if len(u) == 0:
+        return None
+    if ts is None:
+        return None if bool(np.all(u[1:] >= u[:-1])) else np.argsort(u, kind="stable")
+    t0, span = int(ts.min()), int(ts.max()) - int(ts.min()) + 1
+    if (int(u.max(initial=0)) + 1) * span < 2**62:  # one int64 key: a single stable sort
+        key = u.astype(np.int64) * span + (ts - t0)
+        if bool(np.all(key[1:] >= key[:-1])):
+            return None
+        return np.argsort(key, kind="stable")
+    return np.lexsort((ts, u))  # lexsort is stable
+
+
+def _first_occurrences(u: np.ndarray, i: np.ndarray, n_items: int, dedup: str) -> np.ndarray:
+    """Mask keeping the first (or last) row of each (user, item) pair in the current order."""
+    pair = u.astype(np.int64) * n_items + i
+    if dedup == "last":
+        pair = pair[::-1]
+    _, idx = np.unique(pair, return_index=True)  # a stable sort: idx is each pair's first row
+    del pair
+    keep = np.zeros(len(u), dtype=bool)
+    keep[idx if dedup == "first" else len(u) - 1 - idx] = True
+    return keep
+
+
+def _k_core(u: np.ndarray, i: np.ndarray, n_users: int, n_items: int, keep: np.ndarray | None,
+            min_user: int, min_item: int) -> np.ndarray | None:
+    """Iterative k-core on a row mask: drop items, then users, below their threshold until stable."""
+    if min_user <= 0 and min_item <= 0:
+        return keep
+    keep = np.ones(len(u), dtype=bool) if keep is None else keep
+    while True:
+        n = int(keep.sum())
         if min_item > 0:
-            df = df[df.groupby("item")["item"].transform("size") >= min_item]
+            keep &= (np.bincount(i[keep], minlength=n_items) >= min_item)[i]
         if min_user > 0:
-            df = df[df.groupby("user")["user"].transform("size") >= min_user]
-        if len(df) == n:
-            break
-    return df
+            keep &= (np.bincount(u[keep], minlength=n_users) >= min_user)[u]
+        if int(keep.sum()) == n:
+            return keep
+
+
+def _compact(codes: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Renumber the codes still present to 1..n (keeping their order); int64 ids and their raw ids."""
+    present = np.bincount(codes, minlength=len(raw)) > 0
+    new = np.cumsum(present, dtype=np.int64)  # code -> 1-based id among the present ones
+    return new[codes], raw[present]
 
 
 def _csr(users: np.ndarray, items: np.ndarray, ts: np.ndarray | None, n_users: int) -> Histories:
