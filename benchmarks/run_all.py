@@ -15,6 +15,7 @@ SCRIPTS: list[str] = [
     "generative_cf.py",
     "sequential.py",
     "recbole_speed.py",
+    "preprocess_memory.py",
 ]
 
 if __name__ == "__main__":

@@ -230,11 +230,22 @@ def _csr(users: np.ndarray, items: np.ndarray, ts: np.ndarray | None, n_users: i
 def _select(h: Histories, keep: np.ndarray, rows: np.ndarray | None = None) -> Histories:
     """Keep entries where `keep` (bool per entry), then keep rows `rows` (all if None)."""
     row_ids = h.row_ids()
-    lens = np.bincount(row_ids[keep], minlength=len(h))
-    indptr = np.zeros(len(h) + 1, dtype=np.int64)
+    if rows is not None and (len(rows) < 2 or bool(np.all(np.diff(rows) > 0))):
+        # ascending rows: fold the row filter into the entry mask, so no full-size copy is made first
+        in_rows = np.zeros(len(h), dtype=bool)
+        in_rows[rows] = True
+        keep = keep & in_rows[row_ids]
+        lens = np.bincount(row_ids[keep], minlength=len(h))[rows]
+        users = h.users[rows]
+        rows = None
+    else:
+        lens = np.bincount(row_ids[keep], minlength=len(h))
+        users = h.users
+    del row_ids
+    indptr = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=indptr[1:])
     ts = h.timestamps[keep] if h.timestamps is not None else None
-    out = Histories(indptr, h.items[keep], ts, h.users)
+    out = Histories(indptr, h.items[keep], ts, users)
     return out if rows is None else out.take(rows)
 
 
