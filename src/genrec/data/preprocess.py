@@ -107,8 +107,8 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
         ts = ts[perm] if ts is not None else None
         del perm
     keep = _first_occurrences(u, i, len(item_raw), cfg.dedup) if cfg.dedup != "none" else None
-    keep = _k_core(u, i, len(user_raw), len(item_raw), keep, cfg.min_user_interactions,
-                   cfg.min_item_interactions)
+    keep = _k_core_mask(u, i, len(user_raw), len(item_raw), keep, cfg.min_user_interactions,
+                        cfg.min_item_interactions)
     if keep is not None:
         u, i = u[keep], i[keep]
         ts = ts[keep] if ts is not None else None
@@ -196,8 +196,17 @@ def _first_occurrences(u: np.ndarray, i: np.ndarray, n_items: int, dedup: str) -
     return keep
 
 
-def _k_core(u: np.ndarray, i: np.ndarray, n_users: int, n_items: int, keep: np.ndarray | None,
-            min_user: int, min_item: int) -> np.ndarray | None:
+def _k_core(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
+    """Iterative k-core of a (user, item) frame (the rule `preprocess` applies, on a DataFrame)."""
+    u, _ = _sorted_codes(df["user"].to_numpy(), None)
+    i, _ = _sorted_codes(df["item"].to_numpy(), None)
+    n_u, n_i = int(u.max(initial=-1)) + 1, int(i.max(initial=-1)) + 1
+    keep = _k_core_mask(u, i, n_u, n_i, None, min_user, min_item)
+    return df if keep is None else df[keep]
+
+
+def _k_core_mask(u: np.ndarray, i: np.ndarray, n_users: int, n_items: int, keep: np.ndarray | None,
+                 min_user: int, min_item: int) -> np.ndarray | None:
     """Iterative k-core on a row mask: drop items, then users, below their threshold until stable."""
     if min_user <= 0 and min_item <= 0:
         return keep
