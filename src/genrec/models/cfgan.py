@@ -149,7 +149,7 @@ class CFGAN(Recommender):
                                          "lower lr_g / lr_d")
             if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
                 self.gen_.eval()
-                value = evaluate(self.score, data.valid, ks=(k,))[metric]
+                value = evaluate(self.score, data.valid, ks=(k,), batch_size=cfg.batch_size)[metric]
                 row["valid_" + metric] = value
                 if value > best:
                     best, best_epoch, best_state = value, epoch, copy.deepcopy(self.gen_.state_dict())

@@ -192,7 +192,8 @@ class MultDAE(Recommender):
                 sums["kl"] += float(kl.detach()) * n
             seconds = time.perf_counter() - t0
             self.net_.eval()
-            value = evaluate(self.score, data.valid, ks=(k,))[metric]
+            # validation in training-sized batches: peak memory follows batch_size, not the user count
+            value = evaluate(self.score, data.valid, ks=(k,), batch_size=cfg.batch_size)[metric]
             row = {"epoch": epoch, "seconds": seconds, "valid_" + metric: value,
                    **{key: v / len(perm) for key, v in sums.items()}}
             if self.variational:
