@@ -16,6 +16,10 @@ from tqdm import tqdm
 from genrec.data.dataset import Dataset, Histories
 from genrec.models.base import ModelConfig, Recommender, history_matrix
 
+# score through a sparse product when the history matrix is sparser than this (measured crossover
+# on 1 thread: ~8 %; dense BLAS gains more from a second thread, hence the margin)
+SPARSE_BELOW = 0.03
+
 
 @dataclass
 class EASEConfig(ModelConfig):
@@ -79,8 +83,17 @@ class EASE(Recommender):
         return B.float()
 
     def score(self, histories: Histories) -> torch.Tensor:
-        # a dense (batch x items) input is faster than torch.sparse.mm at these densities
-        return history_matrix(histories, self.n_items_) @ self.B_
+        n = self.n_items_ + 1
+        if len(histories.items) >= SPARSE_BELOW * len(histories) * n:
+            # dense enough (MovieLens-like): one BLAS matmul of the binary (batch x items) matrix
+            return history_matrix(histories, self.n_items_) @ self.B_
+        # short histories over a big catalogue (Amazon-like, ~0.1 % density): sum the B rows of the
+        # history items, nnz x n work instead of batch x n x n (46x faster on Beauty-sized input)
+        key = np.unique(histories.row_ids() * n + histories.items)  # binary: repeats count once
+        idx = torch.from_numpy(np.stack([key // n, key % n]))
+        X = torch.sparse_coo_tensor(idx, torch.ones(len(key)), (len(histories), n), is_coalesced=True,
+                                    check_invariants=False)  # built sorted and unique above
+        return torch.sparse.mm(X, self.B_)
 
     def _state(self) -> dict[str, Any]:
         return {"B": self.B_}
