@@ -91,6 +91,35 @@ def run_one(job: dict) -> dict:
     return out
 
 
+def run_probe(job: dict) -> dict:
+    """In a child process: `steps` Mult-VAE training steps at one batch size, no evaluation; peak RSS."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from genrec.data.preprocess import DataConfig, prepare
+    from genrec.data.readers import read
+    from genrec.models.multvae import AutoEncoder, MultVAE
+    from genrec.models.sparse_input import SparseRows
+
+    ds = prepare(read(DATA / job["dataset"]), DataConfig(**job["data"]))
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    m = MultVAE(batch_size=job["probe"])
+    m.n_items_ = ds.n_items
+    m.net_ = AutoEncoder(ds.n_items, m.config.hidden, True, m.config.dropout)
+    opt = torch.optim.Adam(m.net_.parameters(), lr=1e-3)
+    users = np.flatnonzero(ds.train.lengths > 0)
+    for s in range(job["steps"]):
+        rows = users[s * job["probe"] : (s + 1) * job["probe"]]
+        nll, kl = m._losses(SparseRows.from_histories(ds.train.take(rows), ds.n_items))
+        opt.zero_grad()
+        (nll + 0.2 * kl).backward()
+        opt.step()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**job, "n_users": ds.n_users, "n_items": ds.n_items, "peak_rss_mb": peak,
+            "rss_after_data_mb": rss_data}
+
+
 def spawn(job: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True,
@@ -127,11 +156,14 @@ def main() -> None:
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--memory-batches", default="100,1000", help="Mult-VAE batch sizes for the memory check "
                    "on the largest dataset present ('' = skip)")
+    p.add_argument("--probe-batches", default="", help="e.g. 100,5000: two Mult-VAE training steps per "
+                   "batch size on the largest dataset (no evaluation), peak RSS of each; '' = skip")
     p.add_argument("--out", default=str(HERE / "results" / "generative_cf.json"))
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        print(json.dumps(run_one(json.loads(a.one)), default=float))
+        job = json.loads(a.one)
+        print(json.dumps(run_probe(job) if "probe" in job else run_one(job), default=float))
         return
     present = [d for d in a.datasets.split(",") if (DATA / d).exists()]
     out = Path(a.out)
@@ -170,6 +202,17 @@ def main() -> None:
                 print(f"memory check {largest}: batch {bs}: peak RSS {r['peak_rss_fit_mb']:.0f} MB "
                       f"(after data {r['rss_after_data_mb']:.0f} MB); a dense users x items float32 matrix "
                       f"would be {dense_mb:.0f} MB", flush=True)
+    if a.probe_batches:
+        largest = max(present, key=lambda d: (d in LARGE, d == "ml-20m"))
+        for bs in [int(b) for b in a.probe_batches.split(",")]:
+            job = {"dataset": largest, "model": "multvae", "memory_check": f"probe-{bs}", "probe": bs,
+                   "steps": 2, "data": data_config(largest, "loo")}
+            r = spawn(job)
+            rows.append(r)
+            save()
+            if "error" not in r:
+                print(f"probe {largest}: 2 training steps at batch {bs}: peak RSS {r['peak_rss_mb']:.0f} MB "
+                      f"(after data {r['rss_after_data_mb']:.0f} MB)", flush=True)
     print(table(rows))
 
 
