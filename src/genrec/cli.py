@@ -363,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMAND_HOOKS: list[str] = [
     "genrec.generation.export:add_command",
     "genrec.serving.cli:add_commands",
+    "genrec.training.items:register",
 ]
 
 

@@ -15,6 +15,7 @@ REGISTRY: dict[str, str] = {
     "multvae": "genrec.models.multvae:MultVAE",
     "multdae": "genrec.models.multvae:MultDAE",
     "cfgan": "genrec.models.cfgan:CFGAN",
+    "tiger": "genrec.models.tiger:Tiger",
 }
 
 

@@ -158,4 +158,7 @@ def load_run(path: str | Path) -> Run:
     else:  # cache deleted or moved: rebuild from the recorded source (same hash -> same data)
         ds = load_dataset(cfg.source, cfg.data)
     model = Recommender.load(path / "model")
+    extend = getattr(model, "extend_catalogue", None)
+    if extend is not None:  # items added to this run after training (`genrec items add`)
+        ds = extend(ds)
     return Run(path, cfg, model, ds)

@@ -1,0 +1,140 @@
+"""`genrec items add RUN new_items.csv`: cold-start items for models that know items by content.
+
+The CSV has a header with `item_id,title` and optionally `categories,brand,description,price`.
+The whole file is checked first (errors name file:line:field); the run's model directory is then
+replaced atomically, so a failure never leaves a half-updated run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from genrec.data.dataset import Dataset
+from genrec.data.preprocess import DataError, _item_text
+
+REQUIRED = ("item_id", "title")
+OPTIONAL = ("categories", "brand", "description", "price")
+
+
+def read_items_csv(path: Path, ds: Dataset) -> pd.DataFrame:
+    """Validated new items, indexed by raw item id (typed like the dataset's ids)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    int_ids = np.issubdtype(ds.item_raw.dtype, np.integer)
+    known = {str(v) for v in ds.item_raw[1:]}
+    rows: list[dict] = []
+    seen: dict[str, int] = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        try:
+            header = [h.strip() for h in next(reader)]
+        except StopIteration:
+            raise DataError(f"{path}:1: empty file; expected a header "
+                            f"{','.join(REQUIRED)}[,{','.join(OPTIONAL)}]") from None
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DataError(f"{path}:1: unreadable CSV header ({e})") from None
+        for name in REQUIRED:
+            if name not in header:
+                raise DataError(f"{path}:1:{name}: missing column; the header must contain {','.join(REQUIRED)}")
+        unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
+        if unknown:
+            raise DataError(f"{path}:1:{unknown[0]}: unknown column; allowed: {', '.join(REQUIRED + OPTIONAL)}")
+        dup_cols = {h for h in header if header.count(h) > 1}
+        if dup_cols:
+            raise DataError(f"{path}:1:{sorted(dup_cols)[0]}: column given twice")
+        try:
+            for fields in reader:
+                line = reader.line_num
+                if not any(x.strip() for x in fields):
+                    continue  # blank line
+                if len(fields) != len(header):
+                    raise DataError(f"{path}:{line}: {len(fields)} fields, the header has {len(header)}")
+                rec = dict(zip(header, (x.strip() for x in fields)))
+                rid = rec["item_id"]
+                if not rid:
+                    raise DataError(f"{path}:{line}:item_id: empty")
+                if int_ids:
+                    try:
+                        rec["item_id"] = int(rid)
+                    except ValueError:
+                        raise DataError(f"{path}:{line}:item_id: {rid!r} is not an integer (this dataset's item "
+                                        "ids are integers)") from None
+                if rid in known:
+                    raise DataError(f"{path}:{line}:item_id: {rid!r} is already in the catalogue")
+                if rid in seen:
+                    raise DataError(f"{path}:{line}:item_id: {rid!r} repeats line {seen[rid]}")
+                seen[rid] = line
+                if not rec["title"]:
+                    raise DataError(f"{path}:{line}:title: empty; every new item needs a title")
+                if rec.get("price"):
+                    try:
+                        price = float(rec["price"])
+                    except ValueError:
+                        raise DataError(f"{path}:{line}:price: {rec['price']!r} is not a number") from None
+                    if not np.isfinite(price) or price < 0:
+                        raise DataError(f"{path}:{line}:price: {rec['price']!r} must be a finite number >= 0")
+                rows.append(rec)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise DataError(f"{path}:{reader.line_num}: unreadable CSV ({e})") from None
+    if not rows:
+        raise DataError(f"{path}: no items after the header")
+    df = pd.DataFrame(rows).set_index("item_id")
+    return df.replace("", np.nan)
+
+
+def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, np.ndarray]:
+    """Add the CSV's items to the run's catalogue; returns (raw ids, their semantic-ID codes)."""
+    from genrec.training.runs import load_run
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    model = run.model
+    if not hasattr(model, "add_items"):
+        raise ValueError(f"model {model.name!r} knows items only by their ids and cannot add items without "
+                         "retraining; content-based generators (tiger) can")
+    meta = read_items_csv(Path(csv_path), run.dataset)
+    ids = list(meta.index)
+    title, text, category = _item_text(meta, np.asarray(ids, dtype=object))
+    category = category if category is not None else np.full(len(ids), "", dtype=object)
+    new = model.add_items(ids, list(title), list(text), list(category))
+    # write the whole model next to the old one, then swap: readers see the old or the new run
+    target = run_dir / "model"
+    tmp, old = run_dir / f"model.tmp{os.getpid()}", run_dir / f"model.old{os.getpid()}"
+    try:
+        model.save(tmp)
+        os.replace(target, old)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return ids, model.codes_[new].numpy()
+
+
+def cmd_items_add(a: argparse.Namespace) -> int:
+    ids, codes = add_items(a.run, a.csv)
+    print(f"added {len(ids)} item(s) to {a.run}; they are recommendable now (no retraining):")
+    for rid, c in list(zip(ids, codes))[:20]:
+        print(f"  {rid!s:>12}  semantic id {tuple(int(x) for x in c)}")
+    if len(ids) > 20:
+        print(f"  ... and {len(ids) - 20} more")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    items = sub.add_parser("items", help="manage a run's item catalogue (cold-start items)")
+    isub = items.add_subparsers(dest="items_command", required=True)
+    add = isub.add_parser("add", help="add new items from their text (models with semantic IDs, e.g. tiger)",
+                          description="Encode new items' text, give them semantic IDs with the run's RQ-VAE and add "
+                                      "them to the catalogue. CSV header: item_id,title[,categories,brand,"
+                                      "description,price].")
+    add.add_argument("run", help="run directory (trained with --model tiger)")
+    add.add_argument("csv", help="CSV of new items")
+    add.set_defaults(func=cmd_items_add)
