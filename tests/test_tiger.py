@@ -16,12 +16,33 @@ from genrec.data.dataset import Histories
 from genrec.data.preprocess import DataConfig, prepare
 from genrec.data.synthetic import generate
 from genrec.models import Recommender, get_model_class
-from genrec.models.rqvae import RQVAEConfig, add_collision_level, extend_collision_level, train_rqvae, uniqueness
+from genrec.models.rqvae import (
+    RQVAEConfig,
+    add_collision_level,
+    extend_collision_level,
+    train_rqvae,
+    uniqueness,
+)
 from genrec.models.tiger import TigerConfig
 
-SMALL = dict(text_encoder="tfidf", levels=2, codebook_size=16, rq_latent=16, rq_hidden=[64], rq_epochs=60,
-             d_model=32, n_layers=1, n_heads=2, max_len=20, epochs=12, batch_size=128, patience=3, dropout=0.1,
-             lr=5e-3, threads=1)
+SMALL = dict(
+    text_encoder="tfidf",
+    levels=2,
+    codebook_size=16,
+    rq_latent=16,
+    rq_hidden=[64],
+    rq_epochs=60,
+    d_model=32,
+    n_layers=1,
+    n_heads=2,
+    max_len=20,
+    epochs=12,
+    batch_size=128,
+    patience=3,
+    dropout=0.1,
+    lr=5e-3,
+    threads=1,
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,8 +149,14 @@ def test_generated_items_valid_distinct_with_filters(cold_setup):
     got = items[items > 0]
     assert got.min() >= 30 and got.max() < 60
     # fewer eligible items than k: padded with 0 / -inf, never invalid
-    items, scores = model.recommend(hist.take([0]), k=10, beam=10, allowed=np.array([5, 6, 7]), exclude_seen=False)
-    assert set(items[0][:3].tolist()) == {5, 6, 7} and (items[0][3:] == 0).all() and np.isinf(scores[0][3:]).all()
+    items, scores = model.recommend(
+        hist.take([0]), k=10, beam=10, allowed=np.array([5, 6, 7]), exclude_seen=False
+    )
+    assert (
+        set(items[0][:3].tolist()) == {5, 6, 7}
+        and (items[0][3:] == 0).all()
+        and np.isinf(scores[0][3:]).all()
+    )
 
 
 def test_cold_start_items_reach_the_right_users(cold_setup):

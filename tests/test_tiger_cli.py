@@ -11,8 +11,19 @@ import torch
 from genrec.cli import main
 from genrec.training.runs import load_run
 
-TINY = ["text_encoder=tfidf", "levels=2", "codebook_size=8", "rq_latent=8", "rq_hidden=[32]", "rq_epochs=10",
-        "d_model=16", "n_layers=1", "max_len=10", "epochs=2", "threads=1"]
+TINY = [
+    "text_encoder=tfidf",
+    "levels=2",
+    "codebook_size=8",
+    "rq_latent=8",
+    "rq_hidden=[32]",
+    "rq_epochs=10",
+    "d_model=16",
+    "n_layers=1",
+    "max_len=10",
+    "epochs=2",
+    "threads=1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +47,10 @@ def test_train_reports_rqvae(run_dir, capsys):
 
 def test_items_add_then_recommend(run_dir, tmp_path, capsys):
     csv = tmp_path / "new.csv"
-    csv.write_text("item_id,title,categories,price\n9001,Illustrated jazz guide no. 9001,jazz,12.5\n"
-                   "9002,\"Pocket chess guide, no. 9002\",chess,\n")
+    csv.write_text(
+        "item_id,title,categories,price\n9001,Illustrated jazz guide no. 9001,jazz,12.5\n"
+        '9002,"Pocket chess guide, no. 9002",chess,\n'
+    )
     assert main(["items", "add", str(run_dir), str(csv)]) == 0
     assert "9001" in capsys.readouterr().out
     run = load_run(run_dir)
@@ -62,14 +75,17 @@ def test_items_add_then_recommend(run_dir, tmp_path, capsys):
     assert "already in the catalogue" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("body,where", [
-    ("item_id,name\n1,x\n", ":1:title: missing column"),
-    ("item_id,title\n9100,ok\n9101,\n", ":3:title: empty"),
-    ("item_id,title,price\n9100,ok,cheap\n", ":2:price: 'cheap' is not a number"),
-    ("item_id,title\nabc,ok\n", ":2:item_id: 'abc' is not an integer"),
-    ("item_id,title\n9100,a\n9100,b\n", ":3:item_id: '9100' repeats line 2"),
-    ("item_id,title,colour\n9100,a,red\n", ":1:colour: unknown column"),
-])
+@pytest.mark.parametrize(
+    "body,where",
+    [
+        ("item_id,name\n1,x\n", ":1:title: missing column"),
+        ("item_id,title\n9100,ok\n9101,\n", ":3:title: empty"),
+        ("item_id,title,price\n9100,ok,cheap\n", ":2:price: 'cheap' is not a number"),
+        ("item_id,title\nabc,ok\n", ":2:item_id: 'abc' is not an integer"),
+        ("item_id,title\n9100,a\n9100,b\n", ":3:item_id: '9100' repeats line 2"),
+        ("item_id,title,colour\n9100,a,red\n", ":1:colour: unknown column"),
+    ],
+)
 def test_bad_csv_names_line_and_field_and_changes_nothing(run_dir, tmp_path, capsys, body, where):
     before = (run_dir / "model" / "model.pt").read_bytes()
     csv = tmp_path / "bad.csv"

@@ -8,9 +8,13 @@ import pytest
 from genrec.models import text as text_mod
 from genrec.models.text import TfidfSvdEncoder, encode_texts, encoder_from_state, get_text_encoder
 
-TEXTS = ["Classic jazz guide no. 1; Categories: jazz", "Modern jazz guide no. 2; Categories: jazz",
-         "Pocket hiking guide no. 3; Categories: hiking", "Deluxe hiking guide no. 4; Categories: hiking",
-         "Complete chess guide no. 5; Categories: chess"]
+TEXTS = [
+    "Classic jazz guide no. 1; Categories: jazz",
+    "Modern jazz guide no. 2; Categories: jazz",
+    "Pocket hiking guide no. 3; Categories: hiking",
+    "Deluxe hiking guide no. 4; Categories: hiking",
+    "Complete chess guide no. 5; Categories: chess",
+]
 
 
 def test_tfidf_encoder_groups_similar_texts_and_round_trips():

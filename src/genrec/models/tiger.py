@@ -83,12 +83,23 @@ class TigerConfig(ModelConfig):
     threads: int = 0  # torch CPU threads while fitting (0 = torch's default)
 
     def validate(self) -> None:
-        check_positive(self, "levels", "codebook_size", "rq_latent", "d_model", "n_layers", "n_heads",
-                       "max_len",
-                       "epochs", "batch_size", "lr")
+        check_positive(
+            self,
+            "levels",
+            "codebook_size",
+            "rq_latent",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "max_len",
+            "epochs",
+            "batch_size",
+            "lr",
+        )
         if self.d_model % self.n_heads:
-            raise ValueError(f"TigerConfig.d_model ({self.d_model}) must be divisible by n_heads "
-                             f"({self.n_heads})")
+            raise ValueError(
+                f"TigerConfig.d_model ({self.d_model}) must be divisible by n_heads ({self.n_heads})"
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
 
@@ -265,8 +276,14 @@ class Tiger(Recommender):
         self.text_encoder_state_ = enc.state()
         self.fit_info_["text_encoder"] = enc.spec
         self.fit_info_["text_seconds"] = time.time() - t
-        rq_cfg = RQVAEConfig(levels=cfg.levels, codebook_size=cfg.codebook_size, latent_dim=cfg.rq_latent,
-                             hidden=list(cfg.rq_hidden), epochs=cfg.rq_epochs, beta=cfg.rq_beta)
+        rq_cfg = RQVAEConfig(
+            levels=cfg.levels,
+            codebook_size=cfg.codebook_size,
+            latent_dim=cfg.rq_latent,
+            hidden=list(cfg.rq_hidden),
+            epochs=cfg.rq_epochs,
+            beta=cfg.rq_beta,
+        )
         t = time.time()
         self.rqvae_, report = train_rqvae(X, rq_cfg, seed=torch.initial_seed() % (2**31), progress=True)
         report["seconds"] = time.time() - t
@@ -276,11 +293,13 @@ class Tiger(Recommender):
         report["collision_codes"] = int(codes[:, -1].max()) + 1
         self.fit_info_["rqvae"] = report
         usage = ", ".join(f"{u:.0%}" for u in report["codebook_usage"])
-        _say(f"rq-vae: recon loss {report['recon_loss_first_epoch']:.4f} -> {report['recon_loss']:.4f}, "
-             f"codebook usage per level [{usage}], collision rate {report['collision_rate']:.2%} "
-             f"({report['unique_tuples']} distinct tuples for {report['n_items']} items; max "
-             f"{report['max_items_per_tuple']} per tuple) -> unique after collision level: "
-             f"{report['unique_after_collision_level']:.0%} ({report['seconds']:.1f}s)")
+        _say(
+            f"rq-vae: recon loss {report['recon_loss_first_epoch']:.4f} -> {report['recon_loss']:.4f}, "
+            f"codebook usage per level [{usage}], collision rate {report['collision_rate']:.2%} "
+            f"({report['unique_tuples']} distinct tuples for {report['n_items']} items; max "
+            f"{report['max_items_per_tuple']} per tuple) -> unique after collision level: "
+            f"{report['unique_after_collision_level']:.0%} ({report['seconds']:.1f}s)"
+        )
         self.codes_ = torch.from_numpy(np.r_[np.zeros((1, codes.shape[1]), np.int64), codes])
         self.latent_ = torch.cat([torch.zeros(1, cfg.rq_latent), self.rqvae_.latent(Xt)])
         self.sizes_ = [cfg.codebook_size] * cfg.levels + [int(codes[:, -1].max()) + 1]
@@ -302,9 +321,11 @@ class Tiger(Recommender):
         cfg = self.config
         texts = data.item_text if data.item_text is not None else data.item_title
         if texts is None:
-            raise ValueError(f"{data.name}: tiger needs item text (titles, categories, ...) and this dataset "
-                             "has "
-                             "no item metadata; use a reader that provides it (e.g. MovieLens, amazon)")
+            raise ValueError(
+                f"{data.name}: tiger needs item text (titles, categories, ...) and this dataset "
+                "has "
+                "no item metadata; use a reader that provides it (e.g. MovieLens, amazon)"
+            )
         self.n_items_ = data.n_items
         self.added_: dict[str, list] = {"item_id": [], "title": [], "text": [], "category": []}
         self._semantic_ids([str(t) for t in texts], data.name)
@@ -335,10 +356,13 @@ class Tiger(Recommender):
             epoch_s = time.time() - t
             self.net_.eval()
             ndcg = evaluate(self.score, valid, ks=(10,))["ndcg@10"] if len(valid) else 0.0
-            history.append({"epoch": epoch, "loss": total / max(n_batches, 1), "valid_ndcg@10": ndcg,
-                            "seconds": epoch_s})
-            _say(f"tiger epoch {epoch}: loss {total / max(n_batches, 1):.4f}, valid ndcg@10 {ndcg:.4f} "
-                 f"({epoch_s:.1f}s)")
+            history.append(
+                {"epoch": epoch, "loss": total / max(n_batches, 1), "valid_ndcg@10": ndcg, "seconds": epoch_s}
+            )
+            _say(
+                f"tiger epoch {epoch}: loss {total / max(n_batches, 1):.4f}, valid ndcg@10 {ndcg:.4f} "
+                f"({epoch_s:.1f}s)"
+            )
             if ndcg > best:
                 best, bad = ndcg, 0
                 best_state = {k: v.clone() for k, v in self.net_.state_dict().items()}
@@ -349,11 +373,15 @@ class Tiger(Recommender):
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         self.net_.eval()
-        self.fit_info_.update({
-            "epochs": len(history), "best_valid_ndcg@10": best, "history": history,
-            "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
-            "train_seconds": time.time() - t_train,
-        })
+        self.fit_info_.update(
+            {
+                "epochs": len(history),
+                "best_valid_ndcg@10": best,
+                "history": history,
+                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
+                "train_seconds": time.time() - t_train,
+            }
+        )
         return self
 
     # --- scoring and generation --------------------------------------------------------------------
@@ -373,9 +401,15 @@ class Tiger(Recommender):
         return out
 
     @torch.no_grad()
-    def recommend(self, histories: Histories, k: int = 10, exclude_seen: bool = True,
-                  allowed: np.ndarray | None = None, blocked: np.ndarray | None = None,
-                  beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def recommend(
+        self,
+        histories: Histories,
+        k: int = 10,
+        exclude_seen: bool = True,
+        allowed: np.ndarray | None = None,
+        blocked: np.ndarray | None = None,
+        beam: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k distinct real items; `beam=W` decodes with a constrained beam of width W >= k instead
         of ranking the exact scores. Rows with fewer than k eligible items are padded with item 0 / -inf."""
         if beam is None:
@@ -383,8 +417,15 @@ class Tiger(Recommender):
         return self.beam_search(histories, k, beam, exclude_seen, allowed, blocked)
 
     @torch.no_grad()
-    def beam_search(self, histories: Histories, k: int, beam: int, exclude_seen: bool = True,
-                    allowed: np.ndarray | None = None, blocked: np.ndarray | None = None):
+    def beam_search(
+        self,
+        histories: Histories,
+        k: int,
+        beam: int,
+        exclude_seen: bool = True,
+        allowed: np.ndarray | None = None,
+        blocked: np.ndarray | None = None,
+    ):
         """Level-by-level beam search over the code trie; a prefix survives only if some eligible item
         (not seen / blocked / outside `allowed`) lies below it, so every output is a valid, eligible item."""
         from genrec.generation.topk import mask_scores
@@ -394,15 +435,20 @@ class Tiger(Recommender):
         self.net_.eval()
         trie = self.trie_
         B = len(histories)
-        eligible = torch.isfinite(mask_scores(torch.zeros(B, self.n_items_ + 1), histories, exclude_seen,
-                                              allowed, blocked))
+        eligible = torch.isfinite(
+            mask_scores(torch.zeros(B, self.n_items_ + 1), histories, exclude_seen, allowed, blocked)
+        )
         # which nodes have an eligible item below them, from the leaves up
         ok = [None] * trie.depth
         ok[-1] = eligible[:, trie.leaf_item]
         for lvl in range(trie.depth - 1, 0, -1):
             n_par = len(trie.node_code[lvl - 1])
-            ok[lvl - 1] = torch.zeros(B, n_par).scatter_reduce(
-                1, trie.node_parent[lvl].expand(B, -1), ok[lvl].float(), "amax") > 0
+            ok[lvl - 1] = (
+                torch.zeros(B, n_par).scatter_reduce(
+                    1, trie.node_parent[lvl].expand(B, -1), ok[lvl].float(), "amax"
+                )
+                > 0
+            )
         logps = self.net_.node_log_probs(self._hidden(histories), trie)
         cum = torch.zeros(B, 1)  # log-prob of each beam entry; level 0 expands the root
         beam_nodes = torch.zeros(B, 1, dtype=torch.long)
@@ -425,8 +471,9 @@ class Tiger(Recommender):
 
     # --- cold start --------------------------------------------------------------------------------
     @torch.no_grad()
-    def add_items(self, item_ids: list, titles: list[str], texts: list[str],
-                  categories: list[str]) -> np.ndarray:
+    def add_items(
+        self, item_ids: list, titles: list[str], texts: list[str], categories: list[str]
+    ) -> np.ndarray:
         """Give new items (text only) semantic IDs with the trained RQ-VAE; returns their internal ids."""
         enc = encoder_from_state(self.text_encoder_state_)
         X = torch.from_numpy(np.asarray(enc.encode(list(texts)), dtype=np.float32))
@@ -451,8 +498,10 @@ class Tiger(Recommender):
         if n_added == 0 or ds.n_items == self.n_items_:
             return ds
         if ds.n_items != self.n_items_ - n_added:
-            raise ValueError(f"catalogue mismatch: dataset has {ds.n_items} items, model {self.n_items_} "
-                             f"with {n_added} added")
+            raise ValueError(
+                f"catalogue mismatch: dataset has {ds.n_items} items, model {self.n_items_} "
+                f"with {n_added} added"
+            )
         raw = np.asarray(self.added_["item_id"], dtype=object)
         if np.issubdtype(ds.item_raw.dtype, np.integer):
             raw = raw.astype(np.int64)
@@ -469,10 +518,17 @@ class Tiger(Recommender):
 
     # --- persistence -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"net": self.net_.state_dict(), "rqvae": self.rqvae_.state_dict(),
-                "rq_config": dataclasses.asdict(self.rqvae_.cfg), "rq_in": self.rqvae_.encoder[0].in_features,
-                "codes": self.codes_, "latent": self.latent_, "sizes": self.sizes_,
-                "text_encoder": self.text_encoder_state_, "added": self.added_}
+        return {
+            "net": self.net_.state_dict(),
+            "rqvae": self.rqvae_.state_dict(),
+            "rq_config": dataclasses.asdict(self.rqvae_.cfg),
+            "rq_in": self.rqvae_.encoder[0].in_features,
+            "codes": self.codes_,
+            "latent": self.latent_,
+            "sizes": self.sizes_,
+            "text_encoder": self.text_encoder_state_,
+            "added": self.added_,
+        }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sizes_ = list(state["sizes"])

@@ -37,16 +37,21 @@ def read_items_csv(path: Path, ds: Dataset) -> pd.DataFrame:
         try:
             header = [h.strip() for h in next(reader)]
         except StopIteration:
-            raise DataError(f"{path}:1: empty file; expected a header "
-                            f"{','.join(REQUIRED)}[,{','.join(OPTIONAL)}]") from None
+            raise DataError(
+                f"{path}:1: empty file; expected a header {','.join(REQUIRED)}[,{','.join(OPTIONAL)}]"
+            ) from None
         except (csv.Error, UnicodeDecodeError) as e:
             raise DataError(f"{path}:1: unreadable CSV header ({e})") from None
         for name in REQUIRED:
             if name not in header:
-                raise DataError(f"{path}:1:{name}: missing column; the header must contain {','.join(REQUIRED)}")
+                raise DataError(
+                    f"{path}:1:{name}: missing column; the header must contain {','.join(REQUIRED)}"
+                )
         unknown = [h for h in header if h not in REQUIRED + OPTIONAL]
         if unknown:
-            raise DataError(f"{path}:1:{unknown[0]}: unknown column; allowed: {', '.join(REQUIRED + OPTIONAL)}")
+            raise DataError(
+                f"{path}:1:{unknown[0]}: unknown column; allowed: {', '.join(REQUIRED + OPTIONAL)}"
+            )
         dup_cols = {h for h in header if header.count(h) > 1}
         if dup_cols:
             raise DataError(f"{path}:1:{sorted(dup_cols)[0]}: column given twice")
@@ -65,8 +70,10 @@ def read_items_csv(path: Path, ds: Dataset) -> pd.DataFrame:
                     try:
                         rec["item_id"] = int(rid)
                     except ValueError:
-                        raise DataError(f"{path}:{line}:item_id: {rid!r} is not an integer (this dataset's item "
-                                        "ids are integers)") from None
+                        raise DataError(
+                            f"{path}:{line}:item_id: {rid!r} is not an integer (this dataset's item "
+                            "ids are integers)"
+                        ) from None
                 if rid in known:
                     raise DataError(f"{path}:{line}:item_id: {rid!r} is already in the catalogue")
                 if rid in seen:
@@ -98,8 +105,10 @@ def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, np.ndarr
     run = load_run(run_dir)
     model = run.model
     if not hasattr(model, "add_items"):
-        raise ValueError(f"model {model.name!r} knows items only by their ids and cannot add items without "
-                         "retraining; content-based generators (tiger) can")
+        raise ValueError(
+            f"model {model.name!r} knows items only by their ids and cannot add items without "
+            "retraining; content-based generators (tiger) can"
+        )
     meta = read_items_csv(Path(csv_path), run.dataset)
     ids = list(meta.index)
     title, text, category = _item_text(meta, np.asarray(ids, dtype=object))
@@ -131,10 +140,13 @@ def cmd_items_add(a: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     items = sub.add_parser("items", help="manage a run's item catalogue (cold-start items)")
     isub = items.add_subparsers(dest="items_command", required=True)
-    add = isub.add_parser("add", help="add new items from their text (models with semantic IDs, e.g. tiger)",
-                          description="Encode new items' text, give them semantic IDs with the run's RQ-VAE and add "
-                                      "them to the catalogue. CSV header: item_id,title[,categories,brand,"
-                                      "description,price].")
+    add = isub.add_parser(
+        "add",
+        help="add new items from their text (models with semantic IDs, e.g. tiger)",
+        description="Encode new items' text, give them semantic IDs with the run's RQ-VAE and add "
+        "them to the catalogue. CSV header: item_id,title[,categories,brand,"
+        "description,price].",
+    )
     add.add_argument("run", help="run directory (trained with --model tiger)")
     add.add_argument("csv", help="CSV of new items")
     add.set_defaults(func=cmd_items_add)
