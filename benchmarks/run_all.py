@@ -16,6 +16,7 @@ SCRIPTS: list[str] = [
     "sequential.py",
     "recbole_speed.py",
     "preprocess_memory.py",
+    "semantic_ids.py",
 ]
 
 if __name__ == "__main__":

@@ -88,7 +88,8 @@ class SentenceEncoder(TextEncoder):
 class TfidfSvdEncoder(TextEncoder):
     """TF-IDF over word unigrams + bigrams, reduced by truncated SVD (scipy), rows L2-normalised."""
 
-    def __init__(self, dim: int = 128, min_df: int = 1) -> None:
+    # min_df=2: a term of one item only (a model number, a unique word) says nothing about similarity
+    def __init__(self, dim: int = 128, min_df: int = 2) -> None:
         self.dim, self.min_df = dim, min_df
         self.vocab: dict[str, int] = {}
         self.idf = np.zeros(0, dtype=np.float32)
@@ -120,7 +121,7 @@ class TfidfSvdEncoder(TextEncoder):
         for t in texts:
             for w in set(self._terms(t)):
                 df[w] = df.get(w, 0) + 1
-        terms = sorted(w for w, c in df.items() if c >= self.min_df)
+        terms = sorted(w for w, c in df.items() if c >= min(self.min_df, len(texts)))
         self.vocab = {w: i for i, w in enumerate(terms)}
         n = len(texts)
         self.idf = np.array([np.log((1 + n) / (1 + df[w])) + 1 for w in terms], dtype=np.float32)

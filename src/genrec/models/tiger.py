@@ -333,6 +333,7 @@ class Tiger(Recommender):
         train = data.train.take(np.flatnonzero(data.train.lengths >= 2))
         seqs = torch.from_numpy(train.padded(cfg.max_len + 1))
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
+        lengths = (inputs > 0).sum(1)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(int(torch.initial_seed() % (2**31)))
         valid = _subsample(data.valid, cfg.eval_users, gen)
@@ -341,11 +342,10 @@ class Tiger(Recommender):
         for epoch in range(1, cfg.epochs + 1):
             t = time.time()
             self.net_.train()
-            perm = torch.randperm(len(seqs), generator=gen)
             total, n_batches = 0.0, 0
-            for s in range(0, len(seqs), cfg.batch_size):
-                rows = perm[s : s + cfg.batch_size]
-                x, y = inputs[rows], targets[rows]
+            for rows in _length_buckets(lengths, cfg.batch_size, gen):
+                T = int(lengths[rows].max())  # left-padded: the last T columns hold every real item
+                x, y = inputs[rows, -T:], targets[rows, -T:]
                 h = self.net_(x, self.codes_, self.latent_)
                 keep = (y > 0) & (x > 0)
                 loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep])
@@ -386,7 +386,8 @@ class Tiger(Recommender):
 
     # --- scoring and generation --------------------------------------------------------------------
     def _hidden(self, histories: Histories) -> torch.Tensor:
-        x = torch.from_numpy(histories.padded(self.config.max_len))
+        T = int(min(self.config.max_len, max(histories.lengths.max(initial=1), 1)))
+        x = torch.from_numpy(histories.padded(T))
         return self.net_(x, self.codes_, self.latent_)[:, -1]  # (B, d)
 
     @torch.no_grad()
@@ -541,6 +542,14 @@ class Tiger(Recommender):
         self.text_encoder_state_ = state["text_encoder"]
         self.added_ = state["added"]
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
+
+
+def _length_buckets(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+    """Batches of similar-length sequences (little padding), in random order, random within a length."""
+    perm = torch.randperm(len(lengths), generator=gen)
+    order = perm[torch.argsort(lengths[perm], stable=True)]
+    batches = list(torch.split(order, batch_size))
+    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
 
 
 def _subsample(es: EvalSet, n: int, gen: torch.Generator) -> EvalSet:
