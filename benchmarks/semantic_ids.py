@@ -206,8 +206,9 @@ def main() -> int:
                 out.write_text(
                     json.dumps(
                         {
-                            "machine": f"{platform.machine()}, {os.cpu_count()} cpus (shared), {platform.python_version()}",
-                            "protocol": "leave-one-out, full ranking, history excluded, ties against the model",
+                            "machine": f"{platform.machine()}, {os.cpu_count()} shared cpus, "
+                            f"python {platform.python_version()}",
+                            "protocol": "leave-one-out, full ranking, history excluded, ties against model",
                             "cold_fraction": COLD_FRACTION,
                             "rows": rows,
                         },
