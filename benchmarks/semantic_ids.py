@@ -191,8 +191,10 @@ def main() -> int:
     a = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     models = [m for m in a.models.split(",") if m in REGISTRY]
-    rows: list[dict] = []
     out = Path(a.out)
+    # rows of earlier invocations (other datasets/models) are kept; a re-run replaces its own rows
+    kept = json.loads(out.read_text())["rows"] if out.exists() else []
+    rows: list[dict] = []
     for dataset in a.datasets.split(","):
         for variant in a.variants.split(","):
             for model_name in models:
@@ -200,6 +202,8 @@ def main() -> int:
                 row = run(dataset, variant, model_name)
                 row["wall_s"] = time.perf_counter() - t
                 rows.append(row)
+                key = (dataset, variant, model_name)
+                kept = [r for r in kept if (r["dataset"], r["variant"], r["model"]) != key]
                 print_table([row])
                 sys.stdout.flush()
                 out.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +214,7 @@ def main() -> int:
                             f"python {platform.python_version()}",
                             "protocol": "leave-one-out, full ranking, history excluded, ties against model",
                             "cold_fraction": COLD_FRACTION,
-                            "rows": rows,
+                            "rows": kept + rows,
                         },
                         indent=2,
                         default=float,
