@@ -82,7 +82,9 @@ def cold_slice(evalset, cold: np.ndarray):
     return EvalSet(evalset.history.take(rows), evalset.targets.take(rows))
 
 
-def job(dataset: str, variant: str, model_name: str, queue) -> None:
+def job(dataset: str, variant: str, model_name: str, settings, queue=None) -> None:
+    if queue is None:  # TEMP: a run started with the previous signature (dataset, variant, model, queue)
+        settings, queue = SETTINGS[model_name], settings
     """Train + evaluate one model in this (fresh) process; put a result row on `queue`."""
     import torch
 
@@ -97,7 +99,7 @@ def job(dataset: str, variant: str, model_name: str, queue) -> None:
         cold = None
         if variant == "cold":
             ds, cold = cold_variant(ds)
-        model = build_model(model_name, SETTINGS[model_name])
+        model = build_model(model_name, settings)
         t = time.perf_counter()
         model.fit(ds)
         fit_s = time.perf_counter() - t
@@ -110,7 +112,7 @@ def job(dataset: str, variant: str, model_name: str, queue) -> None:
             "dataset": dataset,
             "variant": variant,
             "model": model_name,
-            "settings": SETTINGS[model_name],
+            "settings": settings,
             "items": ds.n_items,
             "test_users": len(ds.test),
             **{k: m[k] for k in ("hr@10", "ndcg@10", "recall@10", "hr@50", "ndcg@50", "coverage@10")},
@@ -145,7 +147,7 @@ def job(dataset: str, variant: str, model_name: str, queue) -> None:
 def run(dataset: str, variant: str, model_name: str) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=job, args=(dataset, variant, model_name, q))
+    p = ctx.Process(target=job, args=(dataset, variant, model_name, SETTINGS[model_name], q))
     p.start()
     row = q.get()
     p.join()
@@ -187,8 +189,17 @@ def main() -> int:
         help="models to run (those not registered on this checkout are skipped)",
     )
     ap.add_argument("--variants", default="standard,cold")
+    ap.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
+                    help="override a model setting, e.g. tiger.text_encoder=tfidf (repeatable)")
     ap.add_argument("--out", default=str(HERE / "results" / "semantic_ids.json"))
     a = ap.parse_args()
+    for item in a.set:
+        key, value = item.split("=", 1)
+        model_name, field = key.split(".", 1)
+        try:
+            SETTINGS[model_name][field] = json.loads(value)
+        except json.JSONDecodeError:
+            SETTINGS[model_name][field] = value
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     models = [m for m in a.models.split(",") if m in REGISTRY]
     out = Path(a.out)
