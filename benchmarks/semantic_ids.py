@@ -82,9 +82,7 @@ def cold_slice(evalset, cold: np.ndarray):
     return EvalSet(evalset.history.take(rows), evalset.targets.take(rows))
 
 
-def job(dataset: str, variant: str, model_name: str, settings, queue=None) -> None:
-    if queue is None:  # TEMP: a run started with the previous signature (dataset, variant, model, queue)
-        settings, queue = SETTINGS[model_name], settings
+def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> None:
     """Train + evaluate one model in this (fresh) process; put a result row on `queue`."""
     import torch
 
