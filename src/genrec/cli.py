@@ -318,11 +318,16 @@ def build_parser() -> argparse.ArgumentParser:
     rc = sub.add_parser(
         "recommend", help="recommendations for a known user or an ad-hoc history",
         formatter_class=RAW,
-        description="Top-k items, by the dataset's own ids (and titles when the dataset has\n"
-                    "them), for a user of the dataset (--user) or for any list of items (--history).\n"
-                    "Items already in the history are not recommended unless --include-seen.",
+        description="A list of k distinct items, by the dataset's own ids (and titles when the dataset\n"
+                    "has them), for a user of the dataset (--user) or for any list of items (--history).\n"
+                    "Items already in the history are not recommended unless --include-seen.\n"
+                    "beam and sample generate item by item, each conditioned on the ones before; models\n"
+                    "with a KV cache (sasrec, hstu) extend it, others re-score the extended history.",
         epilog="Examples:\n  genrec recommend runs/NAME --user 42 -k 10\n"
-               "  genrec recommend runs/NAME --history 1,2,3 -k 10 --json")
+               "  genrec recommend runs/NAME --history 1,2,3 -k 10 --json\n"
+               "  genrec recommend runs/NAME --user 42 --strategy beam --beam-size 4 --category-cap 3\n"
+               "  genrec recommend runs/NAME --user 42 --strategy sample --temperature 0.8 --top-p 0.9 "
+               "--seed 7 --block blocked.txt")
     rc.add_argument("run", help="run directory")
     rc.add_argument("--user", help="a user id of the dataset")
     rc.add_argument("--history", help="comma-separated item ids (a user the model never saw)")

@@ -136,10 +136,14 @@ def _beam_chunk(dec, hist: Histories, k: int, W: int, c: Constraints, normalize:
         stuck = torch.isinf(lp).all(1)
         lp[stuck, 0] = PAD_LOGP
         nb = len(rowmap) // B  # beams per user: 1 at the first step, then min(W, ...)
-        cand = (cum[:, None] + lp.double()).view(B, nb * V)
-        val, idx = cand.topk(min(W, nb * V), dim=1)  # (B, W')
-        rows = (torch.arange(B)[:, None] * nb + idx // V).flatten()  # parent decoding row
-        item = (idx % V).flatten()
+        # the W best extensions of a user are each among the W best of their own beam: select per row
+        # first, then across the user's beams (never materialises a (B, W * V) float64 matrix)
+        Wr = min(W, V)
+        row_lp, row_item = lp.topk(Wr, dim=1)  # (R, Wr)
+        cand = (cum[:, None] + row_lp.double()).view(B, nb * Wr)
+        val, idx = cand.topk(min(W, nb * Wr), dim=1)  # (B, W')
+        rows = (torch.arange(B)[:, None] * nb + idx // Wr).flatten()  # parent decoding row
+        item = row_item[rows, (idx % Wr).flatten()]
         item_lp = lp[rows, item]
         dead = torch.isinf(val.flatten()) | (item == 0)
         item = item.masked_fill(dead, 0)
