@@ -59,6 +59,7 @@ def main() -> None:
     ap.add_argument("--size", default="small")
     ap.add_argument("--max-len", type=int, default=200)
     ap.add_argument("--users", type=int, default=256)
+    ap.add_argument("--chunk", type=int, default=128, help="users per generation call")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--beam-size", type=int, default=4)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -81,28 +82,39 @@ def main() -> None:
         models = [(f"{m} {a.size} (fresh)", fresh_model(m, ds.n_items, a.size, a.max_len))
                   for m in a.models.split(",")]
     print(f"{ds.name}: {len(users)} users (history used: median {int(np.median(lens))}, max {lens.max()} "
-          f"items), {ds.n_items} items, slate of {a.k}, beam {a.beam_size}, torch threads "
-          f"{torch.get_num_threads()}")
+          f"items), {ds.n_items} items, slate of {a.k}, beam {a.beam_size}, {a.chunk} users per call, "
+          f"torch threads {torch.get_num_threads()}")
     rows = []
     with torch.no_grad():
         for label, model in models:
             beam_search(model, hist.take(slice(0, 8)), a.k, a.beam_size)  # warm-up (allocator, kernels)
             beam_search(model, hist.take(slice(0, 8)), a.k, a.beam_size, use_cache=False)
             for strategy in ("beam", "sample"):
-                if strategy == "beam":
-                    def run(cache, m=model):
-                        return beam_search(m, hist, a.k, a.beam_size, cons, use_cache=cache)
-                else:
-                    def run(cache, m=model):
-                        return sample(m, hist, a.k, temperature=1.0, top_p=0.95, seed=0, constraints=cons,
-                                      use_cache=cache)
-                t_cache, s_cache = timed(lambda r=run: r(True))
-                t_full, s_full = timed(lambda r=run: r(False))
-                same = float((s_cache.items == s_full.items).all(1).mean())
+                def run(h, cache, m=model, strategy=strategy):
+                    if strategy == "beam":
+                        return beam_search(m, h, a.k, a.beam_size, cons, use_cache=cache, batch_size=a.chunk)
+                    return sample(m, h, a.k, temperature=1.0, top_p=0.95, seed=0, constraints=cons,
+                                  use_cache=cache, batch_size=a.chunk)
+                # alternate the two paths chunk by chunk (and which goes first), so load changes on a
+                # shared machine hit both alike; each path still sees `chunk` users per call
+                t_cache = t_full = 0.0
+                items_cache, items_full = [], []
+                for i, s in enumerate(range(0, len(hist), a.chunk)):
+                    h = hist.take(slice(s, s + a.chunk))
+                    for cache in ((True, False) if i % 2 == 0 else (False, True)):
+                        t, out = timed(lambda h=h, c=cache: run(h, c))
+                        if cache:
+                            t_cache += t
+                            items_cache.append(out.items)
+                        else:
+                            t_full += t
+                            items_full.append(out.items)
+                equal = (np.concatenate(items_cache) == np.concatenate(items_full)).all(1)
+                same = float(equal.mean())
                 fits = lens + a.k <= a.max_len
-                same_fit = float((s_cache.items == s_full.items).all(1)[fits].mean()) if fits.any() else 1.0
+                same_fit = float(equal[fits].mean()) if fits.any() else 1.0
                 rows.append({"model": label, "strategy": strategy, "users": len(users), "k": a.k,
-                             "beam_size": a.beam_size if strategy == "beam" else 1,
+                             "beam_size": a.beam_size if strategy == "beam" else 1, "chunk": a.chunk,
                              "cache_s": t_cache, "recompute_s": t_full, "speedup": t_full / t_cache,
                              "same_lists": same, "same_lists_when_fits_max_len": same_fit})
                 r = rows[-1]
@@ -110,7 +122,7 @@ def main() -> None:
                       f"speedup {r['speedup']:6.1f}x  identical lists {same:.0%} "
                       f"({same_fit:.0%} where history + slate <= max_len)", flush=True)
     result = {"dataset": ds.name, "n_items": ds.n_items, "users": len(users), "k": a.k,
-              "beam_size": a.beam_size, "max_len": a.max_len, "size": a.size,
+              "beam_size": a.beam_size, "chunk": a.chunk, "max_len": a.max_len, "size": a.size,
               "history_median": int(np.median(lens)), "threads": torch.get_num_threads(),
               "machine": platform.platform(), "cpu_count": os.cpu_count(), "rows": rows,
               "command": " ".join(["python benchmarks/generation.py", *sys.argv[1:]])}
