@@ -119,8 +119,8 @@ def main() -> None:
                              "same_lists": same, "same_lists_when_fits_max_len": same_fit})
                 r = rows[-1]
                 print(f"{label:<22} {strategy:<7} cache {t_cache:8.2f}s  recompute {t_full:8.2f}s  "
-                      f"speedup {r['speedup']:6.1f}x  identical lists {same:.0%} "
-                      f"({same_fit:.0%} where history + slate <= max_len)", flush=True)
+                      f"speedup {r['speedup']:6.1f}x  identical lists {same:.1%} "
+                      f"({same_fit:.1%} where history + slate <= max_len)", flush=True)
     result = {"dataset": ds.name, "n_items": ds.n_items, "users": len(users), "k": a.k,
               "beam_size": a.beam_size, "chunk": a.chunk, "max_len": a.max_len, "size": a.size,
               "history_median": int(np.median(lens)), "threads": torch.get_num_threads(),
