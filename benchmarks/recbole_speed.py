@@ -7,9 +7,16 @@ each (the machine is shared; see docs/benchmarks.md), max length 50 and 200, dat
 RecBole trains on every prefix of every training sequence (one target per sample, padded to the max
 length); genrec trains on whole sequences (every position a target, length-bucketed). Both see every
 training interaction once per epoch as a target. RecBole's epoch is estimated from a timed slice of
-batches (time per batch is constant: every batch is padded to the max length) times its number of
-batches; at length 200 its data preparation needs ~15 GB, so RecBole is run on the first 500 users
-and the batch count of the full data is computed exactly (= training interactions - users, / batch).
+batches: every RecBole batch is padded to the max length, so its time per sample is constant, and the
+epoch = seconds per sample x the samples of the full data (= training interactions - users, exact).
+At length 200 a batch of 2,048 padded prefixes holds RecBole's (B, heads, 200, 200) attention scores,
+probabilities and dropout masks for backward: ~10 GB (a run was OOM-killed at 10.7 GB). So at lengths
+above 50 RecBole reads the first `--users-200` users and its timed slice uses `--batch-200` samples per
+batch; the printout says so. Both sides print their peak RSS (RecBole's is its own process's).
+
+`--time-to-ndcg X` (default 0.0808, RecBole SASRec's test NDCG@10 on this data after its 33-minute
+budget, see docs/benchmarks.md) also trains genrec's default SASRec (no flags but threads=1) and reports
+the wall time from the start of training until its validation NDCG@10 first reaches X, against 33 min.
 
 RecBole lives in its own venv (benchmarks/.venv-recbole, git-ignored), created on first use with
 torch==2.13.0 installed first and recbole==1.2.1 without its pinned extras that would pull other torch
@@ -17,6 +24,7 @@ builds:
 
     python benchmarks/recbole_speed.py                 # both lengths
     python benchmarks/recbole_speed.py --lengths 50 --batches 20
+    python benchmarks/recbole_speed.py --lengths 200 --time-to-ndcg 0.0808
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -99,15 +108,17 @@ for inter in train:  # timed from the previous step's end: data loading counts a
     n += 1
     if n >= a["batches"]:
         break
+import resource
 print("RESULT " + json.dumps({"batches_timed": n, "sec_per_batch": sum(times[1:]) / max(1, len(times) - 1),
-                              "batches_in_epoch": len(train), "samples": len(train.dataset)}))
+                              "batches_in_epoch": len(train), "samples": len(train.dataset),
+                              "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 '''
 
 
-def recbole_epoch(py: Path, max_len: int, n_batches: int, users_limit: int | None) -> dict:
+def recbole_epoch(py: Path, max_len: int, n_batches: int, users_limit: int | None, batch: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         users, inter = write_atomic(Path(tmp), users_limit)
-        args = dict(COMMON, data=tmp, max_len=max_len, batches=n_batches, tmp=tmp)
+        args = dict(COMMON, data=tmp, max_len=max_len, batches=n_batches, tmp=tmp, batch=batch)
         t = time.time()
         out = subprocess.run([str(py), "-c", RECBOLE_CHILD, json.dumps(args)], capture_output=True,
                              text=True, cwd=tmp)
@@ -132,46 +143,131 @@ def genrec_epoch(max_len: int) -> dict:
                        max_len=max_len, epochs=1, threads=1, loss="ce")
     model = SASRec(cfg).fit(ds)
     return {"sec_per_epoch": model.fit_info_["seconds_per_epoch"], "valid_ndcg@10_after_1_epoch":
-            model.fit_info_["best_valid_ndcg10"], "train_interactions": int(len(ds.train.items))}
+            model.fit_info_["best_valid_ndcg10"], "train_interactions": int(len(ds.train.items)),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def save(rows: list[dict]) -> None:
+class Reached(Exception):
+    pass
+
+
+def genrec_time_to(target: float, max_epochs: int) -> dict:
+    """Wall seconds (training + per-epoch validation) until genrec's default SASRec first reaches
+    validation NDCG@10 >= target. The trainer's own `evaluate` call is wrapped to timestamp each
+    validation; training stops by exception at the first one that reaches the target."""
+    import torch
+
+    import genrec.training.sequential as trainer
+    from genrec.data.preprocess import DataConfig
+    from genrec.data.sources import SourceSpec, load_dataset
+    from genrec.models.sasrec import SASRec
+
+    torch.manual_seed(0)
+    t_load = time.time()
+    ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
+    load_s = time.time() - t_load
+    curve: list[tuple[float, float]] = []
+    evaluate = trainer.evaluate
+    t0 = time.time()
+
+    def timed_evaluate(*args, **kwargs):
+        m = evaluate(*args, **kwargs)
+        curve.append((time.time() - t0, m["ndcg@10"]))
+        if m["ndcg@10"] >= target or len(curve) >= max_epochs:
+            raise Reached
+        return m
+
+    trainer.evaluate = timed_evaluate
+    try:
+        SASRec(threads=1).fit(ds)  # every other setting at its default (max_len 200, epochs 200, ...)
+    except Reached:
+        pass
+    finally:
+        trainer.evaluate = evaluate
+    hit = next((i for i, (_, v) in enumerate(curve) if v >= target), None)
+    return {"target_valid_ndcg@10": target, "reached": hit is not None,
+            "epochs": None if hit is None else hit + 1,
+            "seconds": None if hit is None else curve[hit][0], "data_load_seconds": load_s,
+            "curve_wall_s_ndcg": curve, "recbole_seconds": 33 * 60,
+            "ratio_genrec_over_recbole": None if hit is None else curve[hit][0] / (33 * 60),
+            "load_average": os.getloadavg()[0]}
+
+
+def save(rows: list[dict], time_to: dict | None = None) -> None:
     """Merge rows into the results file by max_len (runs for one length keep the other's row)."""
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    old = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     done = {r["max_len"] for r in rows}
-    merged = sorted([r for r in old if r["max_len"] not in done] + rows, key=lambda r: r["max_len"])
-    RESULTS.write_text(json.dumps({"config": COMMON, "rows": merged}, indent=2))
+    merged = sorted([r for r in old.get("rows", []) if r["max_len"] not in done] + rows,
+                    key=lambda r: r["max_len"])
+    out = {"config": COMMON, "rows": merged}
+    if time_to or old.get("time_to_recbole_ndcg"):
+        out["time_to_recbole_ndcg"] = time_to or old["time_to_recbole_ndcg"]
+    RESULTS.write_text(json.dumps(out, indent=2))
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", default="50,200")
     p.add_argument("--batches", type=int, default=4, help="RecBole batches to time (the first is dropped)")
-    p.add_argument("--users-200", type=int, default=500, help="users RecBole reads at length 200 (memory)")
+    p.add_argument("--users-200", type=int, default=500,
+                   help="users RecBole reads at lengths > 50 (its data preparation is memory-hungry)")
+    p.add_argument("--batch-200", type=int, default=256,
+                   help="RecBole samples per timed batch at lengths > 50 (attention memory; the epoch "
+                        "estimate scales seconds per sample to the full data)")
+    p.add_argument("--time-to-ndcg", type=float, default=None, metavar="X",
+                   help="also time genrec's default SASRec until validation NDCG@10 >= X (e.g. 0.0808)")
+    p.add_argument("--max-epochs", type=int, default=10, help="give up the --time-to-ndcg run after this")
     a = p.parse_args()
-    py = ensure_venv()
     rows = []
-    for L in [int(x) for x in a.lengths.split(",")]:
+    lengths = [int(x) for x in a.lengths.split(",")] if a.lengths else []
+    py = ensure_venv() if lengths else None
+    for L in lengths:
         limit = a.users_200 if L > 50 else None
-        rb = recbole_epoch(py, L, a.batches, limit)
-        # batches of a full-data epoch: one sample per training interaction except each user's first
+        batch = a.batch_200 if L > 50 else COMMON["batch"]
+        rb = recbole_epoch(py, L, a.batches, limit, batch)
         g = genrec_epoch(L)
+        # samples of a full-data epoch: one per training interaction except each user's first
         full_samples = g["train_interactions"] - 2999
-        rb_batches = -(-full_samples // COMMON["batch"]) if limit else rb["batches_in_epoch"]
-        rb_epoch = rb["sec_per_batch"] * rb_batches
-        rows.append({"max_len": L, "recbole_sec_per_batch": rb["sec_per_batch"],
-                     "recbole_batches": rb_batches, "recbole_sec_per_epoch_est": rb_epoch,
-                     "recbole_users_read": rb["users"], "genrec_sec_per_epoch": g["sec_per_epoch"],
+        rb_epoch = rb["sec_per_batch"] / batch * full_samples
+        rows.append({"max_len": L, "recbole_sec_per_batch": rb["sec_per_batch"], "recbole_batch": batch,
+                     "recbole_batches_timed": rb["batches_timed"],
+                     "recbole_full_epoch_samples": full_samples,
+                     "recbole_full_epoch_batches_of_2048": -(-full_samples // COMMON["batch"]),
+                     "recbole_sec_per_epoch_est": rb_epoch,
+                     "recbole_users_read": rb["users"], "recbole_peak_rss_mb": rb["peak_rss_mb"],
+                     "genrec_sec_per_epoch": g["sec_per_epoch"], "genrec_peak_rss_mb": g["peak_rss_mb"],
                      "ratio_genrec_over_recbole": g["sec_per_epoch"] / rb_epoch,
                      "genrec_valid_ndcg@10_1_epoch": g["valid_ndcg@10_after_1_epoch"],
                      "load_average": os.getloadavg()[0]})
         print(json.dumps(rows[-1]), flush=True)
         save(rows)
-    print(f"\n{'max_len':>8}{'RecBole s/epoch (est)':>24}{'genrec s/epoch':>16}{'ratio':>8}")
+    time_to = None
+    if a.time_to_ndcg is not None:
+        time_to = genrec_time_to(a.time_to_ndcg, a.max_epochs)
+        print(json.dumps(time_to), flush=True)
+        save(rows, time_to)
+    if rows:
+        print(f"\n{'max_len':>8}{'RecBole s/epoch (est)':>24}{'RecBole RSS MB':>16}{'genrec s/epoch':>16}"
+              f"{'genrec RSS MB':>15}{'ratio':>8}")
     for r in rows:
-        print(f"{r['max_len']:>8}{r['recbole_sec_per_epoch_est']:>24.0f}{r['genrec_sec_per_epoch']:>16.1f}"
-              f"{r['ratio_genrec_over_recbole']:>8.3f}")
+        print(f"{r['max_len']:>8}{r['recbole_sec_per_epoch_est']:>24.0f}{r['recbole_peak_rss_mb']:>16.0f}"
+              f"{r['genrec_sec_per_epoch']:>16.1f}{r['genrec_peak_rss_mb']:>15.0f}"
+              f"{r['ratio_genrec_over_recbole']:>8.4f}")
+        if r["recbole_users_read"] < 2999:
+            print(f"{'':>8}(RecBole timed on its first {r['recbole_users_read']} users, "
+                  f"{r['recbole_batch']} samples per batch, scaled to "
+                  f"{r['recbole_full_epoch_samples']} samples)")
+    if time_to:
+        t = time_to
+        if t["reached"]:
+            print(f"\ngenrec SASRec (defaults, 1 thread) reached validation NDCG@10 >= "
+                  f"{t['target_valid_ndcg@10']} after {t['epochs']} epoch(s), {t['seconds']:.0f} s; "
+                  "RecBole: 1980 s (33 min) -> ratio "
+                  f"{t['ratio_genrec_over_recbole']:.3f}")
+        else:
+            print(f"\ngenrec SASRec did not reach {t['target_valid_ndcg@10']} "
+                  f"in {len(t['curve_wall_s_ndcg'])} epochs")
     return 0
 
 

@@ -27,12 +27,15 @@ class Histories:
     items: np.ndarray  # (nnz,) int64, internal item ids >= 1
     timestamps: np.ndarray | None = None  # (nnz,) int64 unix seconds, or None
     users: np.ndarray | None = None  # (B,) int64
+    ratings: np.ndarray | None = None  # (nnz,) float32 explicit rating of each interaction (NaN: unknown)
 
     def __post_init__(self) -> None:
         self.indptr = np.asarray(self.indptr, dtype=np.int64)
         self.items = np.asarray(self.items, dtype=np.int64)
         if self.timestamps is not None:
             self.timestamps = np.asarray(self.timestamps, dtype=np.int64)
+        if self.ratings is not None:
+            self.ratings = np.asarray(self.ratings, dtype=np.float32)
         if self.users is None:
             self.users = np.zeros(len(self.indptr) - 1, dtype=np.int64)
         self.users = np.asarray(self.users, dtype=np.int64)
@@ -59,7 +62,8 @@ class Histories:
         np.cumsum(lens, out=indptr[1:])
         idx = np.repeat(starts - indptr[:-1], lens) + np.arange(indptr[-1])
         ts = self.timestamps[idx] if self.timestamps is not None else None
-        return Histories(indptr, self.items[idx], ts, self.users[rows])
+        ratings = self.ratings[idx] if self.ratings is not None else None
+        return Histories(indptr, self.items[idx], ts, self.users[rows], ratings)
 
     def padded(self, max_len: int | None = None, left: bool = True) -> np.ndarray:
         """(B, L) item matrix, most recent `max_len` items, padded with 0 on the left by default."""
@@ -173,6 +177,8 @@ class Dataset:
             arrays[f"{prefix}.users"] = h.users
             if h.timestamps is not None:
                 arrays[f"{prefix}.timestamps"] = h.timestamps
+            if h.ratings is not None:
+                arrays[f"{prefix}.ratings"] = h.ratings
         for name in ("item_title", "item_text", "item_category"):
             if getattr(self, name) is not None:
                 arrays[name] = getattr(self, name)
@@ -195,7 +201,7 @@ class Dataset:
 
         def hist(prefix: str) -> Histories:
             return Histories(arr(f"{prefix}.indptr"), arr(f"{prefix}.items"), arr(f"{prefix}.timestamps"),
-                             arr(f"{prefix}.users"))
+                             arr(f"{prefix}.users"), arr(f"{prefix}.ratings"))
 
         return Dataset(
             name=manifest["name"], user_raw=arr("user_raw"), item_raw=arr("item_raw"), train=hist("train"),

@@ -21,7 +21,7 @@ import pandas as pd
 from genrec.data.dataset import Dataset, EvalSet, Histories
 
 PROTOCOLS = ("loo", "temporal", "users")
-CACHE_VERSION = 2  # 2: 'users' protocol keeps only training users' items
+CACHE_VERSION = 3  # 2: 'users' protocol keeps only training users' items; 3: ratings are kept
 
 
 class DataError(ValueError):
@@ -99,12 +99,17 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
     if has_time:
         ts = df["timestamp"].to_numpy(np.int64)
         ts = ts[rows] if rows is not None else ts
+    rating = None  # kept (float32) for models that read ratings as side information
+    if "rating" in df:
+        rating = df["rating"].to_numpy(np.float32, na_value=np.nan)
+        rating = rating[rows] if rows is not None else rating
     del rows
     # chronological per user, stable tie-break by file order (codes follow the sorted raw ids)
     perm = _chronological(u, ts)
     if perm is not None:
         u, i = u[perm], i[perm]
         ts = ts[perm] if ts is not None else None
+        rating = rating[perm] if rating is not None else None
         del perm
     keep = _first_occurrences(u, i, len(item_raw), cfg.dedup) if cfg.dedup != "none" else None
     keep = _k_core_mask(u, i, len(user_raw), len(item_raw), keep, cfg.min_user_interactions,
@@ -112,6 +117,7 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
     if keep is not None:
         u, i = u[keep], i[keep]
         ts = ts[keep] if ts is not None else None
+        rating = rating[keep] if rating is not None else None
         del keep
     if len(u) == 0:
         raise DataError(
@@ -123,7 +129,7 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
     items, item_raw = _compact(i, item_raw)
     del u, i
     n_users, n_items = len(user_raw), len(item_raw)
-    seqs = _csr(users, items, ts, n_users)
+    seqs = _csr(users, items, ts, n_users, rating)
     train, valid, test = SPLITS[cfg.protocol](seqs, cfg)
     n_inter = int(len(items))
     if cfg.protocol == "users":
@@ -146,6 +152,7 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
             "config": dataclasses.asdict(cfg), "n_raw": n_raw,
             "n_interactions": n_inter,
             "n_users": n_users, "n_items": n_items, "has_timestamps": bool(has_time),
+            "has_ratings": rating is not None,
             "n_train": int(len(train.items)), "n_valid_users": len(valid), "n_test_users": len(test),
         },
     )
@@ -228,12 +235,13 @@ def _compact(codes: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return new[codes], raw[present]
 
 
-def _csr(users: np.ndarray, items: np.ndarray, ts: np.ndarray | None, n_users: int) -> Histories:
+def _csr(users: np.ndarray, items: np.ndarray, ts: np.ndarray | None, n_users: int,
+         ratings: np.ndarray | None = None) -> Histories:
     """Per-user sequences, row = internal user id (row 0 empty); `users` must be sorted."""
     counts = np.bincount(users, minlength=n_users + 1)
     indptr = np.zeros(n_users + 2, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
-    return Histories(indptr, items, ts, np.arange(n_users + 1))
+    return Histories(indptr, items, ts, np.arange(n_users + 1), ratings)
 
 
 def _select(h: Histories, keep: np.ndarray, rows: np.ndarray | None = None) -> Histories:
@@ -254,7 +262,8 @@ def _select(h: Histories, keep: np.ndarray, rows: np.ndarray | None = None) -> H
     indptr = np.zeros(len(lens) + 1, dtype=np.int64)
     np.cumsum(lens, out=indptr[1:])
     ts = h.timestamps[keep] if h.timestamps is not None else None
-    out = Histories(indptr, h.items[keep], ts, users)
+    ratings = h.ratings[keep] if h.ratings is not None else None
+    out = Histories(indptr, h.items[keep], ts, users, ratings)
     return out if rows is None else out.take(rows)
 
 
@@ -348,7 +357,7 @@ def _compact_items(parts: tuple[Histories, EvalSet, EvalSet], n_items: int):
     def remap(h: Histories) -> Histories:
         if len(h.items) and (new_id[h.items] == 0).any():
             raise AssertionError("an evaluation item is missing from the training catalogue")
-        return Histories(h.indptr, new_id[h.items], h.timestamps, h.users)
+        return Histories(h.indptr, new_id[h.items], h.timestamps, h.users, h.ratings)
 
     out = (remap(train), EvalSet(remap(valid.history), remap(valid.targets)),
            EvalSet(remap(test.history), remap(test.targets)))

@@ -48,7 +48,11 @@ def extend_histories(base: Histories, rowmap: np.ndarray, appended: np.ndarray) 
         ts = np.empty(indptr[-1], dtype=np.int64)
         ts[old] = h.timestamps
         ts[new] = np.repeat(last, t)
-    return Histories(indptr, items, ts, h.users)
+    ratings = None
+    if h.ratings is not None:  # a generated item's rating is unknown (NaN), as in a cached step
+        ratings = np.full(indptr[-1], np.nan, dtype=np.float32)
+        ratings[old] = h.ratings
+    return Histories(indptr, items, ts, h.users, ratings)
 
 
 @dataclass

@@ -10,18 +10,32 @@ sequence length, so long and short histories give comparable magnitudes). Relati
 learned scalar per bucket, per layer: positions by distance (clipped at max_len - 1), time gaps by
 log2 buckets of seconds. The query's own timestamp is used (never the target's, which would leak).
 There is no absolute position embedding, so the KV cache can grow past max_len.
+
+Side tokens (`side_tokens=rating`, off by default). The paper interleaves item and action tokens
+(x_0, a_0, x_1, a_1, ...): the sequence doubles, attention costs 4x, and item positions predict actions.
+Here the action of an interaction is instead a learned embedding *added to its item's embedding at the
+same position* (the usual cheaper variant). Why: (1) length, cost and relative-position semantics are
+unchanged; (2) the state after a history still reads every known action, the last one included, so
+`score` needs nothing from the future; (3) when generating, the action on a generated item is unknown:
+it gets the 'unknown' token 0 (a zero embedding), so a KV-cache step adds one position exactly as the
+recompute path does (genrec.generation.decoders.extend_histories marks appended ratings NaN). Training
+replaces a `side_dropout` share of the tokens by 'unknown', so the model has seen that case; histories
+without ratings (ad-hoc users) are read as all-unknown. Ratings become tokens by nearest value among
+the training set's distinct ratings (at most 32; quantile centres beyond that), saved with the model.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genrec.data.dataset import Dataset, Histories
 from genrec.models.sequential import (
     SeqNet,
     SequentialConfig,
@@ -40,11 +54,44 @@ class HSTUConfig(SequentialConfig):
         "large": {"dim": 256, "n_layers": 8, "n_heads": 8},
     }
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
+    side_tokens: str = "none"  # none | rating: add an embedding of each interaction's rating (see top)
+    side_dropout: float = 0.1  # training: share of side tokens replaced by 'unknown'
 
     def validate(self) -> None:
         super().validate()
         if self.time_buckets < 0:
             raise ValueError(f"HSTUConfig.time_buckets must be >= 0, got {self.time_buckets!r}")
+        if self.side_tokens not in SIDE_TOKENS:
+            raise ValueError(f"HSTUConfig.side_tokens must be one of {', '.join(SIDE_TOKENS)}, "
+                             f"got {self.side_tokens!r}")
+        if not 0 <= self.side_dropout < 1:
+            raise ValueError(f"HSTUConfig.side_dropout must be in [0, 1), got {self.side_dropout!r}")
+
+
+SIDE_TOKENS = ("none", "rating")
+MAX_SIDE_VALUES = 32
+
+
+def rating_values(data: Dataset) -> np.ndarray:
+    """The rating values that become side tokens 1..n: the distinct training ratings (quantile centres
+    when there are more than MAX_SIDE_VALUES)."""
+    r = data.train.ratings
+    if r is None or not np.isfinite(r).any():
+        raise ValueError(f"hstu side_tokens='rating': dataset {data.name!r} has no ratings; use data with "
+                         "a rating column (MovieLens, Amazon reviews, a table with --columns rating=...) "
+                         "or side_tokens=none")
+    r = r[np.isfinite(r)]
+    values = np.unique(r)
+    if len(values) > MAX_SIDE_VALUES:
+        values = np.unique(np.quantile(r, (np.arange(MAX_SIDE_VALUES) + 0.5) / MAX_SIDE_VALUES))
+    return values.astype(np.float32)
+
+
+def rating_tokens(ratings: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Token 1..len(values) of the nearest value; NaN (unknown) -> 0."""
+    tokens = 1 + np.searchsorted((values[1:] + values[:-1]) / 2, ratings)
+    tokens[~np.isfinite(ratings)] = 0
+    return tokens.astype(np.int64)
 
 
 def time_bucket(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
@@ -82,14 +129,27 @@ class HSTULayer(nn.Module):
 
 
 class HSTUNet(SeqNet):
-    def __init__(self, cfg: HSTUConfig, n_items: int) -> None:
+    def __init__(self, cfg: HSTUConfig, n_items: int, n_side: int = 0) -> None:
         super().__init__()
         self.dim, self.max_len, self.time_buckets = cfg.resolved("dim"), cfg.max_len, cfg.time_buckets
         self.item_emb = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
         self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(HSTULayer(cfg) for _ in range(cfg.resolved("n_layers")))
         self.ln_f = nn.LayerNorm(self.dim)
+        # side tokens 1..n_side, 0 = unknown (zero vector); created last, so that without side tokens
+        # the initialisation draws (and the model) are exactly those of plain HSTU
+        self.side_emb = nn.Embedding(n_side + 1, self.dim, padding_idx=0) if n_side else None
+        self.side_dropout = cfg.side_dropout
         init_weights(self, self.dim)
+
+    def embed(self, items: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
+        """Item (+ side token) embeddings of (B, T) ids -> (B, T, D)."""
+        e = self.item_emb(items)
+        if side is not None and self.side_emb is not None:
+            if self.training and self.side_dropout:
+                side = side.masked_fill(torch.rand(side.shape, device=side.device) < self.side_dropout, 0)
+            e = e + self.side_emb(side)
+        return self.drop(e * math.sqrt(self.dim))
 
     def _rel(self, qpos, kpos, qts, kts, keep) -> dict:
         """Relative-bias indices and normalisers. *pos/*ts: (B, T) query, (B, Tk) keys; keep bool."""
@@ -100,8 +160,10 @@ class HSTUNet(SeqNet):
         n = keep.sum(-1, keepdim=True).clamp(min=1).float()  # (B, T, 1)
         return {"dist": dist, "tbucket": tb, "keep": keep[:, None].float(), "n": n[:, None]}
 
-    def forward(self, items: torch.Tensor, ts: torch.Tensor | None, left_pad: bool, want_cache: bool = False):
-        """items, ts (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded (inference)."""
+    def forward(self, items: torch.Tensor, ts: torch.Tensor | None, left_pad: bool, want_cache: bool = False,
+                side: torch.Tensor | None = None):
+        """items, ts, side (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded (inference).
+        side: side tokens (0 = unknown) or None (all unknown)."""
         B, T = items.shape
         dev = items.device
         ts = torch.zeros_like(items) if ts is None else ts
@@ -116,7 +178,7 @@ class HSTUNet(SeqNet):
         else:  # right-padded: pads come after every real item, so causal alone suffices
             n_pad, valid, pos, keep = None, None, ar[None, :].expand(B, T), causal.expand(B, T, T)
         rel = self._rel(pos, pos, ts, ts, keep)
-        x = self.drop(self.item_emb(items) * math.sqrt(self.dim))
+        x = self.embed(items, side)
         kvs = []
         for layer in self.layers:
             x, kv = layer(x, rel)
@@ -137,7 +199,7 @@ class HSTUNet(SeqNet):
         kpos = torch.cat([cache["pos"], qpos[:, None]], 1)
         kts = torch.cat([cache["ts"], qts[:, None]], 1)
         rel = self._rel(qpos[:, None], kpos, qts[:, None], kts, valid[:, None, :])
-        x = self.drop(self.item_emb(items[:, None]) * math.sqrt(self.dim))  # (B, 1, D)
+        x = self.embed(items[:, None], None)  # (B, 1, D); a generated item's side token is unknown
         kvs = []
         for layer, past in zip(self.layers, cache["layers"]):
             x, kv = layer(x, rel, past)
@@ -152,5 +214,29 @@ class HSTU(SequentialRecommender):
     name = "hstu"
     config_cls = HSTUConfig
 
+    def __init__(self, config: HSTUConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self.side_values_: np.ndarray | None = None  # rating of side token k at index k - 1
+
+    def fit(self, data: Dataset) -> HSTU:
+        self.side_values_ = rating_values(data) if self.config.side_tokens == "rating" else None
+        super().fit(data)
+        if self.side_values_ is not None:
+            self.fit_info_["side_values"] = self.side_values_.tolist()
+        return self
+
     def build_net(self, n_items: int) -> HSTUNet:
-        return HSTUNet(self.config, n_items)
+        n_side = 0 if self.side_values_ is None else len(self.side_values_)
+        return HSTUNet(self.config, n_items, n_side)
+
+    def side_tokens(self, histories: Histories) -> np.ndarray | None:
+        if self.side_values_ is None or histories.ratings is None:
+            return None
+        return rating_tokens(histories.ratings, self.side_values_)
+
+    def _state(self) -> dict[str, Any]:
+        return {**super()._state(), "side_values": self.side_values_}
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.side_values_ = state.get("side_values")
+        super()._load_state(state)

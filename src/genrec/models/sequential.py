@@ -6,6 +6,9 @@ A network (`SeqNet`) maps item ids (and timestamps) to one hidden state per posi
     hidden, cache = net(items, ts, left_pad=..., want_cache=...)   # items (B, T) -> hidden (B, T, D)
     hidden, cache = net.step(cache, items, ts)                      # one new position per row: (B, D)
 
+A model may also read one side token per position (`side=` (B, T) ints, 0 = unknown); see
+`SequentialRecommender.side_tokens` and HSTU's `side_tokens` setting.
+
 and scores are `hidden @ item_emb.weight.T` (the item embeddings are shared by input and output).
 Training (right-padded, whole sequences, every position a target) lives in genrec.training.sequential.
 """
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -142,6 +146,18 @@ class SequentialRecommender(Recommender):
     def build_net(self, n_items: int) -> SeqNet:
         raise NotImplementedError
 
+    def side_tokens(self, histories: Histories) -> np.ndarray | None:
+        """Side token (int64, 0 = unknown) of every entry of `histories.items`, or None when the model
+        reads no side information (the default) or the histories carry none."""
+        return None
+
+    def _side_input(self, histories: Histories, T: int) -> dict[str, torch.Tensor]:
+        """{"side": (B, T) left-padded side tokens} for the net, or {} when there are none."""
+        tokens = self.side_tokens(histories)
+        if tokens is None:
+            return {}
+        return {"side": torch.from_numpy(Histories(histories.indptr, tokens).padded(T)).to(self._device())}
+
     # --- Recommender -------------------------------------------------------------------------
     def fit(self, data: Dataset) -> SequentialRecommender:
         from genrec.training.sequential import fit_sequential  # training sits above models
@@ -165,8 +181,10 @@ class SequentialRecommender(Recommender):
         net.eval()
         out = []
         for s in range(0, len(histories), self.score_batch):
-            items, ts = left_padded(histories.take(slice(s, s + self.score_batch)), self.config.max_len)
-            hidden, _ = net(items.to(self._device()), ts.to(self._device()), left_pad=True)
+            chunk = histories.take(slice(s, s + self.score_batch))
+            items, ts = left_padded(chunk, self.config.max_len)
+            hidden, _ = net(items.to(self._device()), ts.to(self._device()), left_pad=True,
+                            **self._side_input(chunk, items.shape[1]))
             out.append(hidden[:, -1].float())
         if not out:
             return torch.zeros(0, self.config.resolved("dim"))
@@ -194,12 +212,14 @@ class SequentialRecommender(Recommender):
         net = self._require_net()
         net.eval()
         items, ts = left_padded(histories, self.config.max_len)
-        hidden, cache = net(items.to(self._device()), ts.to(self._device()), left_pad=True, want_cache=True)
+        hidden, cache = net(items.to(self._device()), ts.to(self._device()), left_pad=True, want_cache=True,
+                            **self._side_input(histories, items.shape[1]))
         return self._scores(hidden[:, -1]), cache
 
     @torch.no_grad()
     def extend(self, cache: dict, items: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        """Append one item per row; attends to the cached keys/values, so the cost is one position."""
+        """Append one item per row; attends to the cached keys/values, so the cost is one position.
+        An appended (generated) item has no side token: it is 'unknown', as in `extend_histories`."""
         net = self._require_net()
         net.eval()
         hidden, cache = net.step(cache, items.to(self._device()).long(), None)

@@ -43,9 +43,10 @@ CHECKPOINT = "last.pt"
 class TrainingWindows:
     """Training windows over the flat item array of `Dataset.train` (vectorised, no per-user loop)."""
 
-    def __init__(self, data: Dataset, max_len: int) -> None:
+    def __init__(self, data: Dataset, max_len: int, side: np.ndarray | None = None) -> None:
         h = data.train
         self.items = torch.from_numpy(h.items)
+        self.side = None if side is None else torch.from_numpy(side)  # side token per item (or None)
         self.ts = torch.from_numpy(h.timestamps) if h.timestamps is not None else torch.zeros_like(self.items)
         pairs = np.maximum(h.lengths - 1, 0)  # (input, target) pairs per user
         n_win = -(-pairs // max_len)  # ceil
@@ -84,6 +85,13 @@ class TrainingWindows:
         targets = torch.where(valid, self.items[pos + 1], 0)
         ts = torch.where(valid, self.ts[pos], 0)
         return inputs, ts, targets
+
+    def gather_side(self, idx: np.ndarray) -> torch.Tensor:
+        """Right-padded (B, T) side tokens of the inputs of windows `idx` (0 = pad / unknown)."""
+        start, length = torch.from_numpy(self.start[idx]), torch.from_numpy(self.length[idx])
+        offs = torch.arange(int(length.max()))[None, :]
+        pos = (start[:, None] + offs).clamp(max=len(self.items) - 2)
+        return torch.where(offs < length[:, None], self.side[pos], 0)
 
 
 def auto_threads() -> int:
@@ -192,7 +200,7 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
     seed = int(torch.initial_seed()) % 2**63
     net = model.build_net(data.n_items).to(device)
     model.net = net
-    windows = TrainingWindows(data, cfg.max_len)
+    windows = TrainingWindows(data, cfg.max_len, model.side_tokens(data.train))
     if len(windows) == 0:
         raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
     kind = loss_kind(cfg, data.n_items)
@@ -247,8 +255,9 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
                    leave=False, disable=None if progress is None else not progress)
         for idx in bar:
             inputs, ts, targets = (t.to(device, non_blocking=True) for t in windows.gather(idx))
+            side = {} if windows.side is None else {"side": windows.gather_side(idx).to(device)}
             with autocast:
-                hidden, _ = fwd(inputs, ts, left_pad=False)
+                hidden, _ = fwd(inputs, ts, left_pad=False, **side)
                 real = targets != 0
                 loss = next_item_loss(hidden[real], targets[real], net.item_emb.weight, kind, log_q,
                                       cfg.n_negatives)
