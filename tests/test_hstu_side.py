@@ -47,6 +47,8 @@ def test_ratings_survive_preprocessing_and_the_cache(tmp_path):
         assert h.ratings is not None and len(h.ratings) == len(h.items)
         raw_item = ds.item_raw[h.items].astype(np.int64)
         assert np.array_equal(h.ratings, (raw_item % 7) + 0.5)  # aligned with the items after sorting
+    full = ds.full_history(np.array([2, 1, 5]))  # what serving and `genrec recommend` read
+    assert np.array_equal(full.ratings, (ds.item_raw[full.items].astype(np.int64) % 7) + 0.5)
     ds.save(tmp_path / "ds")
     assert np.array_equal(Dataset.load(tmp_path / "ds").test.history.ratings, ds.test.history.ratings)
     sub = ds.test.history.take(np.array([3, 1]))

@@ -157,14 +157,19 @@ class Dataset:
             row = np.full(self.n_users + 1, -1, dtype=np.int64)
             row[self.test.history.users] = np.arange(len(self.test))
             self._test_row = row
-        seqs = []
-        for u in np.asarray(users, dtype=np.int64):
+        users = np.asarray(users, dtype=np.int64)
+        rated = all(h.ratings is not None for h in (self.test.history, self.test.targets, self.train))
+        seqs, ratings = [], []
+        for u in users:
             r = self._test_row[u]
-            if r >= 0:
-                seqs.append(np.concatenate([self.test.history.row(r), self.test.targets.row(r)]))
-            else:
-                seqs.append(self.train.row(u))
-        return Histories.from_lists(seqs, users=np.asarray(users, dtype=np.int64))
+            parts = [(self.test.history, r), (self.test.targets, r)] if r >= 0 else [(self.train, u)]
+            seqs.append(np.concatenate([h.row(i) for h, i in parts]))
+            if rated:  # kept for models that read ratings (HSTU side tokens)
+                ratings.append(np.concatenate([h.ratings[h.indptr[i]:h.indptr[i + 1]] for h, i in parts]))
+        out = Histories.from_lists(seqs, users=users)
+        if rated:
+            out.ratings = np.concatenate(ratings) if ratings else np.zeros(0, dtype=np.float32)
+        return out
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> None:
