@@ -1,12 +1,17 @@
 """Load test of `genrec serve`: GET /recommend?k=10 on loopback at concurrency 1 and 32.
 
-Trains (or reuses) EASE and SASRec runs on ml-1m-u2999, starts `genrec serve` in a subprocess on 127.0.0.1,
-and drives it with a minimal keep-alive HTTP/1.1 client (asyncio, one connection per concurrent
-client) for a fixed time per setting, so the loop is bounded and stops by itself. Reports p50/p99
-latency, requests/s and errors, with micro-batching on (the default) and off (--max-batch 1) in the
-same run, so the batching gain is a ratio measured under the same machine load.
+Trains (or reuses) EASE, SASRec and HSTU runs on ml-1m-u2999, starts `genrec serve` in a subprocess on
+127.0.0.1, and drives it with a minimal keep-alive HTTP/1.1 client (asyncio, one connection per
+concurrent client) for a fixed time per setting, so the loop is bounded and stops by itself. Reports
+p50/p99 latency, requests/s, errors and server CPU per request for, in the same run:
 
-    python benchmarks/serve_load.py [--models ease,sasrec] [--seconds 10] [--concurrency 1,32]
+- "cached": the default server. Its first pass asks for every user once at the top concurrency (the
+  "cold" row: every request of a sequence model runs the transformer), then the timed rows read
+  cached user states (sequence models; EASE has none and recomputes every request).
+- "no cache" (sequence models): `--user-cache 0`, every request runs the transformer, batched.
+- "no batching": `--max-batch 1 --user-cache 0`, one model call per request.
+
+    python benchmarks/serve_load.py [--models ease,sasrec,hstu] [--seconds 8] [--concurrency 1,32]
 """
 
 from __future__ import annotations
@@ -29,8 +34,17 @@ RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
 
 
 def ensure_run(run: Path, data: Path, model: str, settings: dict) -> Path:
-    if (run / "model" / "model.json").exists():
-        return run
+    """Reuse RUN when it holds this model trained with these settings; (re)train it otherwise."""
+    import shutil
+
+    cfg = run / "config.json"
+    if (run / "model" / "model.json").exists() and cfg.exists():
+        c = json.loads(cfg.read_text())
+        if c.get("model") == model and c.get("model_config") == settings:
+            return run
+    if run.exists():
+        print(f"{run}: trained with other settings; retraining", flush=True)
+        shutil.rmtree(run)
     from genrec.data.sources import SourceSpec
     from genrec.training.runs import RunConfig, train_run
 
@@ -93,8 +107,9 @@ def start_server(run: Path, events: str, port: int, *extra: str) -> subprocess.P
     raise RuntimeError("server did not become ready in 180 s")
 
 
-async def drive(port: int, paths: list[str], concurrency: int, seconds: float) -> dict:
-    """`concurrency` keep-alive connections, each sending its next request when the last one is answered."""
+async def drive(port: int, paths: list[str], concurrency: int, seconds: float, once: bool = False) -> dict:
+    """`concurrency` keep-alive connections, each sending its next request when the last one is answered;
+    for `seconds`, or (once=True) until every path was asked for once."""
     lat: list[float] = []
     errors = 0
     stop_at = time.perf_counter() + seconds
@@ -104,7 +119,7 @@ async def drive(port: int, paths: list[str], concurrency: int, seconds: float) -
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         i = c
         try:
-            while time.perf_counter() < stop_at:
+            while time.perf_counter() < stop_at and not (once and i >= len(paths)):
                 path = paths[i % len(paths)]
                 i += concurrency
                 t = time.perf_counter()
@@ -142,9 +157,32 @@ async def drive(port: int, paths: list[str], concurrency: int, seconds: float) -
     }
 
 
-# what each benchmarked model is; the sequence model is trained briefly: serving speed does not depend on
-# how long it trained, and its accuracy is reported in the sequential-models section, not here
-MODELS = {"ease": {}, "sasrec": {"size": "small", "epochs": 3}}
+# what each benchmarked model is; the sequence models are trained briefly: serving speed does not depend on
+# how long they trained, and their accuracy is reported in the sequential-models section, not here
+MODELS = {
+    "ease": {},
+    "sasrec": {"size": "small", "epochs": 3, "threads": 1},
+    "hstu": {"size": "small", "epochs": 3, "threads": 1},
+}
+SEQUENCE = ("sasrec", "hstu")
+
+
+def report(r: dict) -> None:
+    print(
+        f"{r['model']:<7} {r['mode']:<12} c={r['concurrency']:<3} {r['req_per_s']:8.1f} req/s  "
+        f"p50 {r['p50_ms']:7.2f} ms  p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  server CPU "
+        f"{r['server_cpu_ms_per_request']:.2f} ms/req  (load {r['loadavg_1m']:.1f})",
+        flush=True,
+    )
+
+
+def measure(proc, port, paths, c, seconds, once: bool = False, **tags) -> dict:
+    cpu0 = cpu_seconds(proc.pid)
+    r = asyncio.run(drive(port, paths, c, seconds, once))
+    r["server_cpu_ms_per_request"] = (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e3
+    r.update(tags, loadavg_1m=os.getloadavg()[0])
+    report(r)
+    return r
 
 
 def bench_model(name: str, run: Path, a: argparse.Namespace, levels: list[int], tmp: str) -> list[dict]:
@@ -155,26 +193,25 @@ def bench_model(name: str, run: Path, a: argparse.Namespace, levels: list[int], 
     cat = reg.load().catalog
     users = [cat.user_raw[u] for u in range(1, cat.n_users + 1)]
     paths = [f"/recommend?user_id={u}&k=10" for u in np.random.default_rng(0).permutation(users)]
+    top = max(levels)
+    modes = [("cached", [])]
+    if name in SEQUENCE:
+        modes.append(("no cache", ["--user-cache", "0"]))
+    modes.append(("no batching", ["--max-batch", "1", "--user-cache", "0"]))
     rows = []
-    for label, extra in (("batching", []), ("no batching", ["--max-batch", "1"])):
+    for label, extra in modes:
         port = free_port()
         proc = start_server(run, f"sqlite:///{tmp}/{name}-{label.replace(' ', '-')}.db", port, *extra)
+        tags = dict(model=name, n_items=cat.n_items)
         try:
+            if label == "cached":
+                # every user once at the top concurrency (bounded by the number of users): the cold pass
+                rows.append(measure(proc, port, paths, top, 1e9, once=True, **tags, mode="cold"))
             for c in levels:
-                if label == "no batching" and c == 1:
-                    continue  # identical to batching at concurrency 1
+                if label != "cached" and c != top:
+                    continue  # concurrency 1 is not what batching or caching change
                 asyncio.run(drive(port, paths, c, 2.0))  # warm-up
-                cpu0 = cpu_seconds(proc.pid)
-                r = asyncio.run(drive(port, paths, c, a.seconds))
-                r["server_cpu_ms_per_request"] = (cpu_seconds(proc.pid) - cpu0) / max(r["requests"], 1) * 1e3
-                r.update(model=name, mode=label, loadavg_1m=os.getloadavg()[0], n_items=cat.n_items)
-                rows.append(r)
-                print(
-                    f"{name:<7} {label:<12} c={c:<3} {r['req_per_s']:8.1f} req/s  p50 {r['p50_ms']:7.2f} ms  "
-                    f"p99 {r['p99_ms']:7.2f} ms  errors {r['errors']}  server CPU "
-                    f"{r['server_cpu_ms_per_request']:.2f} ms/req  (load {r['loadavg_1m']:.1f})",
-                    flush=True,
-                )
+                rows.append(measure(proc, port, paths, c, a.seconds, **tags, mode=label))
         finally:
             proc.terminate()
             proc.wait(30)
@@ -186,14 +223,15 @@ def main() -> int:
     data_dir = Path(os.environ.get("GENREC_DATA_DIR", ROOT.parent / "shared" / "datasets"))
     p.add_argument("--data", default=str(data_dir / "ml-1m-u2999"))
     p.add_argument("--runs", default=str(ROOT / "runs"), help="where bench-serve-MODEL-ml-1m-u2999 runs live")
-    p.add_argument("--models", default="ease,sasrec", help=f"comma-separated, from {', '.join(MODELS)}")
+    p.add_argument("--models", default="ease,sasrec,hstu", help=f"comma-separated, from {', '.join(MODELS)}")
     p.add_argument(
-        "--seconds", type=float, default=10.0, help="measured seconds per setting (after 2 s warm-up)"
+        "--seconds", type=float, default=8.0, help="measured seconds per setting (after 2 s warm-up)"
     )
     p.add_argument("--concurrency", default="1,32")
     a = p.parse_args()
     levels = [int(c) for c in a.concurrency.split(",")]
     load_before = os.getloadavg()
+    t_start = time.time()
     rows: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in a.models.split(","):
@@ -214,15 +252,18 @@ def main() -> int:
             f"{r['model']:<8}{r['mode']:<12}{r['concurrency']:>6}{r['req_per_s']:>10.1f}{r['p50_ms']:>10.2f}"
             f"{r['p99_ms']:>10.2f}{r['errors']:>8}{r['server_cpu_ms_per_request']:>12.2f}"
         )
-    by = {(r["model"], r["mode"], r["concurrency"]): r for r in rows}
-    gains = {}
+    by = {(r["model"], r["mode"], r["concurrency"]): r["req_per_s"] for r in rows}
+    top = max(levels)
+    gains: dict[str, dict[str, float]] = {}
     for name in a.models.split(","):
-        top = max(levels)
-        if (name, "batching", top) in by and (name, "no batching", top) in by:
-            gains[name] = (
-                by[(name, "batching", top)]["req_per_s"] / by[(name, "no batching", top)]["req_per_s"]
-            )
-            print(f"{name}: batching throughput gain at concurrency {top}: x{gains[name]:.2f} (same run)")
+        batched = by.get((name, "no cache" if name in SEQUENCE else "cached", top))
+        g = gains[name] = {}
+        if batched and (name, "no batching", top) in by:
+            g["batching"] = batched / by[(name, "no batching", top)]
+        if name in SEQUENCE and (name, "cached", top) in by and batched:
+            g["user_cache"] = by[(name, "cached", top)] / batched
+        print(f"{name}: throughput ratios at concurrency {top} (same run): "
+              + ", ".join(f"{k} x{v:.2f}" for k, v in g.items()))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -235,7 +276,8 @@ def main() -> int:
                 "seconds_per_setting": a.seconds,
                 "models": {m: MODELS[m] for m in gains},
                 "rows": rows,
-                "batching_gain": gains,
+                "gains": gains,
+                "wall_seconds": time.time() - t_start,
                 "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
             },
             indent=2,

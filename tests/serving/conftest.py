@@ -31,6 +31,26 @@ def ease_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def sasrec_run(tmp_path_factory) -> Path:
+    """SASRec tiny, one epoch, on the embedded synthetic data; copy it before changing it."""
+    from genrec.data.sources import SourceSpec
+    from genrec.training.runs import RunConfig, train_run
+
+    out = tmp_path_factory.mktemp("serving") / "sasrec-run"
+    train_run(
+        RunConfig(
+            source=SourceSpec(synthetic=True),
+            model="sasrec",
+            model_config={"size": "tiny", "epochs": 1, "threads": 1},
+            ks=[10],
+        ),
+        out,
+        progress=False,
+    )
+    return out
+
+
 @pytest.fixture
 def run_dir(ease_run, tmp_path) -> Path:
     """A private copy of the run (tests publish versions into it)."""
@@ -46,7 +66,12 @@ def make_client(run: Path, events: str, **kw):
     from genrec.serving.engine import Engine
     from genrec.serving.events import open_store
 
-    engine = Engine(str(run), open_store(events), max_wait_s=kw.pop("max_wait_s", 0.002))
+    engine = Engine(
+        str(run),
+        open_store(events),
+        max_wait_s=kw.pop("max_wait_s", 0.002),
+        user_cache=kw.pop("user_cache", 100_000),
+    )
     app = create_app(engine, api_key=kw.pop("api_key", API_KEY), watch_interval_s=kw.pop("watch", 0.0), **kw)
     return TestClient(app, raise_server_exceptions=False)
 

@@ -239,6 +239,7 @@ def create_app(
         skips: np.ndarray,
         req: RecommendRequest,
         unknown: list,
+        cache_key: str | None = None,
     ) -> Response:
         cat = st.version.catalog
         exclude = np.concatenate([items, skips]) if req.exclude_seen else skips
@@ -260,6 +261,7 @@ def create_app(
             req.temperature,
             req.seed,
             req.explain,
+            cache_key,
         )
         engine.arriving(-1)  # queued: the batcher no longer waits for this one
         res = await engine.submit(job)
@@ -308,7 +310,7 @@ def create_app(
         except BaseException:
             engine.arriving(-1)
             raise
-        return await run_job(st, st.version.catalog.user_id(user_id), user, items, skips, req, [])
+        return await run_job(st, st.version.catalog.user_id(user_id), user, items, skips, req, [], user_id)
 
     @app.post(
         "/recommend",
@@ -333,10 +335,12 @@ def create_app(
             unknown = [r for r, i in zip(req.history, given) if i is None]
             known = np.asarray([i for i in given if i is not None], dtype=np.int64)
             items = np.concatenate([items, known])
+            # the stored history alone is what the user-state cache holds
+            cache_key = str(req.user_id) if req.user_id is not None and not req.history else None
         except BaseException:
             engine.arriving(-1)
             raise
-        return await run_job(st, req.user_id, user, items, skips, req, unknown)
+        return await run_job(st, req.user_id, user, items, skips, req, unknown, cache_key)
 
     # --- feedback ----------------------------------------------------------------------------------
     @app.post(
@@ -630,6 +634,13 @@ class Metrics:
             "# HELP genrec_batched_requests_total Recommendation requests scored in batches.",
             "# TYPE genrec_batched_requests_total counter",
             f"genrec_batched_requests_total {st.batched_requests}",
+            "# HELP genrec_user_state_cache_total Sequence-model user-state lookups by outcome.",
+            "# TYPE genrec_user_state_cache_total counter",
+            f'genrec_user_state_cache_total{{outcome="hit"}} {engine.state.user_states.hits}',
+            f'genrec_user_state_cache_total{{outcome="miss"}} {engine.state.user_states.misses}',
+            "# HELP genrec_user_state_cache_users Users whose state is cached for the served version.",
+            "# TYPE genrec_user_state_cache_users gauge",
+            f"genrec_user_state_cache_users {len(engine.state.user_states)}",
             "# HELP genrec_feedback_events_total Feedback events committed by this process.",
             "# TYPE genrec_feedback_events_total counter",
             f"genrec_feedback_events_total {self.events}",

@@ -32,6 +32,12 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a scoring batch")
     s.add_argument("--max-batch", type=int, default=64, help="most requests scored in one model call")
     s.add_argument(
+        "--user-cache",
+        type=int,
+        default=100_000,
+        help="sequence models: users whose final hidden state is cached between requests (0 = off)",
+    )
+    s.add_argument(
         "--watch-interval",
         type=float,
         default=1.0,
@@ -86,8 +92,8 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
     if a.threads < 1:
         raise ValueError("--threads must be >= 1")
     torch.set_num_threads(a.threads)
-    if a.batch_wait_ms < 0 or a.max_batch < 1:
-        raise ValueError("--batch-wait-ms must be >= 0 and --max-batch >= 1")
+    if a.batch_wait_ms < 0 or a.max_batch < 1 or a.user_cache < 0:
+        raise ValueError("--batch-wait-ms and --user-cache must be >= 0 and --max-batch >= 1")
     store = open_store(events_url(a))
     settings = _run_settings(Path(a.run))
     engine = Engine(
@@ -96,6 +102,7 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
         max_batch=a.max_batch,
         max_wait_s=a.batch_wait_ms / 1000,
         rating_threshold=settings["rating_threshold"],
+        user_cache=a.user_cache,
     )
     key = a.api_key or env_key
     app = create_app(engine, api_key=key, protect_reads=a.protect_reads, watch_interval_s=a.watch_interval)

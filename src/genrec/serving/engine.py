@@ -7,13 +7,21 @@ loop) never mixes id spaces and never fails an in-flight request.
 Micro-batching: requests queue `Job`s; one worker takes whatever is queued (waiting at most
 `max_wait_s` while more requests are on their way in) and calls `model.score` once per batch in a
 single scoring thread, so the event loop keeps accepting requests while the model runs.
+
+User states: for sequence models (scores = user state @ item embeddings) each known user's final
+hidden state is cached per served version, tagged with a digest of the history it was computed from.
+A GET for a user whose history has not changed then costs one (B, D) x (D, I) matmul and a top-k
+instead of a transformer pass over up to `max_len` items; feedback for the user drops the entry, and a
+new version starts with an empty cache.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +32,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import Histories
+from genrec.models.sequential import SequentialRecommender
 from genrec.serving.events import Event, EventStore, StoredEvent
 from genrec.serving.registry import Registry, Version
 
@@ -43,6 +52,59 @@ def is_positive(e: Event, rating_threshold: float | None) -> bool:
     return True
 
 
+class UserStates:
+    """Final hidden states of known users for one version: raw user id -> (history digest, (D,) state).
+
+    Written by the scoring thread, dropped by the event loop when feedback arrives; a lookup only
+    hits when the digest of the history being scored equals the one the state was computed from, so a
+    race between the two can cost a recomputation but never serve a stale state. At most `capacity`
+    users are kept (the oldest entries go first); capacity 0 turns the cache off.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._states: dict[str, tuple[bytes, torch.Tensor]] = {}
+        self._lock = threading.Lock()
+        self._item_emb: torch.Tensor | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def item_embeddings(self, model: SequentialRecommender) -> torch.Tensor:
+        if self._item_emb is None:
+            self._item_emb = model.item_embeddings()  # (n_items + 1, D), read once per version
+        return self._item_emb
+
+    def get(self, user: str, digest: bytes) -> torch.Tensor | None:
+        hit = self._states.get(user)
+        if hit is not None and hit[0] == digest:
+            self.hits += 1
+            return hit[1]
+        self.misses += 1
+        return None
+
+    def put(self, user: str, digest: bytes, state: torch.Tensor) -> None:
+        with self._lock:
+            self._states.pop(user, None)  # re-insert at the end: eviction order is insertion order
+            while len(self._states) >= self.capacity:
+                del self._states[next(iter(self._states))]
+            self._states[user] = (digest, state.clone())
+
+    def drop(self, user: str) -> None:
+        with self._lock:
+            self._states.pop(user, None)
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+
+def history_digest(items: np.ndarray, timestamps: np.ndarray | None = None) -> bytes:
+    h = hashlib.blake2b(np.ascontiguousarray(items, dtype=np.int64).tobytes(), digest_size=16)
+    if timestamps is not None:
+        h.update(b"ts")
+        h.update(np.ascontiguousarray(timestamps, dtype=np.int64).tobytes())
+    return h.digest()
+
+
 @dataclass
 class State:
     """What one request sees: a version and the feedback that arrived after its training watermark."""
@@ -51,6 +113,7 @@ class State:
     overlay: dict[str, list[StoredEvent]]  # raw user id -> events with seq > watermark, in seq order
     loaded_seq: int  # highest seq read from the store when this state was built
     erased: dict[str, int]  # raw user id -> seq at erasure (their training history is hidden)
+    user_states: UserStates = field(default_factory=lambda: UserStates(0))
 
 
 @dataclass
@@ -65,6 +128,7 @@ class Job:
     temperature: float = 0.0
     seed: int | None = None
     explain: bool = False
+    cache_key: str | None = None  # raw user id when `items` is exactly that user's stored history
     future: asyncio.Future | None = None
 
 
@@ -91,12 +155,14 @@ class Engine:
         max_batch: int = 64,
         max_wait_s: float = 0.002,
         rating_threshold: float | None = None,
+        user_cache: int = 100_000,
     ) -> None:
         self.registry = Registry(run_dir)
         self.store = store
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.rating_threshold = rating_threshold
+        self.user_cache = user_cache
         self.stats = Stats()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="genrec-score")  # models are not thread-safe
         self._queue: asyncio.Queue[Job] | None = None
@@ -115,7 +181,7 @@ class Engine:
         for e in events:
             overlay[e.user_id].append(e)
         loaded = max([version.watermark] + [e.seq for e in events])
-        return State(version, overlay, loaded, self.store.erased_users())
+        return State(version, overlay, loaded, self.store.erased_users(), UserStates(self.user_cache))
 
     async def maybe_swap(self) -> bool:
         """Swap to the registry's current version if it changed; never interrupts in-flight requests."""
@@ -167,11 +233,13 @@ class Engine:
         for e in events:
             if e.seq > st.version.watermark:
                 st.overlay[e.user_id].append(e)
+                st.user_states.drop(e.user_id)
 
     def erase(self, user_id: str, after_seq: int) -> None:
         st = self.state
         st.overlay.pop(user_id, None)
         st.erased[user_id] = after_seq
+        st.user_states.drop(user_id)
 
     # --- histories ----------------------------------------------------------------------------
     def known_user(self, st: State, user_id: str) -> bool:
@@ -268,13 +336,44 @@ class Engine:
         return out
 
 
+def raw_scores(jobs: list[Job]) -> torch.Tensor:
+    """(B, n_model + 1) model scores of the jobs' histories (one version); cached user states for
+    sequence models, one `model.score` call otherwise."""
+    model = jobs[0].state.version.model
+    cache = jobs[0].state.user_states
+    if not isinstance(model, SequentialRecommender) or cache.capacity == 0:
+        hist = Histories.from_lists([j.items for j in jobs], users=np.array([j.user for j in jobs]))
+        return model.score(hist).float()
+    emb = cache.item_embeddings(model)  # (n_model + 1, D)
+    states = torch.empty(len(jobs), emb.shape[1])
+    digests: list[bytes | None] = [None] * len(jobs)
+    missing = []
+    for b, j in enumerate(jobs):
+        if j.cache_key is not None:
+            digests[b] = history_digest(j.items)
+            hit = cache.get(j.cache_key, digests[b])
+            if hit is not None:
+                states[b] = hit
+                continue
+        missing.append(b)
+    if missing:
+        hist = Histories.from_lists([jobs[b].items for b in missing])
+        fresh = model.user_states(hist)  # (M, D): one transformer pass for every miss
+        states[missing] = fresh
+        for b, s in zip(missing, fresh):
+            if digests[b] is not None:
+                cache.put(jobs[b].cache_key, digests[b], s)
+    raw = states @ emb.T  # exactly SequentialRecommender.score's last step
+    raw[:, 0] = -torch.inf
+    return raw
+
+
 @torch.no_grad()
 def score_jobs(jobs: list[Job]) -> list[Result]:
-    """Score jobs of one version in a single `model.score` call; filters and top-k vectorised."""
+    """Score jobs of one version in a single model call; filters and top-k vectorised."""
     version = jobs[0].state.version
     model, n_items = version.model, version.catalog.n_items
-    hist = Histories.from_lists([j.items for j in jobs], users=np.array([j.user for j in jobs]))
-    raw = model.score(hist).float()  # (B, n_model + 1)
+    raw = raw_scores(jobs)  # (B, n_model + 1)
     scores = torch.full((len(jobs), n_items + 1), -torch.inf)
     n = min(raw.shape[1], n_items + 1)
     scores[:, :n] = raw[:, :n]
@@ -299,12 +398,13 @@ def score_jobs(jobs: list[Job]) -> list[Result]:
             ranking[b] = scores[b] / j.temperature - torch.log(-torch.log(u))
     kmax = min(max(j.k for j in jobs), n_items + 1)
     top_vals, top_idx = torch.topk(ranking, kmax, dim=1)
-    picked = scores.gather(1, top_idx)
-    results = []
-    for b, j in enumerate(jobs):
-        keep = torch.isfinite(top_vals[b, : j.k])
-        idx = top_idx[b, : j.k][keep]
-        results.append(Result(idx.tolist(), [float(v) for v in picked[b, : j.k][keep].tolist()]))
+    picked = scores.gather(1, top_idx).tolist()
+    # top-k is sorted, so the items still allowed (finite) are a prefix of each row
+    n_ok = torch.isfinite(top_vals).sum(1).tolist()
+    idx = top_idx.tolist()
+    results = [
+        Result(idx[b][: min(j.k, n_ok[b])], picked[b][: min(j.k, n_ok[b])]) for b, j in enumerate(jobs)
+    ]
     explained = [b for b, j in enumerate(jobs) if j.explain and len(results[b].items)]
     if explained:
         _explain(model, jobs, results, explained, raw)
