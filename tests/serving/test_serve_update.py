@@ -156,6 +156,7 @@ def test_sequence_model_through_the_contract(sasrec_run, tmp_path):
         assert len(r["items"]) == 5 and any(i["because"] for i in r["items"])
         plan = shifted_taste(Registry(run).load().catalog)
         post(client, plan, 0, 4, "w1")
-    assert main(["update", str(run), "--events", events, "--tolerance", "1"]) == 0
+    assert main(["update", str(run), "--events", events, "--tolerance", "1", "--warm-epochs", "1"]) == 0
     v2 = Registry(run).load()
     assert v2.name == "v0002" and v2.model.name == "sasrec" and v2.catalog.n_items == 432
+    assert v2.meta["update"]["warm_start"] and v2.model.fit_info_["epochs"] == 1  # fine-tuned

@@ -35,6 +35,7 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type[ModelConfig]] = ModelConfig
+    warm_starts: ClassVar[bool] = False  # fit() honours `warm_start`
 
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         config = config or self.config_cls()
@@ -42,6 +43,9 @@ class Recommender:
         self.config.validate()
         self.n_items_: int = 0
         self.fit_info_: dict[str, Any] = {}
+        # set before fit() to fine-tune instead of training from scratch (genrec update); models that
+        # support it set `warm_starts = True` and start their network from this model's weights
+        self.warm_start: Recommender | None = None
 
     # --- to implement ------------------------------------------------------------------------
     def fit(self, data: Dataset) -> Recommender:
@@ -98,6 +102,27 @@ class Recommender:
         model.fit_info_ = meta.get("fit_info", {})
         model._load_state(torch.load(path / "model.pt", map_location="cpu", weights_only=False))
         return model
+
+
+def grow_into(net: torch.nn.Module, old: dict[str, torch.Tensor]) -> None:
+    """Load `old` (a state dict of the same network for a smaller catalogue) into `net`.
+
+    Every tensor is copied into the leading corner of its new-shaped counterpart: item-indexed rows and
+    columns of the old ids keep their trained values, the rows of items added since (new ids are
+    appended after the old ones) keep their fresh initialisation.
+    """
+    new = net.state_dict()
+    if set(new) != set(old):
+        raise ValueError(f"warm start: parameters differ ({sorted(set(new) ^ set(old))[:4]} ...)")
+    with torch.no_grad():
+        for k, t in new.items():
+            o = old[k]
+            if t.dim() != o.dim() or any(a < b for a, b in zip(t.shape, o.shape)):
+                raise ValueError(
+                    f"warm start: {k} has shape {tuple(o.shape)} in the old model and {tuple(t.shape)} now; "
+                    "only the catalogue may grow (same architecture settings)"
+                )
+            t[tuple(slice(0, n) for n in o.shape)] = o
 
 
 def history_matrix(histories: Histories, n_items: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:

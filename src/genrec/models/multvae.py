@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender, check_positive
+from genrec.models.base import ModelConfig, Recommender, check_positive, grow_into
 from genrec.models.sparse_input import SparseLinear, SparseRows
 
 
@@ -130,6 +130,7 @@ class MultDAE(Recommender):
     name = "multdae"
     config_cls = MultDAEConfig
     variational = False
+    warm_starts = True
 
     # --- training ------------------------------------------------------------------------------
     def fit(self, data: Dataset) -> MultDAE:
@@ -161,6 +162,8 @@ class MultDAE(Recommender):
         torch.manual_seed(cfg.seed)
         rng = np.random.default_rng(cfg.seed)
         self.net_ = AutoEncoder(self.n_items_, cfg.hidden, self.variational, cfg.dropout)
+        if self.warm_start is not None:
+            grow_into(self.net_, self.warm_start._state()["net"])
         opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         metric, k = self.fit_info_["metric"], int(self.fit_info_["metric"].split("@")[1])
         curve: list[dict[str, float]] = []

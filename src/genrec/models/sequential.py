@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender
+from genrec.models.base import ModelConfig, Recommender, grow_into
 
 LOSSES = ("auto", "ce", "sampled")
 DEVICES = ("auto", "cpu", "cuda")
@@ -135,6 +135,7 @@ class SequentialRecommender(Recommender):
 
     config_cls = SequentialConfig
     score_batch = 256  # rows per forward pass at inference (bounds attention memory)
+    warm_starts = True
 
     def __init__(self, config: SequentialConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -157,6 +158,13 @@ class SequentialRecommender(Recommender):
         if tokens is None:
             return {}
         return {"side": torch.from_numpy(Histories(histories.indptr, tokens).padded(T)).to(self._device())}
+
+    def initial_net(self, n_items: int) -> SeqNet:
+        """The network training starts from: fresh, or `warm_start`'s weights with the catalogue grown."""
+        net = self.build_net(n_items)
+        if self.warm_start is not None:
+            grow_into(net, self.warm_start._state()["net"])
+        return net
 
     # --- Recommender -------------------------------------------------------------------------
     def fit(self, data: Dataset) -> SequentialRecommender:

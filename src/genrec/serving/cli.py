@@ -72,6 +72,15 @@ def add_commands(sub: Any) -> None:
     u.add_argument(
         "--min-eval-users", type=int, default=20, help="users with >= 3 new events needed to validate"
     )
+    u.add_argument(
+        "--warm-epochs",
+        type=int,
+        default=5,
+        help="epochs of fine-tuning from the served weights (torch models; others refit)",
+    )
+    u.add_argument(
+        "--from-scratch", action="store_true", help="refit from scratch instead of fine-tuning"
+    )
     u.add_argument("--dry-run", action="store_true", help="fit and validate, publish nothing")
     u.set_defaults(func=cmd_update)
 
@@ -131,6 +140,8 @@ def cmd_update(a: Any) -> int:
         overrides=parse_overrides(a.set),
         min_eval_users=a.min_eval_users,
         dry_run=a.dry_run,
+        warm_epochs=a.warm_epochs,
+        from_scratch=a.from_scratch,
     )
     print(res.message)
     if res.report.get("gate"):

@@ -5,7 +5,9 @@
    join the catalogue with new internal ids appended after the old ones (old ids never move).
 2. Held-back slice (leave-one-out on the new behaviour): for every user with >= 3 new events, the
    last new event is the gate target and the second last the model's own validation target; the
-   model is fit (`Recommender.fit`) on everything else.
+   model is fit (`Recommender.fit`) on everything else. Models that can (SASRec, HSTU, Mult-VAE,
+   Mult-DAE) fine-tune from the served weights for `--warm-epochs` epochs: new items get new embedding
+   rows, the old rows start where they were. Others (and --from-scratch) are refit from scratch.
 3. Gate: NDCG@10 of the candidate and of the served model on the held-back slice (same histories,
    full ranking over the new catalogue; the served model cannot rank items it never saw). The
    candidate is published only if candidate >= served - tolerance; otherwise the served version stays.
@@ -164,9 +166,14 @@ def update_run(
     min_eval_users: int = 20,
     dry_run: bool = False,
     log: Any = print,
+    warm_epochs: int = 5,
+    from_scratch: bool = False,
 ) -> UpdateResult:
+    from genrec.models import get_model_class
     from genrec.training.runs import build_model, seed_everything
 
+    if warm_epochs < 1:
+        raise ValueError(f"--warm-epochs must be >= 1, got {warm_epochs}")
     run_dir = Path(run_dir)
     reg = Registry(run_dir)
     reg.ensure()
@@ -204,7 +211,13 @@ def update_run(
         return UpdateResult("rejected", msg, cur.name, report)
     name = model_name or cur.model.name
     config = dataclasses.asdict(cur.model.config) if name == cur.model.name else {}
+    warm = not from_scratch and name == cur.model.name and get_model_class(name).warm_starts
+    if warm and "epochs" in config:
+        config["epochs"] = warm_epochs  # fine-tuning: a few epochs (`--set epochs=N` still wins)
     candidate = build_model(name, {**config, **(overrides or {})})
+    if warm:
+        candidate.warm_start = cur.model
+    report["warm_start"] = warm
     ds = Dataset(
         name=f"{run_dir.name}-update",
         user_raw=catalog.user_raw,
@@ -218,7 +231,7 @@ def update_run(
     )
     seed_everything(settings["seed"])
     log(
-        f"fitting {name} on {len(train.items):,} interactions "
+        f"{'fine-tuning' if warm else 'fitting'} {name} on {len(train.items):,} interactions "
         f"({counts['positive_events']:,} new positive events, "
         f"{counts['new_items']} new items, {counts['new_users']} new users)"
     )

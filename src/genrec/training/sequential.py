@@ -198,7 +198,7 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
     device = pick_device(cfg)
     on_gpu = device.type == "cuda"
     seed = int(torch.initial_seed()) % 2**63
-    net = model.build_net(data.n_items).to(device)
+    net = model.initial_net(data.n_items).to(device)
     model.net = net
     windows = TrainingWindows(data, cfg.max_len, model.side_tokens(data.train))
     if len(windows) == 0:
