@@ -226,7 +226,7 @@ def test_micro_batching_one_score_call_same_results(run_dir, tmp_path):
         engine.start()
         jobs = []
         for u in users:
-            idx, items, skips = engine.user_history(st, u)
+            idx, items, skips, _ = engine.user_history(st, u)
             jobs.append(Job(st, items, idx, 10, items))
         engine.arriving(len(jobs))
 

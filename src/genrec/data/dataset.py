@@ -50,6 +50,9 @@ class Histories:
     def row(self, b: int) -> np.ndarray:
         return self.items[self.indptr[b] : self.indptr[b + 1]]
 
+    def row_timestamps(self, b: int) -> np.ndarray | None:
+        return None if self.timestamps is None else self.timestamps[self.indptr[b] : self.indptr[b + 1]]
+
     def row_ids(self) -> np.ndarray:
         """Row index of every entry of `items` (the COO row vector)."""
         return np.repeat(np.arange(len(self), dtype=np.int64), self.lengths)
@@ -80,12 +83,19 @@ class Histories:
         return out
 
     @staticmethod
-    def from_lists(seqs: list[list[int]] | list[np.ndarray], users: np.ndarray | None = None) -> Histories:
+    def from_lists(
+        seqs: list[list[int]] | list[np.ndarray],
+        users: np.ndarray | None = None,
+        timestamps: list[np.ndarray] | None = None,
+    ) -> Histories:
         lens = np.array([len(s) for s in seqs], dtype=np.int64)
         indptr = np.zeros(len(seqs) + 1, dtype=np.int64)
         np.cumsum(lens, out=indptr[1:])
         items = np.concatenate([np.asarray(s, dtype=np.int64) for s in seqs]) if len(seqs) else np.zeros(0)
-        return Histories(indptr, items, None, users)
+        ts = None
+        if timestamps is not None:
+            ts = np.concatenate([np.asarray(t, dtype=np.int64) for t in timestamps]) if len(seqs) else None
+        return Histories(indptr, items, ts, users)
 
 
 @dataclass
@@ -158,15 +168,19 @@ class Dataset:
             row[self.test.history.users] = np.arange(len(self.test))
             self._test_row = row
         users = np.asarray(users, dtype=np.int64)
-        rated = all(h.ratings is not None for h in (self.test.history, self.test.targets, self.train))
-        seqs, ratings = [], []
+        sources = (self.test.history, self.test.targets, self.train)
+        rated = all(h.ratings is not None for h in sources)
+        timed = all(h.timestamps is not None for h in sources)  # kept for time-aware models (HSTU)
+        seqs, ratings, stamps = [], [], []
         for u in users:
             r = self._test_row[u]
             parts = [(self.test.history, r), (self.test.targets, r)] if r >= 0 else [(self.train, u)]
             seqs.append(np.concatenate([h.row(i) for h, i in parts]))
             if rated:  # kept for models that read ratings (HSTU side tokens)
                 ratings.append(np.concatenate([h.ratings[h.indptr[i]:h.indptr[i + 1]] for h, i in parts]))
-        out = Histories.from_lists(seqs, users=users)
+            if timed:
+                stamps.append(np.concatenate([h.row_timestamps(i) for h, i in parts]))
+        out = Histories.from_lists(seqs, users=users, timestamps=stamps if timed else None)
         if rated:
             out.ratings = np.concatenate(ratings) if ratings else np.zeros(0, dtype=np.float32)
         return out

@@ -24,7 +24,7 @@ from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from genrec.serving.engine import Engine, Job, State
 from genrec.serving.events import Event, StoredEvent
@@ -60,6 +60,12 @@ class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     user_id: RawId | None = Field(None, description="a known user: their stored history is used too")
     history: list[RawId] = Field([], max_length=MAX_HISTORY, description="item ids, oldest first")
+    timestamps: list[datetime] | None = Field(
+        None,
+        max_length=MAX_HISTORY,
+        description="when each history item happened (ISO 8601 or unix seconds), one per history item; "
+        "time-aware models (HSTU) read them; default: the time of the request",
+    )
     k: int = Field(10, ge=1, le=MAX_K)
     exclude_seen: bool = True
     blocked: list[RawId] = Field([], max_length=MAX_FILTER, description="never recommend these")
@@ -67,6 +73,29 @@ class RecommendRequest(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=100.0, description="0 = top-k; > 0 = sample from softmax(s/T)")
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="makes sampling reproducible")
     explain: bool = False
+
+    @field_validator("timestamps")
+    @classmethod
+    def _sane_times(cls, v: list[datetime] | None) -> list[datetime] | None:
+        for t in v or ():
+            _unix(t)
+        return v
+
+    @model_validator(mode="after")
+    def _one_time_per_item(self) -> RecommendRequest:
+        if self.timestamps is not None and len(self.timestamps) != len(self.history):
+            raise ValueError(
+                f"timestamps has {len(self.timestamps)} entries but history has {len(self.history)}; "
+                "give one per history item or none"
+            )
+        return self
+
+
+def _unix(t: datetime) -> int:
+    try:
+        return int(t.timestamp())
+    except (OverflowError, OSError, ValueError):
+        raise ValueError("timestamp out of range") from None
 
 
 class FeedbackEvent(BaseModel):
@@ -240,6 +269,7 @@ def create_app(
         req: RecommendRequest,
         unknown: list,
         cache_key: str | None = None,
+        timestamps: np.ndarray | None = None,
     ) -> Response:
         cat = st.version.catalog
         exclude = np.concatenate([items, skips]) if req.exclude_seen else skips
@@ -262,6 +292,7 @@ def create_app(
             req.seed,
             req.explain,
             cache_key,
+            timestamps,
         )
         engine.arriving(-1)  # queued: the batcher no longer waits for this one
         res = await engine.submit(job)
@@ -305,12 +336,13 @@ def create_app(
             st = engine.state
             if not engine.known_user(st, user_id):
                 raise unknown_user(user_id)
-            user, items, skips = engine.user_history(st, user_id)
+            user, items, skips, ts = engine.user_history(st, user_id)
             req = RecommendRequest(k=k, exclude_seen=exclude_seen, explain=explain)
         except BaseException:
             engine.arriving(-1)
             raise
-        return await run_job(st, st.version.catalog.user_id(user_id), user, items, skips, req, [], user_id)
+        uid = st.version.catalog.user_id(user_id)
+        return await run_job(st, uid, user, items, skips, req, [], user_id, ts)
 
     @app.post(
         "/recommend",
@@ -326,21 +358,26 @@ def create_app(
         try:
             st = engine.state
             cat = st.version.catalog
-            user, items, skips = 0, np.zeros(0, np.int64), np.zeros(0, np.int64)
+            none = np.zeros(0, np.int64)
+            user, items, skips, ts = 0, none, none, none
             if req.user_id is not None:
                 if not engine.known_user(st, str(req.user_id)) and not req.history:
                     raise unknown_user(req.user_id)
-                user, items, skips = engine.user_history(st, str(req.user_id))
+                user, items, skips, ts = engine.user_history(st, str(req.user_id))
             given = [cat.item_index(r) for r in req.history]
             unknown = [r for r, i in zip(req.history, given) if i is None]
             known = np.asarray([i for i in given if i is not None], dtype=np.int64)
+            now = int(time.time())
+            times = [_unix(t) for t in req.timestamps] if req.timestamps is not None else [now] * len(given)
+            known_ts = np.asarray([t for t, i in zip(times, given) if i is not None], dtype=np.int64)
             items = np.concatenate([items, known])
+            ts = np.concatenate([ts, known_ts])
             # the stored history alone is what the user-state cache holds
             cache_key = str(req.user_id) if req.user_id is not None and not req.history else None
         except BaseException:
             engine.arriving(-1)
             raise
-        return await run_job(st, req.user_id, user, items, skips, req, unknown, cache_key)
+        return await run_job(st, req.user_id, user, items, skips, req, unknown, cache_key, ts)
 
     # --- feedback ----------------------------------------------------------------------------------
     @app.post(

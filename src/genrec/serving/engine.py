@@ -129,6 +129,7 @@ class Job:
     seed: int | None = None
     explain: bool = False
     cache_key: str | None = None  # raw user id when `items` is exactly that user's stored history
+    timestamps: np.ndarray | None = None  # unix seconds of each history item (time-aware models read them)
     future: asyncio.Future | None = None
 
 
@@ -249,24 +250,34 @@ class Engine:
         )
         return has_base or bool(st.overlay.get(user_id))
 
-    def user_history(self, st: State, user_id: str) -> tuple[int, np.ndarray, np.ndarray]:
-        """(internal user id or 0, history items the model reads, extra items to exclude such as skips)."""
+    def user_history(self, st: State, user_id: str) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+        """(internal user id or 0, history items the model reads, extra items to exclude such as skips,
+        unix seconds of each history item).
+
+        Times: the dataset's for the training history (0 when it has none, as in training), the event's
+        `timestamp` for feedback, or when the event came without one, the time the server received it."""
         cat = st.version.catalog
-        idx = cat.user_index(user_id)
-        base = (
-            cat.histories.row(idx) if idx is not None and user_id not in st.erased else np.zeros(0, np.int64)
-        )
-        add, skips = [], []
+        h = cat.histories
+        known = idx = cat.user_index(user_id)
+        if idx is None or user_id in st.erased:
+            known = None
+        base = h.row(known) if known is not None else np.zeros(0, np.int64)
+        base_ts = h.row_timestamps(known) if known is not None else None
+        if base_ts is None:
+            base_ts = np.zeros(len(base), np.int64)
+        add, add_ts, skips = [], [], []
         for e in st.overlay.get(user_id, ()):
             i = cat.item_index(e.item_id)
             if i is None:
                 continue  # an item the model does not know yet: it joins at the next update
             if is_positive(e, self.rating_threshold):
                 add.append(i)
+                add_ts.append(int(e.timestamp if e.timestamp is not None else e.received_at))
             elif e.type == "skip":
                 skips.append(i)
         items = np.concatenate([base, np.asarray(add, dtype=np.int64)]) if add else base
-        return (idx or 0), items.astype(np.int64), np.asarray(skips, dtype=np.int64)
+        ts = np.concatenate([base_ts, np.asarray(add_ts, dtype=np.int64)]) if add else base_ts
+        return (idx or 0), items.astype(np.int64), np.asarray(skips, dtype=np.int64), ts.astype(np.int64)
 
     # --- batched scoring ----------------------------------------------------------------------
     def start(self) -> None:
@@ -341,8 +352,13 @@ def raw_scores(jobs: list[Job]) -> torch.Tensor:
     sequence models, one `model.score` call otherwise."""
     model = jobs[0].state.version.model
     cache = jobs[0].state.user_states
+    timed = all(j.timestamps is not None for j in jobs)
     if not isinstance(model, SequentialRecommender) or cache.capacity == 0:
-        hist = Histories.from_lists([j.items for j in jobs], users=np.array([j.user for j in jobs]))
+        hist = Histories.from_lists(
+            [j.items for j in jobs],
+            users=np.array([j.user for j in jobs]),
+            timestamps=[j.timestamps for j in jobs] if timed else None,
+        )
         return model.score(hist).float()
     emb = cache.item_embeddings(model)  # (n_model + 1, D)
     states = torch.empty(len(jobs), emb.shape[1])
@@ -350,14 +366,17 @@ def raw_scores(jobs: list[Job]) -> torch.Tensor:
     missing = []
     for b, j in enumerate(jobs):
         if j.cache_key is not None:
-            digests[b] = history_digest(j.items)
+            digests[b] = history_digest(j.items, j.timestamps)
             hit = cache.get(j.cache_key, digests[b])
             if hit is not None:
                 states[b] = hit
                 continue
         missing.append(b)
     if missing:
-        hist = Histories.from_lists([jobs[b].items for b in missing])
+        hist = Histories.from_lists(
+            [jobs[b].items for b in missing],
+            timestamps=[jobs[b].timestamps for b in missing] if timed else None,
+        )
         fresh = model.user_states(hist)  # (M, D): one transformer pass for every miss
         states[missing] = fresh
         for b, s in zip(missing, fresh):
@@ -417,19 +436,23 @@ def _explain(model: Any, jobs: list[Job], results: list[Result], rows: list[int]
     Leave-one-out score deltas work for any model through `score` alone; for EASE they equal the
     item-item weights B[h, i] exactly. One extra `score` call covers every explained request.
     """
-    seqs, owners, dropped = [], [], []
+    seqs, stamps, owners, dropped = [], [], [], []
+    timed = all(jobs[b].timestamps is not None for b in rows)
     for b in rows:
         items = jobs[b].items
         cand = np.unique(items[-EXPLAIN_MAX_HISTORY:])
         for h in cand:
             seqs.append(items[items != h])
+            if timed:
+                stamps.append(jobs[b].timestamps[items != h])
             owners.append(b)
             dropped.append(int(h))
     if not seqs:
         for b in rows:
             results[b].because = [[] for _ in results[b].items]
         return
-    loo = model.score(Histories.from_lists(seqs, users=np.array([jobs[b].user for b in owners]))).float()
+    users = np.array([jobs[b].user for b in owners])
+    loo = model.score(Histories.from_lists(seqs, users, stamps if timed else None)).float()
     owners_a, dropped_a = np.asarray(owners), np.asarray(dropped)
     for b in rows:
         sel = np.flatnonzero(owners_a == b)

@@ -35,7 +35,7 @@ class Catalog:
 
     item_raw: np.ndarray  # (n_items + 1,) str
     user_raw: np.ndarray  # (n_users + 1,) str
-    histories: Histories  # row u = everything known about internal user u, chronological
+    histories: Histories  # row u = everything known about internal user u, chronological (+ timestamps)
     item_title: np.ndarray | None = None  # (n_items + 1,) str
     int_ids: dict[str, bool] = field(default_factory=lambda: {"item": False, "user": False})
 
@@ -80,6 +80,8 @@ class Catalog:
             "items": h.items,
             "int_ids": np.array([self.int_ids["item"], self.int_ids["user"]]),
         }
+        if h.timestamps is not None:
+            arrays["timestamps"] = h.timestamps
         if self.item_title is not None:
             arrays["item_title"] = self.item_title.astype(str)
         with open(path, "wb") as f:
@@ -92,7 +94,7 @@ class Catalog:
         return Catalog(
             z["item_raw"],
             z["user_raw"],
-            Histories(z["indptr"], z["items"]),
+            Histories(z["indptr"], z["items"], z["timestamps"] if "timestamps" in z else None),
             z["item_title"] if "item_title" in z else None,
             {"item": bool(flags[0]), "user": bool(flags[1])},
         )

@@ -1,0 +1,84 @@
+"""HSTU reads the times of served histories (its relative time bias), from the catalogue, feedback and
+POST /recommend's `timestamps`."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from conftest import API_KEY, make_client
+
+from genrec.data.dataset import Histories
+from genrec.models import Recommender
+from genrec.serving.registry import Registry
+
+KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def hstu_run(tmp_path_factory):
+    """HSTU tiny, one epoch, with a strong random time bias (so times visibly move scores)."""
+    from genrec.data.sources import SourceSpec
+    from genrec.training.runs import RunConfig, train_run
+
+    out = tmp_path_factory.mktemp("serving") / "hstu-run"
+    cfg = {"size": "tiny", "epochs": 1, "threads": 1}
+    train_run(RunConfig(source=SourceSpec(synthetic=True), model="hstu", model_config=cfg, ks=[10]), out,
+              progress=False)
+    model = Recommender.load(out / "model")
+    g = torch.Generator().manual_seed(0)
+    for layer in model.net.layers:
+        layer.time_bias.data = torch.randn(layer.time_bias.shape, generator=g) * 3
+    model.save(out / "model")
+    return out
+
+
+def scores(r) -> dict:
+    assert r.status_code == 200, r.text
+    return {i["item_id"]: i["score"] for i in r.json()["items"]}
+
+
+def test_hstu_serves_with_history_times(hstu_run, tmp_path):
+    with make_client(hstu_run, f"sqlite:///{tmp_path / 'e.db'}") as c:
+        version = Registry(hstu_run).load()
+        cat, model = version.catalog, version.model
+        assert cat.histories.timestamps is not None  # the catalogue keeps the dataset's times
+
+        # POST: the same items at other times score differently, exactly as the model scores them
+        hist = [cat.item_id(i) for i in cat.histories.row(1)[:8]]
+        t0 = 1_600_000_000
+        dense = [t0 + 60 * j for j in range(8)]  # a minute apart
+        sparse = [t0 + 86_400 * 30 * j for j in range(8)]  # a month apart
+        a = scores(c.post("/recommend", json={"history": hist, "timestamps": dense, "k": 20}))
+        b = scores(c.post("/recommend", json={"history": hist, "timestamps": sparse, "k": 20}))
+        common = sorted(set(a) & set(b))
+        assert a != b and not np.allclose([a[i] for i in common], [b[i] for i in common], atol=1e-3)
+        items = np.array([cat.item_index(h) for h in hist])
+        ref = model.score(Histories(np.array([0, 8]), items, np.array(dense)))[0]
+        assert np.allclose([a[i] for i in a], [float(ref[cat.item_index(i)]) for i in a], atol=1e-4)
+        iso = [f"2020-09-13T12:{26 + j:02d}:40Z" for j in range(8)]  # = dense, as ISO 8601
+        assert scores(c.post("/recommend", json={"history": hist, "timestamps": iso, "k": 20})) == a
+
+        # GET: a known user's training history is read with the dataset's times
+        got = scores(c.get("/recommend", params={"user_id": cat.user_id(cat.user_raw[1]), "k": 20}))
+        ref = model.score(cat.histories.take([1]))[0]
+        assert np.allclose([got[i] for i in got], [float(ref[cat.item_index(i)]) for i in got], atol=1e-4)
+
+        # feedback times count too: the same click a minute vs a year after the last training event
+        u = cat.user_id(cat.user_raw[2])
+        last = int(cat.histories.row_timestamps(2)[-1])
+        item = cat.item_id(int(np.setdiff1d(np.arange(1, cat.n_items + 1), cat.histories.row(2))[0]))
+        ev = {"event_id": "t1", "user_id": u, "item_id": item, "type": "click", "timestamp": last + 60}
+        assert c.post("/feedback", json=ev, headers=KEY).status_code == 200
+        soon = scores(c.get("/recommend", params={"user_id": u, "k": 20}))
+        engine = c.app.state.engine
+        assert engine.user_history(engine.state, str(u))[3][-1] == last + 60
+
+        # bad input: one time per history item
+        r = c.post("/recommend", json={"history": hist, "timestamps": dense[:3]})
+        assert r.status_code == 422 and "one per history item" in r.text
+    with make_client(hstu_run, f"sqlite:///{tmp_path / 'f.db'}") as c:
+        ev = dict(ev, timestamp=last + 86_400 * 365)
+        assert c.post("/feedback", json=ev, headers=KEY).status_code == 200
+        late = scores(c.get("/recommend", params={"user_id": u, "k": 20}))
+        assert soon != late
