@@ -46,7 +46,10 @@ class SequentialConfig(ModelConfig):
     dropout: float = 0.3
     # --- training (genrec.training.sequential) ---
     epochs: int = 200  # upper bound; early stopping usually ends training first
-    batch_tokens: int = 2048  # padded positions per step; batches are length-bucketed
+    # padded positions per step; batches are length-bucketed. Small steps matter on sparse data: Amazon
+    # Beauty has ~150k training tokens, so 2048-token steps gave 75 updates per epoch and learned ~2x
+    # slower per epoch (validation NDCG@10 0.027 vs 0.049 after 4 epochs) for the same compute
+    batch_tokens: int = 512
     lr: float = 2e-3
     weight_decay: float = 0.1  # AdamW, on weight matrices and embeddings (not on biases / norms)
     warmup_steps: int = 100
