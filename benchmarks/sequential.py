@@ -6,6 +6,7 @@ on validation NDCG@10 only. Each (dataset, model) runs in its own process so tha
 
     python benchmarks/sequential.py                                   # everything
     python benchmarks/sequential.py --datasets amazon-beauty --models sasrec,hstu --minutes 20
+    python benchmarks/sequential.py --datasets /data/amazon-toys/Toys_and_Games.txt   # any path works
 
 Prints one table (HR@10, NDCG@10, HR@50, NDCG@50, s/epoch, epochs, train s, peak RSS, inference s for
 all test users) and merges rows into benchmarks/results/sequential.json.
@@ -32,6 +33,14 @@ MODELS = ("pop", "ease", "sasrec", "hstu")
 SEQUENTIAL = ("sasrec", "hstu")
 
 
+def source(dataset: str) -> tuple[str, str]:
+    """(row name, path): a folder under the data dir, or any file/folder path (e.g. Toys_and_Games.txt)."""
+    p = Path(dataset)
+    if not p.exists():
+        return dataset, str(ROOT / dataset)
+    return (p.parent.name if p.is_file() else p.name), str(p)
+
+
 def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> dict:
     """Train + evaluate one model in this process; returns the result row."""
     import torch
@@ -42,7 +51,8 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
     from genrec.training.runs import build_model, seed_everything
 
     seed_everything(0)
-    ds = load_dataset(SourceSpec(data=str(ROOT / dataset)), DataConfig())
+    name, path = source(dataset)
+    ds = load_dataset(SourceSpec(data=path), DataConfig())
     settings = dict(overrides) if model_name in SEQUENTIAL else {}
     if model_name in SEQUENTIAL:
         settings.setdefault("max_len", 200)
@@ -58,7 +68,7 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
     infer_s = time.time() - t1
     valid = evaluate(model.score, ds.valid, ks=(10,))
     return {
-        "dataset": dataset, "model": model_name, "settings": settings,
+        "dataset": name, "model": model_name, "settings": settings,
         "hr@10": m["hr@10"], "ndcg@10": m["ndcg@10"], "hr@50": m["hr@50"], "ndcg@50": m["ndcg@50"],
         "valid_ndcg@10": valid["ndcg@10"],
         "seconds_per_epoch": info.get("seconds_per_epoch", train_s), "epochs": info.get("epochs", 1),
@@ -117,7 +127,7 @@ def main() -> int:
     rows = []
     for dataset in a.datasets.split(","):
         for model in a.models.split(","):
-            result = RESULTS.parent / f".sequential-{dataset}-{model}.tmp"
+            result = RESULTS.parent / f".sequential-{source(dataset)[0]}-{model}.tmp"
             cmd = [sys.executable, __file__, "--one", dataset, model, str(result),
                    "--minutes", str(a.minutes)]
             for kv in a.set:

@@ -94,3 +94,11 @@ def test_sequence_file_not_utf8(tmp_path):
         read(f, "sequences")
 
 
+
+
+def test_txt_file_is_read_as_sequences_without_format(tmp_path):
+    f = tmp_path / "Toys_and_Games.txt"
+    f.write_text("1 10 11 12\n2 11 12 13 14\n")
+    raw = read(f)  # no format: a .txt file is the S3-Rec `user item item ...` format
+    assert raw.name == "Toys_and_Games"
+    assert raw.interactions["item"].tolist() == [10, 11, 12, 11, 12, 13, 14]

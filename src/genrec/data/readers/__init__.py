@@ -59,6 +59,7 @@ SUFFIXES: list[tuple[str, tuple[str, ...]]] = [
     ("table", (".csv", ".tsv", ".tab", ".parquet", ".pq", ".csv.gz", ".tsv.gz")),
     ("recbole", (".inter",)),
     ("amazon", (".json", ".json.gz", ".jsonl", ".jsonl.gz")),
+    ("sequences", (".txt",)),  # the S3-Rec/SASRec `user item item ...` files (Beauty.txt, Toys_and_Games.txt)
 ]
 
 
