@@ -162,3 +162,16 @@ def test_cli_train_and_resume(tmp_path, capsys):
     bad = ["train", "--synthetic", "--model", "sasrec", "--set", "dropout=2", "--out", str(tmp_path / "x")]
     assert main(bad) == 2
     assert "dropout" in capsys.readouterr().err
+
+
+def test_batches_bound_tokens_and_sequences(synthetic_ds):
+    windows = trainer.TrainingWindows(synthetic_ds, max_len=50)
+    rng = np.random.default_rng(0)
+    for tokens, seqs in ((1024, 64), (4096, 8), (256, 1000)):
+        batches = windows.batches(tokens, rng, seqs)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(windows)))  # each window once
+        for b in batches:
+            padded = len(b) * int(windows.length[b].max())
+            assert len(b) == 1 or (len(b) <= seqs and padded <= tokens), (len(b), padded)
+    # the sequence bound is what gives short-history data more steps per epoch
+    assert len(windows.batches(4096, rng, 8)) > len(windows.batches(4096, rng, 1000))

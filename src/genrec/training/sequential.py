@@ -2,7 +2,8 @@
 
 Batching: **length bucketing**. Each user's training sequence (inputs s[:-1], targets s[1:]) is cut
 into windows of at most `max_len` positions, newest window first. Every epoch the windows are sorted
-by length (random tie-break), cut into batches of neighbours holding ~`batch_tokens` padded positions,
+by length (random tie-break), cut into batches of neighbours holding ~`batch_tokens` padded positions
+(and at most `batch_seqs` windows),
 and the batch order is shuffled; each batch is right-padded only to its own longest window, so padding
 is a few percent of the tokens instead of most of them (Amazon-style data: median length ~6 vs
 max_len 200). Right padding also means pads sit after every real item, so plain causal attention
@@ -61,14 +62,16 @@ class TrainingWindows:
     def __len__(self) -> int:
         return len(self.start)
 
-    def batches(self, batch_tokens: int, rng: np.random.Generator) -> list[np.ndarray]:
+    def batches(self, batch_tokens: int, rng: np.random.Generator, batch_seqs: int | None = None
+                ) -> list[np.ndarray]:
         """Length-bucketed batches of window indices, in random order, each padded to at most
-        `batch_tokens` positions (so every step does about the same work whatever the lengths)."""
+        `batch_tokens` positions and holding at most `batch_seqs` windows."""
         order = np.lexsort((rng.random(len(self)), self.length))
         lens = self.length[order]
         batches, start = [], 0
         for i in range(len(order)):  # ascending lengths: a batch's padded size is count * newest length
-            if (i + 1 - start) * lens[i] > batch_tokens and i > start:
+            n = i + 1 - start
+            if (n * lens[i] > batch_tokens or (batch_seqs is not None and n > batch_seqs)) and i > start:
                 batches.append(order[start:i])
                 start = i
         batches.append(order[start:])
@@ -204,7 +207,7 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
     if len(windows) == 0:
         raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
     kind = loss_kind(cfg, data.n_items)
-    steps_per_epoch = len(windows.batches(cfg.batch_tokens, np.random.default_rng(0)))
+    steps_per_epoch = len(windows.batches(cfg.batch_tokens, np.random.default_rng(0), cfg.batch_seqs))
     log_q = None
     if kind == "sampled":
         log_q = sampling_log_q(data, windows.n_tokens / steps_per_epoch, cfg.n_negatives).to(device)
@@ -250,8 +253,8 @@ def fit_sequential(model: SequentialRecommender, data: Dataset, progress: bool |
         t0 = time.time()
         rng = np.random.default_rng([seed, epoch])  # data order depends on (seed, epoch) only
         total_loss, n_batches = 0.0, 0
-        bar = tqdm(windows.batches(cfg.batch_tokens, rng), desc=f"{model.name} epoch {epoch + 1}",
-                   unit="batch",
+        bar = tqdm(windows.batches(cfg.batch_tokens, rng, cfg.batch_seqs),
+                   desc=f"{model.name} epoch {epoch + 1}", unit="batch",
                    leave=False, disable=None if progress is None else not progress)
         for idx in bar:
             inputs, ts, targets = (t.to(device, non_blocking=True) for t in windows.gather(idx))
