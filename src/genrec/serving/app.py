@@ -230,10 +230,11 @@ def create_app(
         if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
             raise HTTPException(401, "missing or wrong X-API-Key header")
 
-    def write_auth(key: str | None = Depends(key_header)) -> None:
+    # async: a plain def dependency would run in a worker thread, one thread hop per request
+    async def write_auth(key: str | None = Depends(key_header)) -> None:
         check_key(key)
 
-    def read_auth(key: str | None = Depends(key_header)) -> None:
+    async def read_auth(key: str | None = Depends(key_header)) -> None:
         if protect_reads:
             check_key(key)
 

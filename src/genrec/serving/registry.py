@@ -14,6 +14,7 @@ half-written version; CURRENT only ever names a complete one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -61,15 +62,24 @@ class Catalog:
 
     def item_id(self, i: int) -> int | str:
         """The dataset's own id of internal item i, typed as the dataset types it."""
-        v = self.item_raw[i]
-        return int(v) if self.int_ids["item"] else str(v)
+        return self._item_out[i]
+
+    @functools.cached_property
+    def _item_out(self) -> list[int | str]:
+        # plain Python lists: answering a request indexes them a few times per item, numpy is slower
+        raw = self.item_raw.tolist()
+        return [raw[0], *(int(v) for v in raw[1:])] if self.int_ids["item"] else raw
+
+    @functools.cached_property
+    def _titles(self) -> list[str | None] | None:
+        return None if self.item_title is None else [str(t) or None for t in self.item_title.tolist()]
 
     def user_id(self, raw: object) -> int | str:
         s = str(raw)
         return int(s) if self.int_ids["user"] and _is_int(s) else s
 
     def title(self, i: int) -> str | None:
-        return None if self.item_title is None else str(self.item_title[i]) or None
+        return None if self._titles is None else self._titles[i]
 
     def save(self, path: Path) -> None:
         h = self.histories
