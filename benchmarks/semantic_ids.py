@@ -38,7 +38,7 @@ SETTINGS: dict[str, dict] = {
     "ease": {},
     "sasrec": {"max_len": 50, "max_minutes": 20.0, "threads": 1},
     "hstu": {"max_len": 50, "max_minutes": 20.0, "threads": 1},
-    "tiger": {"threads": 1},
+    "tiger": {"threads": 1, "max_minutes": 25.0},
 }
 
 
@@ -120,10 +120,18 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
             "inference_s": infer_s,
             "inference_ms_per_user": 1000 * infer_s / len(ds.test),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "load_average_at_end": os.getloadavg()[0],  # the CPUs are shared: context for every time
+            "stop_reason": info.get("stop_reason", info.get("stopped_by")),
+            "best_valid_ndcg@10": info.get("best_valid_ndcg@10", info.get("best_valid_ndcg10")),
         }
         if model_name == "tiger":
             row["rqvae"] = {k: v for k, v in info["rqvae"].items()}
             row["text_encoder"] = info.get("text_encoder")
+            row["text_seconds"] = info.get("text_seconds")
+            row["valid_curve"] = info.get("history")
+        elif info.get("valid_ndcg10") is not None:
+            curve = info["valid_ndcg10"]
+            row["valid_curve"] = [{"epoch": i + 1, "valid_ndcg@10": v} for i, v in enumerate(curve)]
         if cold is not None:
             sl = cold_slice(ds.test, cold)
             cm = evaluate(model.score, sl, ks=KS)

@@ -97,6 +97,25 @@ def test_rqvae_reconstruction_improves_and_reports():
     assert 0 <= rep["collision_rate"] <= 1
 
 
+def test_rqvae_cache_reuses_the_trained_model(tmp_path, monkeypatch):
+    import genrec.models.rqvae as rq
+
+    x = np.random.default_rng(1).normal(size=(200, 12)).astype(np.float32)
+    cfg = RQVAEConfig(levels=2, codebook_size=4, latent_dim=4, hidden=[16], epochs=3, batch_size=64)
+    first, rep = rq.train_rqvae_cached(x, cfg, seed=3, cache_dir=tmp_path)
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the RQ-VAE is cached")
+
+    monkeypatch.setattr(rq, "train_rqvae", no_training)
+    again, rep2 = rq.train_rqvae_cached(x, cfg, seed=3, cache_dir=tmp_path)
+    assert rep2["cached"] and rep2["collision_rate"] == rep["collision_rate"]
+    X = torch.from_numpy(x)
+    assert torch.equal(first.codes(X), again.codes(X))
+    with pytest.raises(AssertionError, match="trained again"):  # another seed is another model
+        rq.train_rqvae_cached(x, cfg, seed=4, cache_dir=tmp_path)
+
+
 def test_collision_level_makes_ids_unique():
     codes = np.array([[1, 2], [1, 2], [0, 0], [1, 2], [0, 1]])
     full = add_collision_level(codes)
@@ -115,6 +134,16 @@ def test_trained_model_ids_unique_and_fit_info(cold_setup):
     assert {"recon_loss", "codebook_usage", "collision_rate"} <= set(rq)
     assert rq["unique_after_collision_level"] == 1.0
     assert model.fit_info_["epochs"] >= 1
+    assert model.fit_info_["stop_reason"] in {"epochs", "early stopping"}
+
+
+def test_time_budget_stops_training(cold_setup):
+    ds, _, _ = cold_setup
+    cfg = TigerConfig(**{**SMALL, "rq_epochs": 5, "epochs": 50, "patience": 50, "max_minutes": 1e-6})
+    model = get_model_class("tiger")(cfg).fit(ds)
+    assert model.fit_info_["stop_reason"] == "time budget"
+    assert model.fit_info_["epochs"] == 1  # the budget is checked between epochs: exactly one ran
+    assert len(model.fit_info_["history"]) == 1
 
 
 def test_scores_are_exact_log_probs_and_beat_popularity(cold_setup):

@@ -12,8 +12,13 @@ reset). `add_collision_level` appends a final code that makes every item's tuple
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -149,6 +154,30 @@ def train_rqvae(x: np.ndarray, cfg: RQVAEConfig, seed: int = 0, progress: bool =
     return model, report
 
 
+def train_rqvae_cached(
+    x: np.ndarray, cfg: RQVAEConfig, seed: int, cache_dir: Path | None, progress: bool = False
+) -> tuple[RQVAE, dict]:
+    """`train_rqvae`, memoised on disk under hash(x, cfg, seed): the RQ-VAE sees only item text, so
+    runs that differ in interactions alone (other models' settings, a cold-start variant) share it."""
+    if cache_dir is None:
+        return train_rqvae(x, cfg, seed=seed, progress=progress)
+    h = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
+    h.update(json.dumps([dataclasses.asdict(cfg), x.shape, seed], sort_keys=True).encode())
+    path = Path(cache_dir) / f"rqvae-{h.hexdigest()[:16]}.pt"
+    if path.exists():
+        saved = torch.load(path, weights_only=True)
+        model = RQVAE(x.shape[1], cfg)
+        model.load_state_dict(saved["state"])
+        log.info("rq-vae from cache %s", path)
+        return model, dict(saved["report"], cached=True)
+    model, report = train_rqvae(x, cfg, seed=seed, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    torch.save({"state": model.state_dict(), "report": report}, tmp)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    return model, report
+
+
 @torch.no_grad()
 def _reset_dead_codes(
     model: RQVAE, used: torch.Tensor, residuals: torch.Tensor, gen: torch.Generator
@@ -219,4 +248,11 @@ def uniqueness(codes: np.ndarray) -> float:
     return len(np.unique(codes, axis=0)) / max(len(codes), 1)
 
 
-__all__ = ["RQVAE", "RQVAEConfig", "add_collision_level", "extend_collision_level", "train_rqvae"]
+__all__ = [
+    "RQVAE",
+    "RQVAEConfig",
+    "add_collision_level",
+    "extend_collision_level",
+    "train_rqvae",
+    "train_rqvae_cached",
+]

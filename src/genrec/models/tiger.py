@@ -48,10 +48,10 @@ from genrec.models.rqvae import (
     RQVAEConfig,
     add_collision_level,
     extend_collision_level,
-    train_rqvae,
+    train_rqvae_cached,
     uniqueness,
 )
-from genrec.models.text import encode_texts, encoder_from_state, get_text_encoder
+from genrec.models.text import encode_texts, encoder_from_state, get_text_encoder, text_cache_dir
 
 log = logging.getLogger("genrec")
 
@@ -66,6 +66,7 @@ class TigerConfig(ModelConfig):
     rq_hidden: list[int] = field(default_factory=lambda: [256, 128])
     rq_epochs: int = 200
     rq_beta: float = 0.25
+    cache_rqvae: bool = True  # reuse an RQ-VAE trained on the same vectors/settings/seed (GENREC_CACHE_DIR)
     # sequence model
     d_model: int = 64
     n_layers: int = 2
@@ -79,6 +80,7 @@ class TigerConfig(ModelConfig):
     lr: float = 2e-3
     weight_decay: float = 0.0
     patience: int = 4  # epochs without validation NDCG@10 gain before stopping
+    max_minutes: float = 0.0  # wall-clock budget for the generator's training (after the RQ-VAE); 0 = none
     eval_users: int = 5000  # validation users sampled for early stopping (0 = all)
     threads: int = 0  # torch CPU threads while fitting (0 = torch's default)
 
@@ -102,6 +104,11 @@ class TigerConfig(ModelConfig):
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
+        if self.max_minutes < 0 or self.patience < 1:
+            raise ValueError(
+                f"TigerConfig: need max_minutes >= 0 and patience >= 1, "
+                f"got max_minutes={self.max_minutes}, patience={self.patience}"
+            )
 
 
 # --- the code trie -------------------------------------------------------------------------------
@@ -285,20 +292,23 @@ class Tiger(Recommender):
             beta=cfg.rq_beta,
         )
         t = time.time()
-        self.rqvae_, report = train_rqvae(X, rq_cfg, seed=torch.initial_seed() % (2**31), progress=True)
+        seed = torch.initial_seed() % (2**31)
+        cache = text_cache_dir().parent / "rqvae" if cfg.cache_rqvae else None
+        self.rqvae_, report = train_rqvae_cached(X, rq_cfg, seed, cache, progress=True)
         report["seconds"] = time.time() - t
         Xt = torch.from_numpy(X)
         codes = add_collision_level(self.rqvae_.codes(Xt).numpy())
         report["unique_after_collision_level"] = uniqueness(codes)
         report["collision_codes"] = int(codes[:, -1].max()) + 1
         self.fit_info_["rqvae"] = report
+        took = "from cache" if report.get("cached") else f"{report['seconds']:.1f}s"
         usage = ", ".join(f"{u:.0%}" for u in report["codebook_usage"])
         _say(
             f"rq-vae: recon loss {report['recon_loss_first_epoch']:.4f} -> {report['recon_loss']:.4f}, "
             f"codebook usage per level [{usage}], collision rate {report['collision_rate']:.2%} "
             f"({report['unique_tuples']} distinct tuples for {report['n_items']} items; max "
             f"{report['max_items_per_tuple']} per tuple) -> unique after collision level: "
-            f"{report['unique_after_collision_level']:.0%} ({report['seconds']:.1f}s)"
+            f"{report['unique_after_collision_level']:.0%} ({took})"
         )
         self.codes_ = torch.from_numpy(np.r_[np.zeros((1, codes.shape[1]), np.int64), codes])
         self.latent_ = torch.cat([torch.zeros(1, cfg.rq_latent), self.rqvae_.latent(Xt)])
@@ -339,7 +349,11 @@ class Tiger(Recommender):
         valid = _subsample(data.valid, cfg.eval_users, gen)
         best, best_state, bad, history = -1.0, None, 0, []
         t_train = time.time()
+        stop_reason = "epochs"
         for epoch in range(1, cfg.epochs + 1):
+            if cfg.max_minutes and time.time() - t_train > cfg.max_minutes * 60:
+                stop_reason = "time budget"
+                break
             t = time.time()
             self.net_.train()
             total, n_batches = 0.0, 0
@@ -369,13 +383,16 @@ class Tiger(Recommender):
             else:
                 bad += 1
                 if bad >= cfg.patience:
+                    stop_reason = "early stopping"
                     break
+        _say(f"tiger: stopped by {stop_reason} after {len(history)} epochs; best valid ndcg@10 {best:.4f}")
         if best_state is not None:
             self.net_.load_state_dict(best_state)
         self.net_.eval()
         self.fit_info_.update(
             {
                 "epochs": len(history),
+                "stop_reason": stop_reason,
                 "best_valid_ndcg@10": best,
                 "history": history,
                 "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
