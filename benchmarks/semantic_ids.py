@@ -210,7 +210,9 @@ def main() -> int:
     models = [m for m in a.models.split(",") if m in REGISTRY]
     out = Path(a.out)
     # rows of earlier invocations (other datasets/models) are kept; a re-run replaces its own rows
-    kept = json.loads(out.read_text())["rows"] if out.exists() else []
+    old = json.loads(out.read_text()) if out.exists() else {}
+    kept = old.get("rows", [])
+    extra = {k: v for k, v in old.items() if k not in ("machine", "protocol", "cold_fraction", "rows")}
     rows: list[dict] = []
     for dataset in a.datasets.split(","):
         for variant in a.variants.split(","):
@@ -232,6 +234,7 @@ def main() -> int:
                             "protocol": "leave-one-out, full ranking, history excluded, ties against model",
                             "cold_fraction": COLD_FRACTION,
                             "rows": kept + rows,
+                            **extra,  # hand-curated keys (e.g. stopped runs) survive a re-run
                         },
                         indent=2,
                         default=float,
