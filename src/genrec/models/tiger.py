@@ -148,6 +148,16 @@ class CodeTrie:
     def depth(self) -> int:
         return len(self.node_code)
 
+    def masks_for(self, items: torch.Tensor, codes: torch.Tensor) -> list[torch.Tensor]:
+        """child_mask restricted to the subtrees that hold at least one of `items` (1-d item ids)."""
+        out = []
+        for lvl, full in enumerate(self.child_mask):
+            parent = self.item_node[lvl - 1][items] if lvl else torch.zeros_like(items)
+            mask = torch.zeros_like(full)
+            mask[parent, codes[items, lvl]] = True
+            out.append(mask)
+        return out
+
 
 def segment_log_softmax(logits: torch.Tensor, parent: torch.Tensor, n_parents: int) -> torch.Tensor:
     """log-softmax of (B, M) logits within groups of siblings (same `parent`, (M,))."""
@@ -223,14 +233,21 @@ class TigerNet(nn.Module):
         q = self.query[lvl](h) * (1 + torch.tanh(self.gate[lvl](prefix)))
         return q @ self.code_out[lvl].weight.T + self.code_bias[lvl]
 
-    def loss(self, h: torch.Tensor, target_codes: torch.Tensor, trie: CodeTrie, targets: torch.Tensor):
-        """Mean over targets of -log p(tuple) under the trie-constrained softmax; h (N, d)."""
+    def loss(
+        self,
+        h: torch.Tensor,
+        target_codes: torch.Tensor,
+        trie: CodeTrie,
+        targets: torch.Tensor,
+        masks: list[torch.Tensor],
+    ):
+        """Mean over targets of -log p(tuple) under the softmax over `masks` (valid children); h (N, d)."""
         s = torch.zeros_like(h)
         total = h.new_zeros(())
         for lvl in range(trie.depth):
             logits = self.level_logits(h, lvl, s)
             parent = trie.item_node[lvl - 1][targets] if lvl else torch.zeros_like(targets)
-            logits = logits.masked_fill(~trie.child_mask[lvl][parent], -torch.inf)
+            logits = logits.masked_fill(~masks[lvl][parent], -torch.inf)
             total = total + F.cross_entropy(logits, target_codes[:, lvl])
             if lvl < trie.depth - 1:
                 s = s + self.code_pre[lvl](target_codes[:, lvl])
@@ -344,6 +361,13 @@ class Tiger(Recommender):
         seqs = torch.from_numpy(train.padded(cfg.max_len + 1))
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
         lengths = (inputs > 0).sum(1)
+        # Items that are never a training target (e.g. cold items kept in the catalogue) are left out of the
+        # training softmax: otherwise every step pushes their subtrees down as never-chosen siblings
+        # and they end below chance. Left out, they are scored from shared code parameters at
+        # inference, exactly like items added after training (`add_items`).
+        seen = torch.unique(targets[(targets > 0) & (inputs > 0)])  # every item some step is trained on
+        train_masks = self.trie_.masks_for(seen, self.codes_)
+        self.fit_info_["items_in_training_softmax"] = len(seen)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         gen = torch.Generator().manual_seed(int(torch.initial_seed() % (2**31)))
         valid = _subsample(data.valid, cfg.eval_users, gen)
@@ -362,7 +386,7 @@ class Tiger(Recommender):
                 x, y = inputs[rows, -T:], targets[rows, -T:]
                 h = self.net_(x, self.codes_, self.latent_)
                 keep = (y > 0) & (x > 0)
-                loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep])
+                loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep], train_masks)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
