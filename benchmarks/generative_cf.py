@@ -50,7 +50,7 @@ def model_config(model: str, dataset: str) -> dict:
             cfg["beta_cap"] = 0.2  # no room for a beta-search run; the paper's chosen value on ML-20M
         return cfg
     if model == "cfgan":
-        return {"epochs": 5 if large else 60, "eval_every": 1 if large else 5, "patience": 20,
+        return {"epochs": 5 if large else 100, "eval_every": 1 if large else 5, "patience": 25,
                 "batch_size": 256 if large else 32}
     return {}
 

@@ -14,7 +14,8 @@ from genrec.models.cfgan import CFGAN
 from genrec.models.multvae import AutoEncoder, MultVAE, beta_schedule
 
 TINY_VAE = dict(hidden=[64, 16], batch_size=100, epochs=12, patience=12)
-TINY_GAN = dict(g_hidden=64, d_hidden=32, epochs=24, eval_every=6, patience=24)
+# 600 users give ~15 updates per epoch: larger learning rates than the real-data defaults
+TINY_GAN = dict(g_hidden=64, d_hidden=32, epochs=24, eval_every=6, patience=24, lr_g=1e-2, lr_d=1e-3)
 
 
 @pytest.fixture(scope="module", autouse=True)

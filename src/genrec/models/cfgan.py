@@ -42,16 +42,16 @@ class CFGANConfig(ModelConfig):
     scheme: str = "ZP"  # ZR | PM | ZP (both)
     zr_ratio: float = 0.7  # S_ZR: share of a user's unpurchased items in the zero-reconstruction sample
     pm_ratio: float = 0.7  # S_PM: share of a user's unpurchased items partially masked
-    zr_coef: float = 0.03  # alpha, weight of the ZR penalty
+    zr_coef: float = 0.1  # alpha, weight of the ZR penalty (the paper's best is around 0.1)
     g_hidden: int = 400
     d_hidden: int = 125
-    lr_g: float = 3e-3
-    lr_d: float = 1e-3
+    lr_g: float = 1e-3
+    lr_d: float = 1e-4  # D learns slower than G: a D that wins every minibatch gives G no usable gradient
     reg_g: float = 1e-3  # L2 on G's weights (0.5 * sum w^2), as the authors' implementation
     reg_d: float = 0.0
     batch_size: int = 32  # small batches: many updates per epoch on small user sets
-    d_steps: int = 1  # passes over the users for D per epoch
-    g_steps: int = 1  # passes over the users for G per epoch
+    d_steps: int = 1  # D updates per minibatch (Algorithm 1 of the paper)
+    g_steps: int = 1  # G updates per minibatch, after D's
     epochs: int = 300  # upper bound; early stopping on validation NDCG
     eval_every: int = 5
     patience: int = 30  # epochs without validation improvement before stopping
@@ -98,6 +98,16 @@ class Discriminator(nn.Module):
         return self.out(h).squeeze(1)  # (B,)
 
 
+def _xavier(module: nn.Module) -> None:
+    """Glorot-uniform weights, zero biases, as the authors' TensorFlow code. EmbeddingBag's own N(0, 1)
+    init would sum ~100 unit-variance weights per user into the sigmoid hidden layer and saturate it."""
+    for m in module.modules():
+        if isinstance(m, (nn.Linear, nn.EmbeddingBag)):
+            nn.init.xavier_uniform_(m.weight)
+        if isinstance(getattr(m, "bias", None), nn.Parameter):
+            nn.init.zeros_(m.bias)
+
+
 def _l2(module: nn.Module) -> torch.Tensor:
     return 0.5 * sum(p.pow(2).sum() for p in module.parameters())
 
@@ -129,14 +139,15 @@ class CFGAN(Recommender):
             self.gen_.train()
             row: dict[str, float] = {"epoch": epoch}
             d_sums = np.zeros(3)  # loss, mean D(real), mean D(fake)
-            for _ in range(cfg.d_steps):
-                for x in self._batches(data, users, rng):
+            g_sums = np.zeros(3)  # loss, adversarial part, ZR part
+            # the paper's Algorithm 1 alternates per minibatch: D never goes stale for a whole epoch,
+            # so G cannot drift into D's blind spots instead of reproducing the purchases
+            for x in self._batches(data, users, rng):
+                for _ in range(cfg.d_steps):
                     d_loss, p_real, p_fake = self._d_loss(x)
                     self._update_discriminator(opt_d, d_loss)
                     d_sums += np.array([float(d_loss.detach()), float(p_real), float(p_fake)]) * x.n_rows
-            g_sums = np.zeros(3)  # loss, adversarial part, ZR part
-            for _ in range(cfg.g_steps):
-                for x in self._batches(data, users, rng):
+                for _ in range(cfg.g_steps):
                     g_loss, adv, zr = self._g_loss(x)
                     self._update_generator(opt_g, g_loss)
                     g_sums += np.array([float(g_loss.detach()), float(adv), float(zr)]) * x.n_rows
@@ -169,6 +180,8 @@ class CFGAN(Recommender):
         torch.manual_seed(self.config.seed)
         self.gen_ = Generator(n_items, self.config.g_hidden)
         self.dis_ = Discriminator(n_items, self.config.d_hidden)
+        _xavier(self.gen_)
+        _xavier(self.dis_)
         return self
 
     def _batches(self, data: Dataset, users: np.ndarray, rng: np.random.Generator):
