@@ -14,6 +14,9 @@ outputting all ones, so the paper adds, per user and batch, samples of unpurchas
     J_D = -[log D(e_u | c_u) + log(1 - D(r_hat_u * (e_u + k_u) | c_u))]
     J_G = -log D(r_hat_u * (e_u + k_u) | c_u) + alpha * ZR_u       (non-saturating G loss)
 
+Training alternates one D update and one G update per minibatch of users (the paper's Algorithm 1),
+with D learning slower than G; Glorot-initialised weights as the authors' code.
+
 Scores are G's pre-sigmoid outputs (same order as r_hat_u, no ties from saturation). Any history
 vector can be scored, which is folding in for users never seen in training.
 """
