@@ -53,25 +53,12 @@ def cold_variant(ds, fraction: float = COLD_FRACTION, seed: int = 0):
 
     Cold items vanish from training sequences and from every evaluation history; test/valid targets
     are kept, so the slice "target is cold" measures recommending items no one has interacted with."""
-    from genrec.data.dataset import EvalSet
-    from genrec.data.preprocess import _select
+    from genrec.data.preprocess import without_items
 
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(np.arange(1, ds.n_items + 1), round(fraction * ds.n_items), replace=False))
-    is_cold = np.zeros(ds.n_items + 1, dtype=bool)
-    is_cold[cold] = True
-
-    def drop(h):
-        return _select(h, ~is_cold[h.items])
-
-    out = dataclasses.replace(
-        ds,
-        name=f"{ds.name}-cold{round(fraction * 100)}",
-        train=drop(ds.train),
-        valid=EvalSet(drop(ds.valid.history), ds.valid.targets),
-        test=EvalSet(drop(ds.test.history), ds.test.targets),
-        manifest=dict(ds.manifest, cold_items=len(cold)),
-    )
+    out = dataclasses.replace(without_items(ds, cold), name=f"{ds.name}-cold{round(fraction * 100)}",
+                              manifest=dict(ds.manifest, cold_items=len(cold)))
     return out, cold
 
 

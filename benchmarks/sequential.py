@@ -80,6 +80,20 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
     }
 
 
+def spawn_one(dataset: str, model: str, sets: list[str], minutes: float = 0.0) -> dict | None:
+    """Train + evaluate one (dataset, model) in a fresh process (so its peak RSS is its own); its result
+    row, or None when the process failed. `sets` are KEY=VALUE settings as given to `--set`."""
+    result = RESULTS.parent / f".sequential-{source(dataset)[0]}-{model}-{os.getpid()}.tmp"
+    cmd = [sys.executable, __file__, "--one", dataset, model, str(result), "--minutes", str(minutes)]
+    for kv in sets:
+        cmd += ["--set", kv]
+    if subprocess.call(cmd) != 0:
+        return None
+    row = json.loads(result.read_text())
+    result.unlink()
+    return row
+
+
 def merge(rows: list[dict]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
@@ -127,16 +141,10 @@ def main() -> int:
     rows = []
     for dataset in a.datasets.split(","):
         for model in a.models.split(","):
-            result = RESULTS.parent / f".sequential-{source(dataset)[0]}-{model}.tmp"
-            cmd = [sys.executable, __file__, "--one", dataset, model, str(result),
-                   "--minutes", str(a.minutes)]
-            for kv in a.set:
-                cmd += ["--set", kv]
             print(f"== {dataset} / {model}", flush=True)
-            if subprocess.call(cmd) != 0:
+            row = spawn_one(dataset, model, a.set, a.minutes)
+            if row is None:
                 return 1
-            row = json.loads(result.read_text())
-            result.unlink()
             rows.append(row)
             merge([row])
             print_table([row])

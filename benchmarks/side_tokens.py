@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from sequential import spawn_one  # noqa: E402  (the same --one subprocess runner)
+
 RESULTS = HERE / "results" / "side_tokens.json"
 METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50")
 
@@ -30,15 +32,10 @@ def main() -> int:
     a = p.parse_args()
     rows = []
     for side in ("none", "rating"):
-        tmp = HERE / "results" / f".side-{side}.tmp"
-        cmd = [sys.executable, str(HERE / "sequential.py"), "--one", a.dataset, "hstu", str(tmp)]
-        for kv in a.set + [f"side_tokens={side}"]:
-            cmd += ["--set", kv]
         print(f"== {a.dataset} / hstu side_tokens={side}", flush=True)
-        if subprocess.call(cmd) != 0:
+        row = spawn_one(a.dataset, "hstu", a.set + [f"side_tokens={side}"])
+        if row is None:
             return 1
-        row = json.loads(tmp.read_text())
-        tmp.unlink()
         row["side_tokens"] = side
         rows.append(row)
     base, side = rows

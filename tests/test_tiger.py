@@ -221,26 +221,13 @@ def test_save_load_round_trip(cold_setup, tmp_path):
 def test_cold_items_in_the_catalogue_rank_above_chance():
     """Items with text but no interaction at training time (the benchmark's cold slice) must not be
     pushed below the others: the training softmax leaves them out, so they are ranked by their codes."""
-    import dataclasses
-
     from genrec.data.dataset import EvalSet
-    from genrec.data.preprocess import _select
+    from genrec.data.preprocess import without_items
     from genrec.evaluation import evaluate
 
     ds = prepare(generate(), DataConfig(), cache=False)
     cold = np.arange(1, ds.n_items + 1)[np.arange(1, ds.n_items + 1) % 20 == 0]  # 5% of the items
-    is_cold = np.zeros(ds.n_items + 1, dtype=bool)
-    is_cold[cold] = True
-
-    def drop(h):
-        return _select(h, ~is_cold[h.items])
-
-    warm = dataclasses.replace(
-        ds,
-        train=drop(ds.train),
-        valid=EvalSet(drop(ds.valid.history), ds.valid.targets),
-        test=EvalSet(drop(ds.test.history), ds.test.targets),
-    )
+    warm = without_items(ds, cold)
     torch.manual_seed(0)
     model = get_model_class("tiger")(TigerConfig(**SMALL)).fit(warm)
     assert model.fit_info_["items_in_training_softmax"] <= ds.n_items - len(cold)

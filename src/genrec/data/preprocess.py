@@ -273,6 +273,21 @@ def _position(h: Histories) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(h.items)) - np.repeat(h.indptr[:-1], h.lengths), lens
 
 
+def without_items(ds: Dataset, items: np.ndarray) -> Dataset:
+    """`ds` with every interaction of `items` removed from training and from the evaluation histories;
+    evaluation targets stay. The cold-start setting: items in the catalogue that nobody has used yet."""
+    drop = np.zeros(ds.n_items + 1, dtype=bool)
+    drop[items] = True
+
+    def keep(h: Histories) -> Histories:
+        return _select(h, ~drop[h.items])
+
+    return dataclasses.replace(
+        ds, train=keep(ds.train),
+        valid=EvalSet(keep(ds.valid.history), ds.valid.targets),
+        test=EvalSet(keep(ds.test.history), ds.test.targets))
+
+
 def leave_one_out_split(seqs: Histories, cfg: DataConfig) -> tuple[Histories, EvalSet, EvalSet]:
     """Last item = test target, second last = valid target; users with < 3 items only train."""
     pos, lens = _position(seqs)
