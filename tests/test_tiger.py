@@ -237,3 +237,37 @@ def test_cold_items_in_the_catalogue_rank_above_chance():
     recall = evaluate(model.score, sl, ks=(50,))["recall@50"]
     chance = 50 / ds.n_items
     assert recall > 2 * chance, (recall, chance)
+
+
+def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
+    """With `id_input` the history tokens also carry a learned item embedding; items never seen in
+    training keep a zero one, so they are still ranked above chance through their codes and text, and
+    items added later get zero rows too (save/load keeps the grown table)."""
+    from genrec.data.dataset import EvalSet
+    from genrec.data.preprocess import without_items
+    from genrec.evaluation import evaluate
+
+    ds = prepare(generate(), DataConfig(), cache=False)
+    cold = np.arange(1, ds.n_items + 1)[np.arange(1, ds.n_items + 1) % 20 == 0]
+    warm = without_items(ds, cold)
+    torch.manual_seed(0)
+    model = get_model_class("tiger")(TigerConfig(**SMALL, id_input=True)).fit(warm)
+    table = model.net_.item_in.weight
+    warm_items = np.setdiff1d(np.arange(1, ds.n_items + 1), cold)
+    assert table[torch.from_numpy(cold)].abs().sum() == 0, "a cold item's embedding was trained"
+    assert table[torch.from_numpy(warm_items)].abs().sum(1).gt(0).float().mean() > 0.9
+    rows = np.flatnonzero(np.isin(warm.test.targets.items, cold))
+    sl = EvalSet(warm.test.history.take(rows), warm.test.targets.take(rows))
+    assert evaluate(model.score, sl, ks=(50,))["recall@50"] > 2 * 50 / ds.n_items
+
+    texts = [str(t) for t in ds.item_text[cold[:3]]]
+    new = model.add_items(["n1", "n2", "n3"], texts, texts, ["", "", ""])
+    assert model.net_.item_in.num_embeddings == model.n_items_ + 1 == ds.n_items + 4
+    assert model.net_.item_in.weight[torch.from_numpy(new)].abs().sum() == 0
+    model.save(tmp_path / "m")
+    loaded = Recommender.load(tmp_path / "m")
+    hist = ds.test.history.take(slice(0, 32))
+    assert torch.equal(model.score(hist), loaded.score(hist))
+    items, _ = loaded.recommend(hist, k=3, beam=6, allowed=new)
+    _assert_valid_lists(items, hist, loaded.n_items_)
+    assert set(items.ravel().tolist()) <= set(new.tolist())

@@ -74,6 +74,10 @@ class TigerConfig(ModelConfig):
     max_len: int = 50
     dropout: float = 0.3
     content_input: bool = True  # add the projected RQ-VAE latent to each history token
+    # add a learned per-item embedding to each *history* token (zero-initialised, so an item never seen in
+    # training, e.g. a cold item, is read through its codes and text alone); the output stays the code
+    # tuple, so every item, cold or not, is still generated through the trie
+    id_input: bool = False
     # training
     epochs: int = 40
     batch_size: int = 128
@@ -190,10 +194,13 @@ class Block(nn.Module):
 
 
 class TigerNet(nn.Module):
-    def __init__(self, cfg: TigerConfig, sizes: list[int], latent_dim: int) -> None:
+    def __init__(self, cfg: TigerConfig, sizes: list[int], latent_dim: int, n_items: int) -> None:
         super().__init__()
         d = cfg.d_model
         self.code_in = nn.ModuleList(nn.Embedding(k, d) for k in sizes)
+        self.item_in = nn.Embedding(n_items + 1, d) if cfg.id_input else None
+        if self.item_in is not None:
+            nn.init.zeros_(self.item_in.weight)
         self.content = nn.Linear(latent_dim, d, bias=False) if cfg.content_input else None
         self.pos = nn.Embedding(cfg.max_len, d)
         self.drop = nn.Dropout(cfg.dropout)
@@ -213,6 +220,8 @@ class TigerNet(nn.Module):
         x = sum(emb(c[..., lvl]) for lvl, emb in enumerate(self.code_in))
         if self.content is not None:
             x = x + self.content(latent[items])
+        if self.item_in is not None:
+            x = x + self.item_in(items)
         return x * (items > 0).unsqueeze(-1)
 
     def forward(self, items: torch.Tensor, codes: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
@@ -266,6 +275,17 @@ class TigerNet(nn.Module):
             if lvl < trie.depth - 1:
                 s_parent = s + self.code_pre[lvl](code)
         return out
+
+    def grow_items(self, n_items: int) -> None:
+        """Room for items added after training: their ID embeddings are zero (read through codes + text)."""
+        old = self.item_in
+        if old is None or n_items + 1 <= old.num_embeddings:
+            return
+        new = nn.Embedding(n_items + 1, old.embedding_dim)
+        with torch.no_grad():
+            new.weight.zero_()
+            new.weight[: old.num_embeddings] = old.weight
+        self.item_in = new
 
     def grow_last_level(self, k: int) -> None:
         """More collision codes (cold-start items): new rows start at the mean of the trained ones."""
@@ -356,7 +376,7 @@ class Tiger(Recommender):
         self.n_items_ = data.n_items
         self.added_: dict[str, list] = {"item_id": [], "title": [], "text": [], "category": []}
         self._semantic_ids([str(t) for t in texts], data.name)
-        self.net_ = TigerNet(cfg, self.sizes_, cfg.rq_latent)
+        self.net_ = TigerNet(cfg, self.sizes_, cfg.rq_latent, data.n_items)
         train = data.train.take(np.flatnonzero(data.train.lengths >= 2))
         seqs = torch.from_numpy(train.padded(cfg.max_len + 1))
         inputs, targets = seqs[:, :-1], seqs[:, 1:]
@@ -528,6 +548,7 @@ class Tiger(Recommender):
         self.codes_ = torch.cat([self.codes_, torch.from_numpy(new)])
         self.latent_ = torch.cat([self.latent_, self.rqvae_.latent(X)])
         self.n_items_ += len(new)
+        self.net_.grow_items(self.n_items_)
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
         new_meta = {"item_id": item_ids, "title": titles, "text": texts, "category": categories}
         for key, vals in new_meta.items():
@@ -577,7 +598,7 @@ class Tiger(Recommender):
         self.codes_, self.latent_ = state["codes"], state["latent"]
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
-        self.net_ = TigerNet(self.config, self.sizes_, self.config.rq_latent)
+        self.net_ = TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1)
         self.net_.load_state_dict(state["net"])
         self.net_.eval()
         self.text_encoder_state_ = state["text_encoder"]
