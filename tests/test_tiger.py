@@ -261,7 +261,8 @@ def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     assert table[torch.from_numpy(warm_items)].abs().sum(1).gt(0).float().mean() > 0.9
     rows = np.flatnonzero(np.isin(warm.test.targets.items, cold))
     sl = EvalSet(warm.test.history.take(rows), warm.test.targets.take(rows))
-    assert evaluate(model.score, sl, ks=(50,))["recall@50"] > 2 * 50 / ds.n_items
+    # measured: cold Recall@10 0.095 vs chance 0.025 (codes-only input: 0.127)
+    assert evaluate(model.score, sl, ks=(10,))["recall@10"] > 2 * 10 / ds.n_items
 
     texts = [str(t) for t in ds.item_text[cold[:3]]]
     new = model.add_items(["n1", "n2", "n3"], texts, texts, ["", "", ""])
