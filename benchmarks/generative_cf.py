@@ -32,6 +32,9 @@ DATASETS = ["ml-1m-u2999", "ml-latest-small", "ml-100k", "amazon-beauty", "ml-20
 MODELS = ["pop", "ease", "multvae", "multdae", "cfgan"]
 MOVIELENS = {"ml-1m-u2999", "ml-latest-small", "ml-100k", "ml-20m"}
 LARGE = {"ml-20m"}  # epoch budgets cut to fit 2 cores; see docs/benchmarks.md
+# CFGAN per dataset: (epochs, patience in epochs, epochs between validations); others (ML-20M): (5, 20, 1)
+CFGAN_BUDGETS = {"ml-1m-u2999": (60, 20, 5), "ml-latest-small": (300, 60, 5), "ml-100k": (150, 20, 5),
+                 "amazon-beauty": (15, 6, 1)}
 BY_SIZE = ["ml-100k", "ml-latest-small", "ml-1m-u2999", "amazon-beauty", "ml-20m"]  # interactions
 
 
@@ -54,11 +57,9 @@ def model_config(model: str, dataset: str) -> dict:
     if model == "cfgan":
         # a budget in updates, not epochs: ml-1m-u2999 (~75 minibatches per epoch) needed ~2,250 updates
         # to its best epoch; ml-latest-small has 16 minibatches per epoch, amazon-beauty ~560
-        budgets = {"ml-1m-u2999": 60, "ml-latest-small": 300, "ml-100k": 150, "amazon-beauty": 15}
-        epochs = budgets.get(dataset, 5)
-        patience = {"ml-latest-small": 60, "amazon-beauty": 6}.get(dataset, 20)
-        return {"epochs": epochs, "eval_every": 1 if dataset in LARGE | {"amazon-beauty"} else 5,
-                "patience": patience, "batch_size": 256 if large else 32}
+        epochs, patience, eval_every = CFGAN_BUDGETS.get(dataset, (5, 20, 1))
+        return {"epochs": epochs, "eval_every": eval_every, "patience": patience,
+                "batch_size": 256 if large else 32}
     return {}
 
 

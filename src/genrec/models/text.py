@@ -224,11 +224,12 @@ def encode_texts(
         h.update(b"\x00")
     key = h.hexdigest()[:16]
     path = text_cache_dir() / f"{_slug(name)}-{key}.npy"
-    # the key alone identifies the vectors: a renamed variant of a dataset (same texts) reuses them
-    hit = path if path.exists() else next(iter(sorted(text_cache_dir().glob(f"*-{key}.npy"))), None)
-    if cache and hit is not None:
-        log.info("text vectors from cache %s", hit)
-        return np.load(hit, allow_pickle=False)
+    if cache:
+        # the key alone identifies the vectors: a renamed variant of a dataset (same texts) reuses them
+        hit = path if path.exists() else next(iter(sorted(text_cache_dir().glob(f"*-{key}.npy"))), None)
+        if hit is not None:
+            log.info("text vectors from cache %s", hit)
+            return np.load(hit, allow_pickle=False)
     vecs = encoder.encode(texts)
     if cache:
         path.parent.mkdir(parents=True, exist_ok=True)
