@@ -68,7 +68,7 @@ def test_recommend_prints_raw_ids_and_titles(pop_run, capsys):
     assert "user 7" in lines[0] and len(lines) == 4
     for line in lines[1:]:
         raw_id = line.split()[1]
-        assert str(ds.item_title[ds.item_index(raw_id)]) in line
+        assert str(ds.item_title[ds.item_ids.index(raw_id)]) in line
     capsys.readouterr()
     assert main(["recommend", str(pop_run), "--history", "5,9", "-k", "4", "--json"]) == 0
     rec = json.loads(capsys.readouterr().out)["items"]

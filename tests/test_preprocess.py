@@ -64,14 +64,14 @@ def test_contiguous_ids_both_ways_zero_is_padding():
     assert ds.n_users == 3 and ds.n_items == 10
     assert ds.train.lengths[0] == 0 and ds.train.users[0] == 0  # row 0 = padding user
     for raw_u in (10, 20, 30):
-        assert ds.user_raw[ds.user_index(raw_u)] == raw_u and ds.user_index(raw_u) >= 1
+        assert ds.user_raw[ds.user_ids.index(raw_u)] == raw_u and ds.user_ids.index(raw_u) >= 1
     for raw_i in (101, 105, 203, 302):
-        assert ds.item_raw[ds.item_index(raw_i)] == raw_i and ds.item_index(raw_i) >= 1
-    assert sorted(ds.item_index(i) for i in np.unique([r[1] for r in LOO_ROWS])) == list(range(1, 11))
+        assert ds.item_raw[ds.item_ids.index(raw_i)] == raw_i and ds.item_ids.index(raw_i) >= 1
+    assert sorted(ds.item_ids.index(i) for i in np.unique([r[1] for r in LOO_ROWS])) == list(range(1, 11))
     all_items = np.concatenate([ds.train.items, ds.test.targets.items, ds.valid.targets.items])
     assert all_items.min() >= 1 and all_items.max() == ds.n_items
     with pytest.raises(KeyError, match="unknown user"):
-        ds.user_index(99)
+        ds.user_ids.index(99)
 
 
 @pytest.mark.parametrize("keep, expected", [("first", ["x", "y", "z"]), ("last", ["y", "z", "x"]),
@@ -164,10 +164,10 @@ def test_item_text_joined_and_aligned():
     r = raw(LOO_ROWS)
     r.items = items
     ds = preprocess(r, DataConfig())
-    i = ds.item_index(102)
+    i = ds.item_ids.index(102)
     assert ds.item_title[i] == "Beta" and "Music" in ds.item_text[i] and ds.item_category[i] == "Music"
-    assert ds.item_category[ds.item_index(101)] == "Books"
-    assert ds.item_title[0] == "" and ds.item_title[ds.item_index(105)] == ""
+    assert ds.item_category[ds.item_ids.index(101)] == "Books"
+    assert ds.item_title[0] == "" and ds.item_title[ds.item_ids.index(105)] == ""
 
 
 # --- cache -----------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ def test_time_sort_reproduces_file_order(beauty_raw):
     assert (ds.n_users, ds.n_items, ds.manifest["n_interactions"]) == (22_363, 12_101, 198_502)
     assert ds.item_title is not None and ds.item_category is not None
     for u in ("A1YJEY40YUW4SE", "A60XNB876KYML"):
-        hist = ds.full_history(np.array([ds.user_index(u)]))
+        hist = ds.full_history(np.array([ds.user_ids.index(u)]))
         got = ds.item_raw[hist.items].tolist()
         assert got == df.loc[df["user"] == u, "item"].tolist()
 

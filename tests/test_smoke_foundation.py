@@ -30,7 +30,7 @@ def test_ease_beats_pop_on_synthetic(synthetic_ds):
 def test_cli_train_evaluate_recommend(tmp_path, capsys, shared_data):
     out = tmp_path / "run"
     assert main(["train", "--data", str(shared_data / "ml-100k"), "--model", "pop", "--out", str(out)]) == 0
-    assert (out / "metrics.json").exists() and (out / "model" / "model.pt").exists()
+    assert (out / "metrics.json").exists() and (out / "model" / "model.safetensors").exists()
     capsys.readouterr()
     assert main(["evaluate", str(out), "--json", "--k", "10"]) == 0
     m = json.loads(capsys.readouterr().out)

@@ -57,7 +57,7 @@ def test_items_add_then_recommend(run_dir, tmp_path, capsys):
     n = run.dataset.n_items
     assert run.model.n_items_ == n and run.dataset.item_raw[-2:].tolist() == [9001, 9002]
     assert run.dataset.item_title[-1] == "Pocket chess guide, no. 9002"
-    new = run.dataset.item_indices([9001, 9002])
+    new = run.dataset.item_ids.indices([9001, 9002])
     hist = run.dataset.full_history(np.arange(1, 41))
     items, _ = run.model.recommend(hist, k=2, beam=4, allowed=new)
     assert sorted(set(items.ravel().tolist())) == sorted(new.tolist())
@@ -87,13 +87,13 @@ def test_items_add_then_recommend(run_dir, tmp_path, capsys):
     ],
 )
 def test_bad_csv_names_line_and_field_and_changes_nothing(run_dir, tmp_path, capsys, body, where):
-    before = (run_dir / "model" / "model.pt").read_bytes()
+    before = (run_dir / "model" / "model.safetensors").read_bytes()
     csv = tmp_path / "bad.csv"
     csv.write_text(body)
     assert main(["items", "add", str(run_dir), str(csv)]) == 2
     err = capsys.readouterr().err
     assert f"{csv}{where}" in err, err
-    assert (run_dir / "model" / "model.pt").read_bytes() == before
+    assert (run_dir / "model" / "model.safetensors").read_bytes() == before
 
 
 def test_items_add_refuses_id_only_models(tmp_path, capsys):

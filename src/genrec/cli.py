@@ -174,7 +174,7 @@ def _read_id_file(path: str, ds) -> np.ndarray:
     for lineno, line in enumerate(p.read_text().splitlines(), 1):
         if line.strip():
             try:
-                out.append(ds.item_index(line.strip()))
+                out.append(ds.item_ids.index(line.strip()))
             except KeyError:
                 raise DataError(f"{p}:{lineno}: unknown item id {line.strip()!r} in {ds.name}") from None
     return np.array(out, dtype=np.int64)
@@ -201,7 +201,7 @@ def cmd_recommend(a: argparse.Namespace) -> int:
     else:
         raw = [x.strip() for x in a.history.split(",") if x.strip()]
         try:
-            hist = Histories.from_lists([ds.item_indices(raw)])
+            hist = Histories.from_lists([ds.item_ids.indices(raw)])
         except KeyError as e:
             raise DataError(f"{e.args[0]}; --history takes the dataset's own item ids") from None
     slates = generate(gen.model, hist, a.k, a.strategy, cons, beam_size=a.beam_size,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genrec.data.ids import IdMap
+
 PAD = 0
 
 
@@ -138,28 +140,18 @@ class Dataset:
         """Training interaction count per internal item id (index 0 = padding = 0)."""
         return np.bincount(self.train.items, minlength=self.n_items + 1)
 
-    # --- id translation: people see raw ids only -------------------------------------------
-    def _lookup(self, space: str) -> dict:
-        cache = f"_{space}_index"
-        if not hasattr(self, cache):
-            arr = self.user_raw if space == "user" else self.item_raw
-            setattr(self, cache, {str(v): i for i, v in enumerate(arr) if i > 0})
-        return getattr(self, cache)
+    # --- id translation: people see raw ids only (genrec.data.ids) ---------------------------
+    @property
+    def user_ids(self) -> IdMap:
+        if getattr(self, "_user_ids", None) is None or len(self._user_ids.raw) != len(self.user_raw):
+            self._user_ids = IdMap(self.user_raw, "user", self.name)
+        return self._user_ids
 
-    def user_index(self, raw_id: object) -> int:
-        idx = self._lookup("user").get(str(raw_id))
-        if idx is None:
-            raise KeyError(f"unknown user id {raw_id!r} in dataset {self.name!r}")
-        return idx
-
-    def item_index(self, raw_id: object) -> int:
-        idx = self._lookup("item").get(str(raw_id))
-        if idx is None:
-            raise KeyError(f"unknown item id {raw_id!r} in dataset {self.name!r}")
-        return idx
-
-    def item_indices(self, raw_ids: list) -> np.ndarray:
-        return np.array([self.item_index(r) for r in raw_ids], dtype=np.int64)
+    @property
+    def item_ids(self) -> IdMap:
+        if getattr(self, "_item_ids", None) is None or len(self._item_ids.raw) != len(self.item_raw):
+            self._item_ids = IdMap(self.item_raw, "item", self.name)
+        return self._item_ids
 
     def full_history(self, users: np.ndarray) -> Histories:
         """Everything known about `users` (their test input plus test targets), for serving."""

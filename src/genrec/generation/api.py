@@ -34,14 +34,14 @@ class Generator:
     def histories(self, users: Sequence[Any]) -> Histories:
         """Everything known about these raw user ids (KeyError naming an unknown one)."""
         ds = self.dataset
-        return ds.full_history(np.array([ds.user_index(u) for u in users], dtype=np.int64))
+        return ds.full_history(ds.user_ids.indices(users))
 
     def constraints(self, allow: Sequence[Any] | None = None, block: Sequence[Any] | None = None,
                     category_cap: int | None = None, exclude_seen: bool = True) -> Constraints:
         ds = self.dataset
         return Constraints(exclude_seen=exclude_seen,
-                           allowed=None if allow is None else ds.item_indices(list(allow)),
-                           blocked=None if block is None else ds.item_indices(list(block)),
+                           allowed=None if allow is None else ds.item_ids.indices(allow),
+                           blocked=None if block is None else ds.item_ids.indices(block),
                            category_cap=category_cap,
                            item_category=ds.item_category if category_cap is not None else None)
 
@@ -67,7 +67,7 @@ class Generator:
             users = list(users)
             hist = self.histories(users)
         else:
-            hist = Histories.from_lists([ds.item_indices(list(h)) for h in histories])
+            hist = Histories.from_lists([ds.item_ids.indices(h) for h in histories])
             users = [None] * len(hist)
         cons = self.constraints(allow, block, category_cap, exclude_seen)
         slates = generate(self.model, hist, k, strategy, cons, **options)

@@ -1,28 +1,35 @@
-"""The one contract every genrec model implements (scikit-learn / implicit style).
+"""The one contract every genrec model implements (scikit-learn / implicit style), and the optional
+abilities a model declares by subclassing a Protocol below.
 
-    model = MODELS["ease"](EASEConfig(l2=500.0))
-    model.fit(dataset)                       # learns from dataset.train, may early-stop on dataset.valid
+    model = get_model_class("ease")(EASEConfig(l2=500.0))
+    genrec.training.fit(model, dataset)      # closed form (`fit`), a validation search (`Tunable`) or
+                                             # the one training loop (`Trainable`)
     scores = model.score(histories)          # (B, n_items + 1) float tensor, column 0 = padding
-    items, scores = model.recommend(histories, k=10)
     model.save(path); model = Recommender.load(path)
 
-The trainer, evaluator, generator and server only ever call these methods.
+Lists are written by genrec.generation from `score` (and `IncrementalModel` for beam search and
+sampling). Callers depend on the Protocols (`isinstance(model, IncrementalModel)`), never on a
+model's class or on probing for attributes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
 
 
-@dataclasses.dataclass
+@dataclass
 class ModelConfig:
     """Base for model configs; fields must be JSON-serialisable scalars or lists."""
 
@@ -31,11 +38,15 @@ class ModelConfig:
 
 
 class Recommender:
-    """Base class. Subclasses set `name`, `config_cls` and implement fit/score/_state/_load_state."""
+    """Base class. Subclasses set `name`, `config_cls` and implement score/_state/_load_state, plus
+    `fit` (closed-form models) or `Trainable` (iterative models)."""
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type[ModelConfig]] = ModelConfig
-    warm_starts: ClassVar[bool] = False  # fit() honours `warm_start`
+    warm_starts: ClassVar[bool] = False  # TODO(one-engine): replaced by WarmStartable
+    # True when softmax(scores) is the model's distribution over the next item (scores are logits or
+    # log-probabilities): beam search and sampling need that; other models give top-k lists only
+    next_item_logits: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         config = config or self.config_cls()
@@ -43,50 +54,41 @@ class Recommender:
         self.config.validate()
         self.n_items_: int = 0
         self.fit_info_: dict[str, Any] = {}
-        # set before fit() to fine-tune instead of training from scratch (genrec update); models that
-        # support it set `warm_starts = True` and start their network from this model's weights
-        self.warm_start: Recommender | None = None
+        self.warm_start: Recommender | None = None  # TODO(one-engine): replaced by WarmStartable
 
     # --- to implement ------------------------------------------------------------------------
     def fit(self, data: Dataset) -> Recommender:
-        raise NotImplementedError
+        """Closed-form fit on `data.train`. Iterative models are fitted by genrec.training.fit."""
+        raise TypeError(f"{self.name} is trained by the training loop: genrec.training.fit(model, data)")
 
     def score(self, histories: Histories) -> torch.Tensor:
         """Scores of every item for each history row: (B, n_items + 1), higher is better."""
         raise NotImplementedError
 
     def _state(self) -> dict[str, Any]:
-        """Learned state as tensors/arrays/scalars (saved with torch.save)."""
+        """Learned state: a nested dict of tensors / arrays and JSON values (lists, numbers, strings)."""
         raise NotImplementedError
 
     def _load_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
 
-    # --- shared ------------------------------------------------------------------------------
     @torch.no_grad()
-    def recommend(
-        self,
-        histories: Histories,
-        k: int = 10,
-        exclude_seen: bool = True,
-        allowed: np.ndarray | None = None,
-        blocked: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k internal item ids and scores per row: two (B, k) arrays.
-
-        Rows with fewer than k eligible items are padded with item 0 and score -inf.
-        """
-        from genrec.generation.topk import top_k  # generation sits above models; import lazily
+    def recommend(self, histories: Histories, k: int = 10, exclude_seen: bool = True,
+                  allowed: np.ndarray | None = None, blocked: np.ndarray | None = None):
+        """TODO(one-engine): lists move to genrec.generation only."""
+        from genrec.generation.topk import top_k
 
         return top_k(self.score(histories), histories, k, exclude_seen, allowed, blocked)
 
+    # --- persistence: weights in safetensors, everything else in JSON --------------------------
     def save(self, path: str | Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
+        tensors, values, arrays = flatten_state(self._state())
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "n_items": self.n_items_,
-                "fit_info": self.fit_info_}
-        torch.save(self._state(), path / "model.pt")
-        (path / "model.json").write_text(json.dumps(meta, indent=2, default=float))
+                "fit_info": self.fit_info_, "state": values, "numpy": arrays}
+        save_file(tensors, str(path / "model.safetensors"))
+        (path / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
 
     @staticmethod
     def load(path: str | Path) -> Recommender:
@@ -100,10 +102,203 @@ class Recommender:
         model = cls(cls.config_cls(**meta["config"]))
         model.n_items_ = meta["n_items"]
         model.fit_info_ = meta.get("fit_info", {})
-        model._load_state(torch.load(path / "model.pt", map_location="cpu", weights_only=False))
+        tensors = load_file(str(path / "model.safetensors"))
+        model._load_state(unflatten_state(tensors, meta["state"], meta["numpy"]))
         return model
 
 
+def _json_default(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, (np.ndarray, torch.Tensor)):
+        return v.tolist()
+    raise TypeError(f"cannot save {type(v).__name__} in model.json")
+
+
+def flatten_state(state: dict[str, Any], prefix: str = "") -> tuple[dict[str, torch.Tensor], dict, list[str]]:
+    """Split a nested state into flat {"a/b/c": tensor} for safetensors, the JSON rest, and the keys
+    that were numpy arrays (restored as arrays)."""
+    tensors: dict[str, torch.Tensor] = {}
+    values: dict[str, Any] = {}
+    arrays: list[str] = []
+    for k, v in state.items():
+        if "/" in k:
+            raise ValueError(f"state key {k!r} may not contain '/'")
+        key = prefix + k
+        if isinstance(v, dict):
+            t, rest, a = flatten_state(v, key + "/")
+            tensors.update(t)
+            arrays += a
+            values[k] = rest
+        elif isinstance(v, torch.Tensor):
+            tensors[key] = v.detach().cpu().contiguous()
+        elif isinstance(v, np.ndarray) and v.dtype.kind in "biuf":
+            tensors[key] = torch.from_numpy(np.ascontiguousarray(v))
+            arrays.append(key)
+        else:
+            values[k] = v.tolist() if isinstance(v, np.ndarray) else v
+    return tensors, values, arrays
+
+
+def unflatten_state(tensors: dict[str, torch.Tensor], values: dict, arrays: Sequence[str]) -> dict:
+    out: dict[str, Any] = json.loads(json.dumps(values))  # a private copy
+    numpy_keys = set(arrays)
+    for key, t in tensors.items():
+        *parents, leaf = key.split("/")
+        d = out
+        for p in parents:
+            d = d.setdefault(p, {})
+        d[leaf] = t.numpy() if key in numpy_keys else t
+    return out
+
+
+# --- optional abilities ---------------------------------------------------------------------------
+@runtime_checkable
+class IncrementalModel(Protocol):
+    """Autoregressive decoding with a cache (SASRec, HSTU): beam search and sampling extend a prefix by
+    one position per generated item instead of re-scoring it."""
+
+    def start(self, histories: Histories) -> tuple[torch.Tensor, Any]:
+        """Encode each history once: next-item scores (B, n_items + 1) and a cache of the prefix."""
+        ...
+
+    def extend(self, cache: Any, items: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        """Append one item per row (`items`: (B,) internal ids) reusing the cache; return the
+        next-item scores (B, n_items + 1) and the grown cache. Cost ~ one position, not the prefix."""
+        ...
+
+    def reorder(self, cache: Any, index: torch.Tensor) -> Any:
+        """Cache rows for beam search: new row j is old row `index[j]` (rows may repeat)."""
+        ...
+
+
+@runtime_checkable
+class ExportsEmbeddings(Protocol):
+    """Latent features for `genrec export`: item vectors, and user vectors where the model has them."""
+
+    embedding_scoring: ClassVar[str]  # how the vectors give scores, in words (saved with the export)
+
+    def item_embeddings(self) -> torch.Tensor:
+        """(n_items + 1, D) item vectors; row 0 is padding."""
+        ...
+
+    def user_embeddings(self, histories: Histories) -> torch.Tensor | None:
+        """(B, D) vectors of the histories, or None when the model has no user space."""
+        ...
+
+
+@runtime_checkable
+class DotProductScores(ExportsEmbeddings, Protocol):
+    """`score(h)` equals `user_embeddings(h) @ item_embeddings().T` with column 0 at -inf, so a server
+    may cache a user's vector and score with one matrix product."""
+
+
+@runtime_checkable
+class AddsItems(Protocol):
+    """Items can join the catalogue without retraining (items known by their content, e.g. tiger)."""
+
+    def add_items(self, titles: list[str], texts: list[str]) -> np.ndarray:
+        """Give new items (by their text) internal ids n_items + 1, ...; returns those ids."""
+        ...
+
+
+@runtime_checkable
+class WarmStartable(Protocol):
+    """Fine-tuning (genrec update): training starts at a trained model's weights; rows of items added
+    since then start freshly initialised."""
+
+    def start_from(self, trained: Recommender) -> None:
+        ...
+
+
+@runtime_checkable
+class Tunable(Protocol):
+    """A closed-form model with a setting chosen on validation (EASE's lambda): genrec.training.fit
+    evaluates each candidate the model yields and keeps the best."""
+
+    def candidates(self, data: Dataset) -> Iterator[dict[str, Any]]:
+        """Fit one candidate per setting to try; after each yield the model holds that candidate."""
+        ...
+
+
+# --- iterative models: what the one training loop (genrec.training.loop) drives ---------------------
+@dataclass
+class Phase:
+    """One stage of a model's training (most models have one; tiger trains its RQ-VAE first)."""
+
+    name: str
+    epochs: int
+    patience: int = 0  # validation evaluations without improvement before stopping; 0 = no validation
+    eval_every: int = 1  # epochs between validation evaluations
+    eval_users: int = 0  # validation users sampled for early stopping (0 = all)
+    eval_batch: int = 1024  # users per scoring call during validation
+    metric: str = ""  # validation metric; "" = ndcg@10, or ndcg@100 under the held-out-users protocol
+    continue_from_best: bool = False  # start at the previous phase's best epoch (weights, optimisers, RNG)
+
+
+@dataclass
+class Fitting:
+    """What the loop drives in one phase: the networks it trains and the optimisers that update them."""
+
+    modules: dict[str, nn.Module]  # snapshotted at the best validation epoch, checkpointed every epoch
+    optimizers: dict[str, torch.optim.Optimizer]
+    schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = field(default_factory=dict)  # by optimizer
+    grad_clip: float = 0.0  # max global gradient norm per update; 0 = off
+
+
+@dataclass
+class StepContext:
+    """Handed to `train_step`: the global update count and `update(loss, optimizer)`, which runs the
+    backward pass, gradient clipping, the optimiser and its schedule (the loop owns all of these)."""
+
+    step: int
+    device: torch.device
+    update: Callable[..., None]
+
+
+@runtime_checkable
+class Trainable(Protocol):
+    """An iterative model: it supplies phases, batches and a step; genrec.training runs the epochs,
+    validation, early stopping, budgets, checkpoints, progress and Ctrl-C."""
+
+    def prepare_training(self, data: Dataset) -> list[Phase]:
+        """Everything before the first epoch that is not a network (text vectors, id tables, ...)."""
+        ...
+
+    def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
+        """Build the phase's networks (fresh, or from `start_from`) and their optimisers."""
+        ...
+
+    def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> Sequence[Any]:
+        """One epoch's batches, in order; `rng` depends on (seed, phase, epoch) only."""
+        ...
+
+    def train_step(self, batch: Any, ctx: StepContext) -> dict[str, float]:
+        """Losses of one batch; call `ctx.update(loss)` once per optimiser update. Key "n" (optional):
+        examples in the batch, for the throughput shown while training."""
+        ...
+
+    def end_epoch(self, phase: Phase) -> dict[str, float]:
+        """After an epoch's updates (e.g. reset dead codes); extra values for the epoch's log row."""
+        ...
+
+    def end_phase(self, phase: Phase, data: Dataset, best: dict[str, Any]) -> None:
+        """After a phase, its best weights restored; `best` is the best epoch's log row."""
+        ...
+
+
+class IterativeRecommender(Recommender, Trainable):
+    """Base of iterative models: no-op hooks; subclasses implement prepare_training, setup_phase,
+    batches and train_step."""
+
+    def end_epoch(self, phase: Phase) -> dict[str, float]:
+        return {}
+
+    def end_phase(self, phase: Phase, data: Dataset, best: dict[str, Any]) -> None:
+        return None
+
+
+# --- helpers shared by model files ----------------------------------------------------------------
 def grow_into(net: torch.nn.Module, old: dict[str, torch.Tensor]) -> None:
     """Load `old` (a state dict of the same network for a smaller catalogue) into `net`.
 

@@ -575,7 +575,7 @@ class Tiger(Recommender):
             if cur is not None:
                 added = np.asarray(self.added_[key], object)
                 setattr(ds, attr, np.concatenate([cur.astype(object), added]).astype(str))
-        for cache in ("_item_index",):
+        for cache in ("_item_ids",):
             if hasattr(ds, cache):
                 delattr(ds, cache)
         return ds
