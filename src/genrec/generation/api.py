@@ -11,8 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from genrec.data.dataset import Dataset, Histories
 from genrec.generation.constraints import Constraints
 from genrec.generation.search import Slates, generate
