@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
+from genrec.models.base import Phase
 from genrec.models.sequential import (
     SeqNet,
     SequentialConfig,
@@ -218,12 +219,11 @@ class HSTU(SequentialRecommender):
         super().__init__(config, **overrides)
         self.side_values_: np.ndarray | None = None  # rating of side token k at index k - 1
 
-    def fit(self, data: Dataset) -> HSTU:
+    def prepare_training(self, data: Dataset) -> list[Phase]:
         self.side_values_ = rating_values(data) if self.config.side_tokens == "rating" else None
-        super().fit(data)
         if self.side_values_ is not None:
             self.fit_info_["side_values"] = self.side_values_.tolist()
-        return self
+        return super().prepare_training(data)
 
     def build_net(self, n_items: int) -> HSTUNet:
         n_side = 0 if self.side_values_ is None else len(self.side_values_)

@@ -4,7 +4,7 @@ Causal self-attention over the item sequence, learned absolute positions, output
 products with the (shared) input item embeddings. Differences from the paper, on purpose:
 - pre-LN blocks (LayerNorm before attention / MLP, one final LayerNorm): trains stably at every size
   without warmup tricks, and the residual stream is what the KV cache stores (GPT-2 style);
-- trained with full softmax cross-entropy at every position (genrec.training.sequential) instead of
+- trained with full softmax cross-entropy at every position (genrec.models.next_item) instead of
   one sampled negative with BCE, which is what makes it accurate (cf. Klenitskiy & Vasilev 2023).
 
 Positions count from the start of the (truncated) sequence, so a prefix is encoded exactly as during

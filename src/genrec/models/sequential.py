@@ -10,7 +10,8 @@ A model may also read one side token per position (`side=` (B, T) ints, 0 = unkn
 `SequentialRecommender.side_tokens` and HSTU's `side_tokens` setting.
 
 and scores are `hidden @ item_emb.weight.T` (the item embeddings are shared by input and output).
-Training (right-padded, whole sequences, every position a target) lives in genrec.training.sequential.
+Training (right-padded, whole sequences, every position a target): `Trainable` below, with the batching
+and losses of genrec.models.next_item; the loop itself is genrec.training's.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,10 +26,26 @@ import torch
 from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender, grow_into
+from genrec.models.base import (
+    Fitting,
+    IterativeRecommender,
+    ModelConfig,
+    Phase,
+    Recommender,
+    StepContext,
+    WarmStartable,
+    grow_into,
+)
+from genrec.models.next_item import (
+    TrainingWindows,
+    loss_kind,
+    lr_factor,
+    make_optimizer,
+    next_item_loss,
+    sampling_log_q,
+)
 
 LOSSES = ("auto", "ce", "sampled")
-DEVICES = ("auto", "cpu", "cuda")
 
 
 @dataclass
@@ -44,7 +60,7 @@ class SequentialConfig(ModelConfig):
     n_heads: int = 0
     max_len: int = 200  # most recent items read per user; longer training sequences are cut into windows
     dropout: float = 0.3
-    # --- training (genrec.training.sequential) ---
+    # --- training (the loop in genrec.training; batches and loss in genrec.models.next_item) ---
     epochs: int = 200  # upper bound; early stopping usually ends training first
     # a step holds at most `batch_tokens` padded positions and at most `batch_seqs` sequences
     # (length-bucketed). The token bound keeps long-history steps (MovieLens: 200-item windows) the
@@ -62,14 +78,9 @@ class SequentialConfig(ModelConfig):
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
     eval_every: int = 1  # epochs between validation evaluations
-    max_minutes: float = 0.0  # wall-clock training budget; 0 = none
     loss: str = "auto"  # ce: full softmax; sampled: in-batch + uniform negatives, logQ; auto: by catalogue
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
-    device: str = "auto"  # auto: cuda when present
-    amp: bool = True  # bf16 autocast (GPU only)
-    compile: bool = False  # torch.compile the network (GPU only)
-    threads: int = 0  # torch CPU threads; 0 = all cores (1 if the machine is already loaded)
 
     def resolved(self, name: str) -> int:
         v = getattr(self, name)
@@ -79,7 +90,7 @@ class SequentialConfig(ModelConfig):
         cls = type(self).__name__
         if self.size not in self.SIZES:
             raise ValueError(f"{cls}.size must be one of {', '.join(self.SIZES)}, got {self.size!r}")
-        for f in ("dim", "n_layers", "n_heads", "threads"):
+        for f in ("dim", "n_layers", "n_heads"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0 (0 = from the size preset), "
                                  f"got {getattr(self, f)!r}")
@@ -92,15 +103,13 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0:
             raise ValueError(f"{cls}.lr must be > 0, got {self.lr!r}")
-        for f in ("weight_decay", "warmup_steps", "grad_clip", "max_minutes"):
+        for f in ("weight_decay", "warmup_steps", "grad_clip"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0, got {getattr(self, f)!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"{cls}.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"{cls}.device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         dim, heads = self.resolved("dim"), self.resolved("n_heads")
         if dim % heads:
             raise ValueError(f"{cls}.dim ({dim}) must be divisible by n_heads ({heads})")
@@ -138,19 +147,17 @@ def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
     return cache
 
 
-class SequentialRecommender(Recommender):
+class SequentialRecommender(IterativeRecommender, WarmStartable):
     """Recommender + IncrementalModel around a SeqNet. Subclasses set name, config_cls, build_net."""
 
     config_cls = SequentialConfig
+    next_item_logits = True
     score_batch = 256  # rows per forward pass at inference (bounds attention memory)
-    warm_starts = True
 
     def __init__(self, config: SequentialConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
         self.net: SeqNet | None = None
-        # set by the run (genrec train): where per-epoch checkpoints go and whether to resume from them
-        self.checkpoint_dir: Path | None = None
-        self.resume = False
+        self._init_from: SequentialRecommender | None = None
 
     def build_net(self, n_items: int) -> SeqNet:
         raise NotImplementedError
@@ -167,21 +174,55 @@ class SequentialRecommender(Recommender):
             return {}
         return {"side": torch.from_numpy(Histories(histories.indptr, tokens).padded(T)).to(self._device())}
 
-    def initial_net(self, n_items: int) -> SeqNet:
-        """The network training starts from: fresh, or `warm_start`'s weights with the catalogue grown."""
-        net = self.build_net(n_items)
-        if self.warm_start is not None:
-            grow_into(net, self.warm_start._state()["net"])
-        return net
+    # --- Trainable (the loop is genrec.training's) ---------------------------------------------
+    def start_from(self, trained: Recommender) -> None:
+        self._init_from = trained
+
+    def prepare_training(self, data: Dataset) -> list[Phase]:
+        cfg = self.config
+        self.n_items_ = data.n_items
+        self._windows = TrainingWindows(data, cfg.max_len, self.side_tokens(data.train))
+        if len(self._windows) == 0:
+            raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
+        self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
+        self._steps_per_epoch = len(self._windows.batches(cfg.batch_tokens, np.random.default_rng(0),
+                                                          cfg.batch_seqs))
+        self._log_q = None
+        if self._loss == "sampled":
+            self._log_q = sampling_log_q(data, self._windows.n_tokens / self._steps_per_epoch, cfg.n_negatives)
+        self.fit_info_.update(loss=self._loss, config=config_summary(cfg), windows=len(self._windows),
+                              target_tokens=self._windows.n_tokens, steps_per_epoch=self._steps_per_epoch)
+        return [Phase("train", cfg.epochs, cfg.patience, cfg.eval_every)]
+
+    def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
+        cfg = self.config
+        net = self.build_net(data.n_items)
+        if self._init_from is not None:  # fine-tuning: start at the trained weights, new items fresh
+            grow_into(net, self._init_from._state()["net"])
+        self.net = net.to(device)
+        if self._log_q is not None:
+            self._log_q = self._log_q.to(device)
+        opt = make_optimizer(net, cfg)
+        total = cfg.epochs * self._steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.min_lr_ratio))
+        return Fitting({"net": net}, {"main": opt}, {"main": sched}, cfg.grad_clip)
+
+    def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
+        return self._windows.batches(self.config.batch_tokens, rng, self.config.batch_seqs)
+
+    def train_step(self, batch: np.ndarray, ctx: StepContext) -> dict[str, float]:
+        net, w = self._require_net(), self._windows
+        inputs, ts, targets = (t.to(ctx.device, non_blocking=True) for t in w.gather(batch))
+        side = {} if w.side is None else {"side": w.gather_side(batch).to(ctx.device)}
+        hidden, _ = net(inputs, ts, left_pad=False, **side)
+        real = targets != 0
+        loss = next_item_loss(hidden[real], targets[real], net.item_emb.weight, self._loss, self._log_q,
+                              self.config.n_negatives)
+        ctx.update(loss)
+        return {"loss": float(loss.detach()), "n": int(real.sum())}
 
     # --- Recommender -------------------------------------------------------------------------
-    def fit(self, data: Dataset) -> SequentialRecommender:
-        from genrec.training.sequential import fit_sequential  # training sits above models
-
-        self.n_items_ = data.n_items
-        fit_sequential(self, data)
-        return self
-
     def _require_net(self) -> SeqNet:
         if self.net is None:
             raise RuntimeError(f"{self.name}: the model is not trained; call fit() or Recommender.load()")

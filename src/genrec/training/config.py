@@ -1,0 +1,23 @@
+"""Settings of the training loop, shared by every model (`--set threads=1` works for any model)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0  # one seed for weights, data order, dropout and validation sampling
+    threads: int = 0  # torch CPU threads while fitting; 0 = all cores (1 if the machine is already busy)
+    max_minutes: float = 0.0  # wall-clock budget over the whole fit, checked between epochs; 0 = none
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when one is visible
+    amp: bool = True  # bf16 autocast of training steps (GPU only)
+
+    def validate(self) -> None:
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0 = all cores), got {self.threads}")
+        if not self.max_minutes >= 0:
+            raise ValueError(f"max_minutes must be >= 0 (0 = no budget), got {self.max_minutes}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be one of auto, cpu, cuda, got {self.device!r}")
