@@ -14,6 +14,7 @@ from genrec.evaluation import evaluate
 from genrec.generation.decoders import extend_histories
 from genrec.models import Recommender
 from genrec.models.hstu import HSTU, HSTUConfig, rating_tokens
+from genrec.training import TrainConfig, fit
 
 FAST = {"size": "tiny", "max_len": 30, "batch_tokens": 1024, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1,
         "threads": 1, "epochs": 4, "patience": 2}
@@ -34,8 +35,7 @@ def rated_ds() -> Dataset:
 def trained(rated_ds):
     out = {}
     for side in ("none", "rating"):
-        torch.manual_seed(0)
-        out[side] = HSTU(HSTUConfig(**FAST, side_tokens=side)).fit(rated_ds)
+        out[side] = fit(HSTU(HSTUConfig(**FAST, side_tokens=side)), rated_ds, TrainConfig(threads=1))
     return out
 
 
@@ -120,4 +120,4 @@ def test_data_without_ratings_is_a_clear_error():
     ds = prepare(raw, DataConfig(), cache=False)
     assert ds.train.ratings is None
     with pytest.raises(ValueError, match="has no ratings"):
-        HSTU(HSTUConfig(**FAST, side_tokens="rating")).fit(ds)
+        fit(HSTU(HSTUConfig(**FAST, side_tokens="rating")), ds)

@@ -8,13 +8,14 @@ import torch
 
 from genrec.data.dataset import Histories
 from genrec.evaluation import evaluate
-from genrec.generation.protocol import IncrementalModel
 from genrec.models import Recommender, get_model_class
-from genrec.training import sequential as trainer
+from genrec.models.base import IncrementalModel
+from genrec.models.next_item import TrainingWindows
+from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
 SEQ_MODELS = ["sasrec", "hstu"]
-FAST = {"size": "tiny", "max_len": 50, "batch_tokens": 1024, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1,
-        "threads": 1}
+FAST = {"size": "tiny", "max_len": 50, "batch_tokens": 1024, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1}
+ONE_THREAD = TrainConfig(threads=1)
 
 
 def make(name: str, **kw):
@@ -26,15 +27,14 @@ def make(name: str, **kw):
 def baselines(synthetic_ds):
     out = {}
     for name in ("pop", "ease"):
-        m = get_model_class(name)().fit(synthetic_ds)
+        m = fit(get_model_class(name)(), synthetic_ds, ONE_THREAD)
         out[name] = evaluate(m.score, synthetic_ds.test, ks=(10,))["ndcg@10"]
     return out
 
 
 @pytest.fixture(scope="module")
 def trained(synthetic_ds):
-    torch.manual_seed(0)
-    return {name: make(name, epochs=6, patience=2).fit(synthetic_ds) for name in SEQ_MODELS}
+    return {name: fit(make(name, epochs=6, patience=2), synthetic_ds, ONE_THREAD) for name in SEQ_MODELS}
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
@@ -44,7 +44,8 @@ def test_beats_pop_and_ease(name, trained, baselines, synthetic_ds):
     assert ndcg > 1.3 * baselines["ease"], (ndcg, baselines)
     assert ndcg > 2.0 * baselines["pop"], (ndcg, baselines)
     info = trained[name].fit_info_
-    assert info["best_valid_ndcg10"] > 0 and info["batching"].startswith("length-bucketed")
+    assert info["best_valid"] > 0 and info["valid_metric"] == "ndcg@10" and info["stopped_by"] in (
+        "epochs", "early stopping")
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
@@ -93,50 +94,46 @@ def test_embeddings_and_user_states_give_the_scores(name, trained, synthetic_ds)
     assert torch.allclose((states @ emb.T)[:, 1:], model.score(h)[:, 1:], atol=1e-4)
 
 
-def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path, monkeypatch):
-    kw = {"epochs": 2, "patience": 5}
-    torch.manual_seed(1)
-    straight = make("sasrec", **kw)
-    straight.checkpoint_dir = tmp_path / "a"
-    straight.fit(synthetic_ds)
+class StopAfter(Callback):
+    """Ctrl-C right after epoch `n` (its checkpoint is written)."""
 
-    # the same run, killed right after the first epoch's checkpoint ...
-    real_save = trainer.save_checkpoint
+    def __init__(self, n: int) -> None:
+        self.n = n
 
-    def save_then_die(path, payload):
-        real_save(path, payload)
-        raise KeyboardInterrupt
+    def on_epoch_end(self, model, phase, row) -> None:
+        if row["epoch"] == self.n:
+            raise KeyboardInterrupt
 
-    torch.manual_seed(1)
+
+def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path):
+    kw = {"epochs": 3, "patience": 5}
+    straight = fit(make("sasrec", **kw), synthetic_ds, ONE_THREAD, checkpoint_dir=tmp_path / "a")
+    # the same run, interrupted after epoch 2 ...
     crashed = make("sasrec", **kw)
-    crashed.checkpoint_dir = tmp_path / "b"
-    monkeypatch.setattr(trainer, "save_checkpoint", save_then_die)
-    with pytest.raises(KeyboardInterrupt):
-        crashed.fit(synthetic_ds)
-    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    with pytest.raises(TrainingInterrupted) as stop:
+        fit(crashed, synthetic_ds, ONE_THREAD, checkpoint_dir=tmp_path / "b", callbacks=(StopAfter(2),))
+    assert stop.value.checkpoint == tmp_path / "b" / "last.pt" and stop.value.epoch == 2
     # ... and resumed in a fresh process state (different global RNG)
     torch.manual_seed(12345)
-    resumed = make("sasrec", **kw)
-    resumed.checkpoint_dir, resumed.resume = tmp_path / "b", True
-    resumed.fit(synthetic_ds)
-    assert len(straight.fit_info_["losses"]) == 2
-    assert resumed.fit_info_["losses"] == pytest.approx(straight.fit_info_["losses"], rel=1e-5)
+    resumed = fit(make("sasrec", **kw), synthetic_ds, ONE_THREAD, checkpoint_dir=tmp_path / "b", resume=True)
+    curve = [r["loss"] for r in straight.fit_info_["phases"][0]["curve"]]
+    assert len(curve) == 3
+    assert [r["loss"] for r in resumed.fit_info_["phases"][0]["curve"]] == pytest.approx(curve, rel=1e-5)
     h = synthetic_ds.test.history.take(slice(0, 20))
     assert torch.allclose(resumed.score(h), straight.score(h), atol=1e-4)
 
 
 def test_sampled_softmax_trains(synthetic_ds):
-    torch.manual_seed(0)
-    m = make("sasrec", epochs=3, loss="sampled", n_negatives=64).fit(synthetic_ds)
+    m = fit(make("sasrec", epochs=3, loss="sampled", n_negatives=64), synthetic_ds, ONE_THREAD)
     assert m.fit_info_["loss"] == "sampled"
-    assert m.fit_info_["losses"][-1] < m.fit_info_["losses"][0]
+    losses = [r["loss"] for r in m.fit_info_["phases"][0]["curve"]]
+    assert losses[-1] < losses[0]
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
 @pytest.mark.parametrize("bad, field", [
     ({"size": "huge"}, "size"), ({"dropout": 1.5}, "dropout"), ({"loss": "bpr"}, "loss"),
     ({"max_len": 0}, "max_len"), ({"dim": 30, "n_heads": 4}, "divisible"), ({"lr": -1}, "lr"),
-    ({"device": "tpu"}, "device"),
 ])
 def test_bad_config_is_a_clear_error(name, bad, field):
     cls = get_model_class(name)
@@ -165,7 +162,7 @@ def test_cli_train_and_resume(tmp_path, capsys):
 
 
 def test_batches_bound_tokens_and_sequences(synthetic_ds):
-    windows = trainer.TrainingWindows(synthetic_ds, max_len=50)
+    windows = TrainingWindows(synthetic_ds, max_len=50)
     rng = np.random.default_rng(0)
     for tokens, seqs in ((1024, 64), (4096, 8), (256, 1000)):
         batches = windows.batches(tokens, rng, seqs)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -55,7 +55,7 @@ class HSTUConfig(SequentialConfig):
         "large": {"dim": 256, "n_layers": 8, "n_heads": 8},
     }
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
-    side_tokens: str = "none"  # none | rating: add an embedding of each interaction's rating (see top)
+    side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
     side_dropout: float = 0.1  # training: share of side tokens replaced by 'unknown'
 
     def validate(self) -> None:

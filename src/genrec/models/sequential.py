@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -78,7 +78,8 @@ class SequentialConfig(ModelConfig):
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
     eval_every: int = 1  # epochs between validation evaluations
-    loss: str = "auto"  # ce: full softmax; sampled: in-batch + uniform negatives, logQ; auto: by catalogue
+    # ce: full softmax; sampled: in-batch + uniform negatives with logQ; auto: by catalogue size
+    loss: Literal["auto", "ce", "sampled"] = "auto"
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
 
@@ -189,7 +190,8 @@ class SequentialRecommender(IterativeRecommender, WarmStartable):
                                                           cfg.batch_seqs))
         self._log_q = None
         if self._loss == "sampled":
-            self._log_q = sampling_log_q(data, self._windows.n_tokens / self._steps_per_epoch, cfg.n_negatives)
+            tokens_per_step = self._windows.n_tokens / self._steps_per_epoch
+            self._log_q = sampling_log_q(data, tokens_per_step, cfg.n_negatives)
         self.fit_info_.update(loss=self._loss, config=config_summary(cfg), windows=len(self._windows),
                               target_tokens=self._windows.n_tokens, steps_per_epoch=self._steps_per_epoch)
         return [Phase("train", cfg.epochs, cfg.patience, cfg.eval_every)]

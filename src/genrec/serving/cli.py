@@ -93,7 +93,7 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
     from genrec.serving.app import create_app
     from genrec.serving.engine import Engine
     from genrec.serving.events import open_store
-    from genrec.serving.update import _run_settings
+    from genrec.serving.update import run_settings
 
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     import torch
@@ -104,13 +104,13 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
     if a.batch_wait_ms < 0 or a.max_batch < 1 or a.user_cache < 0:
         raise ValueError("--batch-wait-ms and --user-cache must be >= 0 and --max-batch >= 1")
     store = open_store(events_url(a))
-    settings = _run_settings(Path(a.run))
+    settings = run_settings(a.run)
     engine = Engine(
         a.run,
         store,
         max_batch=a.max_batch,
         max_wait_s=a.batch_wait_ms / 1000,
-        rating_threshold=settings["rating_threshold"],
+        rating_threshold=settings.data.rating_threshold,
         user_cache=a.user_cache,
     )
     key = a.api_key or env_key

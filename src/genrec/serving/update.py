@@ -19,7 +19,6 @@ watermark is the highest seq read, so those events become training data at the n
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +29,14 @@ import torch
 
 from genrec.data.dataset import Dataset, EvalSet, Histories
 from genrec.evaluation import evaluate
-from genrec.models import Recommender
+from genrec.models import Recommender, get_model_class
+from genrec.models.base import WarmStartable
 from genrec.serving.engine import is_positive
 from genrec.serving.events import StoredEvent, open_store
 from genrec.serving.registry import Catalog, Registry, Version
+from genrec.training import fit
+from genrec.training.runs import RunConfig, read_run_config
+from genrec.training.settings import resolve
 
 
 @dataclass
@@ -48,15 +51,9 @@ class UpdateResult:
         return 3 if self.status == "rejected" else 0
 
 
-def _run_settings(run_dir: Path) -> dict[str, Any]:
-    cfg_file = run_dir / "config.json"
-    cfg = json.loads(cfg_file.read_text()) if cfg_file.exists() else {}
-    return {
-        "rating_threshold": cfg.get("data", {}).get("rating_threshold"),
-        "dedup": cfg.get("data", {}).get("dedup", "first"),
-        "exclude_seen": cfg.get("exclude_seen", True),
-        "seed": cfg.get("seed", 0),
-    }
+def run_settings(run_dir: str | Path) -> RunConfig:
+    """The run's resolved configuration (config.json); `serve` and `update` read it here only."""
+    return read_run_config(run_dir)[0]
 
 
 def extend(
@@ -169,16 +166,13 @@ def update_run(
     warm_epochs: int = 5,
     from_scratch: bool = False,
 ) -> UpdateResult:
-    from genrec.models import get_model_class
-    from genrec.training.runs import build_model, seed_everything
-
     if warm_epochs < 1:
         raise ValueError(f"--warm-epochs must be >= 1, got {warm_epochs}")
     run_dir = Path(run_dir)
     reg = Registry(run_dir)
     reg.ensure()
     cur = reg.load()
-    settings = _run_settings(run_dir)
+    settings = run_settings(run_dir)
     with open_store(events_url) as store:
         events = store.events_after(cur.watermark)
         erased = store.erased_users()
@@ -191,7 +185,7 @@ def update_run(
         )
     t0 = time.time()
     catalog, new, base_lens, counts = extend(
-        cur, events, erased, settings["rating_threshold"], settings["dedup"]
+        cur, events, erased, settings.data.rating_threshold, settings.data.dedup
     )
     base = [catalog.histories.row(u)[: base_lens[u]] for u in range(catalog.n_users + 1)]
     train, valid, gate = split_new(catalog, base, new)
@@ -210,13 +204,17 @@ def update_run(
         )
         return UpdateResult("rejected", msg, cur.name, report)
     name = model_name or cur.model.name
-    config = dataclasses.asdict(cur.model.config) if name == cur.model.name else {}
-    warm = not from_scratch and name == cur.model.name and get_model_class(name).warm_starts
-    if warm and "epochs" in config:
-        config["epochs"] = warm_epochs  # fine-tuning: a few epochs (`--set epochs=N` still wins)
-    candidate = build_model(name, {**config, **(overrides or {})})
+    same = name == cur.model.name
+    base = dataclasses.asdict(cur.model.config) if same else {}
+    # fine-tuning: a few epochs from the served weights (`--set epochs=N` still wins)
+    warm = not from_scratch and same and isinstance(cur.model, WarmStartable)
+    if warm and "epochs" in base:
+        base["epochs"] = warm_epochs
+    config, train_config = resolve(name, {k: str(v) for k, v in (overrides or {}).items()}, base,
+                                   settings.train)
+    candidate = get_model_class(name)(config)
     if warm:
-        candidate.warm_start = cur.model
+        candidate.start_from(cur.model)
     report["warm_start"] = warm
     ds = Dataset(
         name=f"{run_dir.name}-update",
@@ -229,16 +227,15 @@ def update_run(
         item_title=catalog.item_title,
         manifest={"n_interactions": int(len(train.items))},
     )
-    seed_everything(settings["seed"])
     log(
         f"{'fine-tuning' if warm else 'fitting'} {name} on {len(train.items):,} interactions "
         f"({counts['positive_events']:,} new positive events, "
         f"{counts['new_items']} new items, {counts['new_users']} new users)"
     )
     t1 = time.time()
-    candidate.fit(ds)
+    fit(candidate, ds, train_config, progress=False)
     report["fit_seconds"] = time.time() - t1
-    excl = settings["exclude_seen"]
+    excl = settings.exclude_seen
     new_m = evaluate(candidate.score, gate, ks=(10,), exclude_seen=excl)
     old_m = evaluate(
         restricted_score(cur.model, cur.catalog.n_items, catalog.n_items), gate, ks=(10,), exclude_seen=excl

@@ -44,7 +44,8 @@ LOG_EVERY_S = 30.0
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C during training; `checkpoint` is the last completed epoch's (None if there is none)."""
+    """Ctrl-C during training; `checkpoint` holds the last completed epoch (None if there is none),
+    `epoch` counts the epochs in it (over all phases)."""
 
     def __init__(self, checkpoint: Path | None, epoch: int) -> None:
         super().__init__(f"training interrupted after {epoch} completed epoch(s)")
@@ -170,7 +171,8 @@ class _Loop:
         self.model, self.data, self.config, self.ckpt = model, data, config, ckpt
         self.callbacks, self.progress = callbacks, progress
         self.device = pick_device(config)
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and self.device.type == "cuda"
+        on_gpu = self.device.type == "cuda"
+        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and on_gpu
                          else contextlib.nullcontext())
         self.budget_s = config.max_minutes * 60
         # everything that must survive a restart; module and optimiser states are saved beside it
@@ -179,6 +181,7 @@ class _Loop:
         self.best_modules: dict[str, dict] | None = None
         self.best_full: dict[str, Any] | None = None  # for a next phase that continues from the best epoch
         self.finished_modules: list[dict[str, dict]] = []
+        self.saved_epochs = 0  # epochs (over all phases) in the checkpoint on disk
 
     # --- the run ----------------------------------------------------------------------------------------
     def run(self, resume: bool) -> None:
@@ -210,11 +213,11 @@ class _Loop:
                 if saved is not None:
                     torch.set_rng_state(saved["torch_rng"].cpu())
                     saved = None
-                self._run_phase(phase, fitting, t_start, p + 1 < len(phases) and phases[p + 1].continue_from_best,
-                                len(phases) > 1)
+                keep_full = p + 1 < len(phases) and phases[p + 1].continue_from_best
+                self._run_phase(phase, fitting, t_start, keep_full, len(phases) > 1)
         except KeyboardInterrupt:
             ckpt = self.ckpt if self.ckpt is not None and self.ckpt.exists() else None
-            raise TrainingInterrupted(ckpt, self.state["epoch"]) from None
+            raise TrainingInterrupted(ckpt, self.saved_epochs) from None
         self._summarise(time.time() - t_start)
 
     def _run_phase(self, phase: Phase, fitting: Fitting, t_start: float, keep_full: bool,
@@ -247,10 +250,10 @@ class _Loop:
             st["rows"].append(row)
             st["epoch"] = epoch
             st["elapsed"] = time.time() - t_start
+            self._save_checkpoint(fitting)
             self._report(label, phase, row, metric)
             for cb in self.callbacks:
                 cb.on_epoch_end(model, phase, row)
-            self._save_checkpoint(fitting)
         if self.best_modules is not None:
             _load_modules(fitting, self.best_modules)
         for m in fitting.modules.values():
@@ -270,7 +273,7 @@ class _Loop:
         model, st = self.model, self.state
         for m in fitting.modules.values():
             m.train()
-        rng = np.random.default_rng([self.config.seed, st["phase"], epoch])  # data order: (seed, phase, epoch)
+        rng = np.random.default_rng([self.config.seed, st["phase"], epoch])  # order: (seed, phase, epoch)
         batches = model.batches(phase, self.data, rng)
         sums: dict[str, float] = {}
         n_examples, t0, last_log = 0, time.time(), time.time()
@@ -336,8 +339,9 @@ class _Loop:
         last = done[-1]
         info = self.model.fit_info_
         info.update(
-            stopped_by=last["stopped_by"], epochs=sum(d["epochs"] for d in done), best_epoch=last["best_epoch"],
-            best_valid=last["best_valid"], valid_metric=last["metric"], train_seconds=seconds,
+            stopped_by=last["stopped_by"], epochs=sum(d["epochs"] for d in done),
+            best_epoch=last["best_epoch"], best_valid=last["best_valid"], valid_metric=last["metric"],
+            train_seconds=seconds,
             seconds_per_epoch=float(np.mean([r["seconds"] for r in last["curve"]])) if last["curve"] else 0.0,
             device=str(self.device),
             phases=[{k: v for k, v in d.items() if k != "best_row"} for d in done])
@@ -379,6 +383,7 @@ class _Loop:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, self.ckpt)  # atomic: an interrupted save never leaves a broken checkpoint
+        self.saved_epochs = sum(d["epochs"] for d in self.state["done"]) + self.state["epoch"]
 
     def _identity(self) -> dict[str, Any]:
         cfg = self.model.config
