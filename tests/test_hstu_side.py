@@ -17,7 +17,7 @@ from genrec.models.hstu import HSTU, HSTUConfig, rating_tokens
 from genrec.training import TrainConfig, fit
 
 FAST = {"size": "tiny", "max_len": 30, "batch_tokens": 1024, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1,
-        "threads": 1, "epochs": 4, "patience": 2}
+        "epochs": 4, "patience": 2}
 
 
 @pytest.fixture(scope="module")
