@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.data.preprocess import PROTOCOLS, DataConfig, DataError
+from genrec.data.types import PROTOCOLS, DataConfig, DataError
 
 
 # --- shared argument groups ---------------------------------------------------------------------

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genrec.data.cleaning import item_text
 from genrec.data.dataset import Dataset
-from genrec.data.preprocess import DataError, _item_text
+from genrec.data.types import DataError
 
 REQUIRED = ("item_id", "title")
 OPTIONAL = ("categories", "brand", "description", "price")
@@ -111,7 +112,7 @@ def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, np.ndarr
         )
     meta = read_items_csv(Path(csv_path), run.dataset)
     ids = list(meta.index)
-    title, text, category = _item_text(meta, np.asarray(ids, dtype=object))
+    title, text, category = item_text(meta, np.asarray(ids, dtype=object))
     category = category if category is not None else np.full(len(ids), "", dtype=object)
     new = model.add_items(ids, list(title), list(text), list(category))
     # write the whole model next to the old one, then swap: readers see the old or the new run
