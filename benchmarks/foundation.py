@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import EvalSet, Histories
-from genrec.data.preprocess import DataConfig, DataError
 from genrec.data.sources import SourceSpec, load_dataset
+from genrec.data.types import DataConfig, DataError
 from genrec.evaluation import evaluate
 from genrec.models import get_model_class
 

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genrec.data.preprocess import DataConfig
 from genrec.data.sources import SourceSpec, load_dataset
+from genrec.data.types import DataConfig
 from genrec.generation import Constraints, beam_search, sample
 from genrec.models import get_model_class
 

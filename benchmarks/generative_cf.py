@@ -68,8 +68,9 @@ def run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)  # 2 cores shared by several jobs: one thread each is the fastest
-    from genrec.data.preprocess import DataConfig, prepare
+    from genrec.data.cache import prepare
     from genrec.data.readers import read
+    from genrec.data.types import DataConfig
     from genrec.evaluation import evaluate
     from genrec.models import get_model_class
 
@@ -105,8 +106,9 @@ def run_probe(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from genrec.data.preprocess import DataConfig, prepare
+    from genrec.data.cache import prepare
     from genrec.data.readers import read
+    from genrec.data.types import DataConfig
     from genrec.models.multvae import AutoEncoder, MultVAE
     from genrec.models.sparse_input import SparseRows
 

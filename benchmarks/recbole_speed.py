@@ -132,8 +132,8 @@ def recbole_epoch(py: Path, max_len: int, n_batches: int, users_limit: int | Non
 def genrec_epoch(max_len: int) -> dict:
     import torch
 
-    from genrec.data.preprocess import DataConfig
     from genrec.data.sources import SourceSpec, load_dataset
+    from genrec.data.types import DataConfig
     from genrec.models.sasrec import SASRec, SASRecConfig
 
     torch.manual_seed(0)
@@ -160,8 +160,8 @@ def genrec_time_to(target: float, max_epochs: int) -> dict:
     import torch
 
     import genrec.training.sequential as trainer
-    from genrec.data.preprocess import DataConfig
     from genrec.data.sources import SourceSpec, load_dataset
+    from genrec.data.types import DataConfig
     from genrec.models.sasrec import SASRec
 
     torch.manual_seed(0)

@@ -53,7 +53,7 @@ def cold_variant(ds, fraction: float = COLD_FRACTION, seed: int = 0):
 
     Cold items vanish from training sequences and from every evaluation history; test/valid targets
     are kept, so the slice "target is cold" measures recommending items no one has interacted with."""
-    from genrec.data.preprocess import without_items
+    from genrec.data.splits import without_items
 
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(np.arange(1, ds.n_items + 1), round(fraction * ds.n_items), replace=False))
@@ -73,8 +73,8 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
     """Train + evaluate one model in this (fresh) process; put a result row on `queue`."""
     import torch
 
-    from genrec.data.preprocess import DataConfig
     from genrec.data.sources import load_dataset
+    from genrec.data.types import DataConfig
     from genrec.evaluation import evaluate
     from genrec.training.runs import build_model, seed_everything
 

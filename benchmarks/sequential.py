@@ -45,8 +45,8 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
     """Train + evaluate one model in this process; returns the result row."""
     import torch
 
-    from genrec.data.preprocess import DataConfig
     from genrec.data.sources import SourceSpec, load_dataset
+    from genrec.data.types import DataConfig
     from genrec.evaluation import evaluate
     from genrec.training.runs import build_model, seed_everything
 

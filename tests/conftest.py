@@ -34,7 +34,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_ds():
-    from genrec.data.preprocess import DataConfig, prepare
+    from genrec.data.cache import prepare
     from genrec.data.synthetic import generate
+    from genrec.data.types import DataConfig
 
     return prepare(generate(), DataConfig(), cache=False)

@@ -161,3 +161,10 @@ def test_console_script_exit_status():
 def test_evaluate_something_that_is_not_a_run(tmp_path, capsys):
     err = err_of(capsys, ["evaluate", str(tmp_path)])
     assert str(tmp_path) in err and "not a genrec run directory" in err and "genrec train" in err
+
+
+def test_demo_trains_evaluates_and_recommends(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--models", "pop,nope"]) == 0
+    out = capsys.readouterr().out
+    assert "skipping unknown model 'nope'" in out and "pop recommends:" in out
+    assert (tmp_path / "pop" / "metrics.json").is_file()

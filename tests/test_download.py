@@ -13,7 +13,7 @@ import pytest
 
 from genrec.cli import main
 from genrec.data import download
-from genrec.data.preprocess import DataError
+from genrec.data.types import DataError
 
 
 def _zip(name: str) -> bytes:

@@ -29,8 +29,9 @@ def _one_thread():
 @pytest.fixture(scope="module")
 def users_ds():
     """Synthetic data under strong generalization: valid/test users are absent from training."""
-    from genrec.data.preprocess import DataConfig, prepare
+    from genrec.data.cache import prepare
     from genrec.data.synthetic import SyntheticConfig, generate
+    from genrec.data.types import DataConfig
 
     # taste dominates popularity, so a model that reads the history must beat Pop clearly
     syn = SyntheticConfig(n_users=600, n_items=200, taste_concentration=0.1, zipf=0.8)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataConfig, RawData, prepare
+from genrec.data.cache import prepare
+from genrec.data.types import DataConfig, RawData
 
 
 def _raw() -> RawData:

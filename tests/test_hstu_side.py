@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from genrec.data.cache import prepare
 from genrec.data.dataset import Dataset, Histories
-from genrec.data.preprocess import DataConfig, prepare
 from genrec.data.synthetic import SyntheticConfig, generate
+from genrec.data.types import DataConfig
 from genrec.evaluation import evaluate
 from genrec.generation.decoders import extend_histories
 from genrec.models import Recommender

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrec.data import preprocess as pp
+from genrec.data import cache
+from genrec.data.cache import prepare
+from genrec.data.cleaning import _k_core, preprocess
 from genrec.data.dataset import Dataset
-from genrec.data.preprocess import DataConfig, DataError, RawData, prepare, preprocess
+from genrec.data.types import DataConfig, DataError, RawData
 
 
 def raw(rows: list[tuple], cols=("user", "item", "timestamp"), name="toy", sources=()) -> RawData:
@@ -91,7 +93,7 @@ def test_iterative_k_core_needs_more_than_one_pass():
     one_pass = df[df.groupby("item")["item"].transform("size") >= 2]
     one_pass = one_pass[one_pass.groupby("user")["user"].transform("size") >= 2]
     assert "r" in set(one_pass["item"])  # the hand-made case really needs a second pass
-    core = pp._k_core(df, 2, 2)
+    core = _k_core(df, 2, 2)
     assert set(map(tuple, core[["user", "item"]].to_numpy())) == {("u1", "p"), ("u1", "q"), ("u2", "p"),
                                                                     ("u2", "q")}
     ds = preprocess(RawData("toy", df), DataConfig(min_user_interactions=2, min_item_interactions=2))
@@ -182,8 +184,8 @@ def test_cache_reused_when_hash_matches_and_rebuilt_when_not(tmp_path, monkeypat
     first = prepare(write_src(src, LOO_ROWS), DataConfig())
     path = first.manifest["cache_path"]
     calls = []
-    real = pp.preprocess
-    monkeypatch.setattr(pp, "preprocess", lambda r, c: calls.append(1) or real(r, c))
+    real = cache.preprocess
+    monkeypatch.setattr(cache, "preprocess", lambda r, c: calls.append(1) or real(r, c))
     again = prepare(write_src(src, LOO_ROWS), DataConfig())
     assert calls == [] and again.manifest["cache_path"] == path  # reused, not recomputed
     assert np.array_equal(again.test.targets.items, first.test.targets.items)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from genrec.cli import main
-from genrec.data.preprocess import DataError
 from genrec.data.readers import read
+from genrec.data.types import DataError
 
 REVIEWS = [
     {"reviewerID": "A1", "asin": "B01", "overall": 5.0, "unixReviewTime": 1300000000, "reviewText": "x"},

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from genrec.cli import main
-from genrec.data.preprocess import DataConfig, DataError, prepare
+from genrec.data.cache import prepare
 from genrec.data.readers import read
+from genrec.data.types import DataConfig, DataError
 
 
 @pytest.fixture(scope="module")

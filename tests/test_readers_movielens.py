@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from genrec.cli import main
-from genrec.data.preprocess import DataError
 from genrec.data.readers import read
+from genrec.data.types import DataError
 
 
 def test_real_movielens_folders(shared_data):

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from genrec.data.preprocess import DataConfig, RawData, preprocess
+from genrec.data.cleaning import preprocess
+from genrec.data.types import DataConfig, RawData
 
 
 def _reference(df: pd.DataFrame, thr, dedup, k_user, k_item) -> dict:

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from genrec.cli import main
-from genrec.data.preprocess import DataError
 from genrec.data.readers import read
 from genrec.data.readers.recbole import read_item_file
+from genrec.data.types import DataError
 
 HEAD = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 

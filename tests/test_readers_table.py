@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from genrec.cli import main
-from genrec.data.preprocess import DataError
 from genrec.data.readers import read
+from genrec.data.types import DataError
 
 
 def test_real_movielens_csv_as_table_matches_ml_reader(shared_data):

@@ -11,8 +11,9 @@ from genrec.models import get_model_class
 
 def test_pop_ml1m_matches_reference_figures(shared_data):
     """PROVENANCE.md of ml-1m-u2999 states Pop test HR@10 0.0377, NDCG@10 0.0179 under our protocol."""
-    from genrec.data.preprocess import DataConfig, prepare
+    from genrec.data.cache import prepare
     from genrec.data.readers import read
+    from genrec.data.types import DataConfig
 
     ds = prepare(read(shared_data / "ml-1m-u2999"), DataConfig())
     assert (ds.n_users, ds.n_items) == (2999, 3615)

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from genrec.data.cache import prepare
 from genrec.data.dataset import Histories
-from genrec.data.preprocess import DataConfig, prepare
 from genrec.data.synthetic import generate
+from genrec.data.types import DataConfig
 from genrec.models import Recommender, get_model_class
 from genrec.models.rqvae import (
     RQVAEConfig,
@@ -224,7 +225,7 @@ def test_cold_items_in_the_catalogue_rank_above_chance():
     """Items with text but no interaction at training time (the benchmark's cold slice) must not be
     pushed below the others: the training softmax leaves them out, so they are ranked by their codes."""
     from genrec.data.dataset import EvalSet
-    from genrec.data.preprocess import without_items
+    from genrec.data.splits import without_items
     from genrec.evaluation import evaluate
 
     ds = prepare(generate(), DataConfig(), cache=False)
@@ -247,7 +248,7 @@ def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     training keep a zero one, so they are still ranked above chance through their codes and text, and
     items added later get zero rows too (save/load keeps the grown table)."""
     from genrec.data.dataset import EvalSet
-    from genrec.data.preprocess import without_items
+    from genrec.data.splits import without_items
     from genrec.evaluation import evaluate
 
     ds = prepare(generate(), DataConfig(), cache=False)

@@ -14,8 +14,8 @@ from test_serve_update import future_ndcg, post, shifted_taste
 
 from genrec.cli import main
 from genrec.data.dataset import Dataset, Histories
-from genrec.data.preprocess import DataConfig
 from genrec.data.sources import SourceSpec, load_dataset
+from genrec.data.types import DataConfig
 from genrec.models import Recommender
 from genrec.models.base import grow_into
 from genrec.serving.registry import Registry

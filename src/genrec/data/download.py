@@ -20,7 +20,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
-from genrec.data.preprocess import DataError
+from genrec.data.types import DataError
 
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 # MD5 of the fixed releases (the same values GroupLens publishes as NAME.zip.md5). ml-latest(-small) are

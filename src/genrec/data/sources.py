@@ -6,8 +6,9 @@ import dataclasses
 import os
 from pathlib import Path
 
+from genrec.data.cache import prepare
 from genrec.data.dataset import Dataset
-from genrec.data.preprocess import DataConfig, DataError, RawData, prepare
+from genrec.data.types import DataConfig, DataError, RawData
 
 # public datasets genrec knows by name: folder under $GENREC_DATA_DIR, downloadable if absent
 NAMED_DATASETS = ("ml-100k", "ml-1m", "ml-20m", "ml-25m", "ml-32m", "ml-latest-small", "ml-latest")

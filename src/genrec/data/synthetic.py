@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import RawData
+from genrec.data.types import RawData
 
 CATEGORIES = [
     "jazz", "rock", "hiking", "cooking", "chess", "gardening", "astronomy", "poetry", "cycling", "pottery",

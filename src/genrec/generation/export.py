@@ -16,14 +16,12 @@ dimension and how to score.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from genrec.data.dataset import Dataset
 
@@ -79,23 +77,3 @@ def read_embeddings(path: str | Path) -> tuple[dict[str, tuple[list[str], np.nda
     vec = table.column("vector").combine_chunks()
     mat = vec.flatten().to_numpy().reshape(len(vec), meta["dim"])
     return {k: (ids[kinds == k].tolist(), mat[kinds == k]) for k in ("item", "user")}, meta
-
-
-def cmd_export(a: argparse.Namespace) -> int:
-    from genrec.training.runs import load_run
-
-    run = load_run(a.run)
-    with torch.no_grad():
-        meta = export_embeddings(run.model, run.dataset, a.out, run=str(a.run))
-    users = f"{meta['n_users']:,} user states" if meta["n_users"] else "no user states"
-    print(f"wrote {a.out}: {meta['n_items']:,} item vectors and {users}, dimension {meta['dim']} "
-          f"({meta['model']} on {meta['dataset']}; {meta['scoring']})")
-    return 0
-
-
-def add_command(sub) -> None:
-    p = sub.add_parser("export", help="export item embeddings and user states to Parquet",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run directory")
-    p.add_argument("--out", required=True, help="Parquet file to write, e.g. emb.parquet")
-    p.set_defaults(func=cmd_export)

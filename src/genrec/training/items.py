@@ -7,7 +7,6 @@ replaced atomically, so a failure never leaves a half-updated run.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import os
 import shutil
@@ -16,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from genrec.data.cleaning import item_text
 from genrec.data.dataset import Dataset
-from genrec.data.preprocess import DataError, _item_text
+from genrec.data.types import DataError
 
 REQUIRED = ("item_id", "title")
 OPTIONAL = ("categories", "brand", "description", "price")
@@ -111,7 +111,7 @@ def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, np.ndarr
         )
     meta = read_items_csv(Path(csv_path), run.dataset)
     ids = list(meta.index)
-    title, text, category = _item_text(meta, np.asarray(ids, dtype=object))
+    title, text, category = item_text(meta, np.asarray(ids, dtype=object))
     category = category if category is not None else np.full(len(ids), "", dtype=object)
     new = model.add_items(ids, list(title), list(text), list(category))
     # write the whole model next to the old one, then swap: readers see the old or the new run
@@ -125,28 +125,3 @@ def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, np.ndarr
         shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(old, ignore_errors=True)
     return ids, model.codes_[new].numpy()
-
-
-def cmd_items_add(a: argparse.Namespace) -> int:
-    ids, codes = add_items(a.run, a.csv)
-    print(f"added {len(ids)} item(s) to {a.run}; they are recommendable now (no retraining):")
-    for rid, c in list(zip(ids, codes))[:20]:
-        print(f"  {rid!s:>12}  semantic id {tuple(int(x) for x in c)}")
-    if len(ids) > 20:
-        print(f"  ... and {len(ids) - 20} more")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    items = sub.add_parser("items", help="manage a run's item catalogue (cold-start items)")
-    isub = items.add_subparsers(dest="items_command", required=True)
-    add = isub.add_parser(
-        "add",
-        help="add new items from their text (models with semantic IDs, e.g. tiger)",
-        description="Encode new items' text, give them semantic IDs with the run's RQ-VAE and add "
-        "them to the catalogue. CSV header: item_id,title[,categories,brand,"
-        "description,price].",
-    )
-    add.add_argument("run", help="run directory (trained with --model tiger)")
-    add.add_argument("csv", help="CSV of new items")
-    add.set_defaults(func=cmd_items_add)

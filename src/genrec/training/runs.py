@@ -32,8 +32,8 @@ import torch
 
 import genrec
 from genrec.data.dataset import Dataset
-from genrec.data.preprocess import DataConfig, DataError
 from genrec.data.sources import SourceSpec, load_dataset
+from genrec.data.types import DataConfig, DataError
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.training.config import TrainConfig

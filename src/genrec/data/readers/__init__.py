@@ -10,7 +10,7 @@ import importlib
 import inspect
 from pathlib import Path
 
-from genrec.data.preprocess import DataError, RawData
+from genrec.data.types import DataError, RawData
 
 # format name -> "module:function"; each function takes (path: Path, **options) -> RawData
 FORMATS: dict[str, str] = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataError
+from genrec.data.types import DataError
 
 
 def fail(path: Path, line: int | None, field: str | None, problem: str) -> DataError:

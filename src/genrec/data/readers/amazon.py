@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataError, RawData
 from genrec.data.readers._checks import fail
+from genrec.data.types import DataError, RawData
 
 USER_KEYS = ("reviewerID", "user_id")
 ITEM_KEYS = ("parent_asin", "asin")  # 2023 dumps: parent_asin groups variants, as their benchmarks do

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataError, RawData
 from genrec.data.readers._checks import fail
 from genrec.data.readers.sequences import IntLines, read_int_lines
+from genrec.data.types import DataError, RawData
 
 
 def _find_sequence_file(folder: Path) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from genrec.data.preprocess import DataError, RawData
 from genrec.data.readers._checks import read_delimited, to_float, to_int
+from genrec.data.types import DataError, RawData
 
 ML100K_GENRES = [
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",

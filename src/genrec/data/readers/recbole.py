@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataError, RawData
 from genrec.data.readers._checks import fail
 from genrec.data.readers.table import INTERACTION_FIELDS, ITEM_FIELDS, REQUIRED, _Table, parse_mapping
+from genrec.data.types import DataError, RawData
 
 TYPES = ("token", "token_seq", "float", "float_seq")
 ITEM_NAMES = {  # genrec field -> RecBole field names, in order of preference

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataError, RawData
 from genrec.data.readers._checks import fail
+from genrec.data.types import DataError, RawData
 
 
 @dataclass

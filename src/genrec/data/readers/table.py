@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genrec.data.preprocess import DataError, RawData
 from genrec.data.readers._checks import data_line_numbers, fail
+from genrec.data.types import DataError, RawData
 
 INTERACTION_FIELDS = ("user", "item", "timestamp", "rating")
 REQUIRED = ("user", "item")

@@ -1,16 +1,19 @@
-"""`make demo`: the whole loop on the embedded synthetic dataset, offline, in about a minute."""
+"""`genrec demo` (`make demo`): the whole loop on the embedded synthetic dataset, offline, in about a
+minute."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from genrec.cli import print_metrics_table
-from genrec.data.sources import SourceSpec
-from genrec.models import REGISTRY
-from genrec.training.runs import RunConfig, load_run, train_run
+from genrec.cli.common import Subparsers, print_metrics_table
 
 
 def run_demo(out: Path, models: list[str]) -> int:
+    from genrec.data.sources import SourceSpec
+    from genrec.models import REGISTRY
+    from genrec.training.runs import RunConfig, load_run, train_run
+
     print("genrec demo: synthetic shop (1,000 users, 400 items, sequential 'next episode' structure)\n")
     rows = {}
     for name in models:
@@ -35,3 +38,15 @@ def run_demo(out: Path, models: list[str]) -> int:
         print(f"  {rank}. [{ds.item_raw[i]}] {ds.item_title[i]}  (score {s:.3f})")
     print(f"\nruns in {out}/ — try: genrec recommend {out / best} --user 1 -k 10")
     return 0
+
+
+def cmd_demo(a: argparse.Namespace) -> int:
+    return run_demo(Path(a.out), a.models.split(","))
+
+
+def add_demo_command(sub: Subparsers) -> None:
+    de = sub.add_parser("demo",
+                        help="end to end on the synthetic dataset: prepare, train, evaluate, recommend")
+    de.add_argument("--out", default="runs/demo", help="where the demo runs go")
+    de.add_argument("--models", default="pop,ease", help="comma-separated models to train")
+    de.set_defaults(func=cmd_demo)

@@ -1,15 +1,15 @@
-"""`genrec serve` and `genrec update`, registered through genrec.cli.COMMAND_HOOKS."""
+"""`genrec serve` and `genrec update`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 from pathlib import Path
-from typing import Any
+
+from genrec.cli.common import RAW, Subparsers, parse_overrides
 
 
-def add_commands(sub: Any) -> None:
-    """Add the serving subcommands to `genrec`."""
+def add_serve_command(sub: Subparsers) -> None:
     s = sub.add_parser(
         "serve",
         help="serve a run over HTTP: recommendations, feedback, hot model swaps",
@@ -52,11 +52,13 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY")))
 
+
+def add_update_command(sub: Subparsers) -> None:
     u = sub.add_parser(
         "update",
         help="fine-tune on stored feedback; publish only if validation NDCG holds",
         description=update_doc(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RAW,
     )
     u.add_argument("run", help="run directory")
     u.add_argument(
@@ -85,7 +87,7 @@ def add_commands(sub: Any) -> None:
     u.set_defaults(func=cmd_update)
 
 
-def cmd_serve(a: Any, env_key: str | None) -> int:
+def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
     import logging
 
     import uvicorn
@@ -128,8 +130,7 @@ def cmd_serve(a: Any, env_key: str | None) -> int:
     return 0
 
 
-def cmd_update(a: Any) -> int:
-    from genrec.cli import parse_overrides
+def cmd_update(a: argparse.Namespace) -> int:
     from genrec.serving.update import update_run
 
     res = update_run(
@@ -158,6 +159,6 @@ def update_doc() -> str:
     return update.__doc__ or ""
 
 
-def events_url(a: Any) -> str:
+def events_url(a: argparse.Namespace) -> str:
     """--events, or the run's own SQLite store so that `serve` and `update` meet without flags."""
     return a.events or f"sqlite:///{Path(a.run).resolve() / 'events.db'}"
