@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from genrec.data.preprocess import DataConfig, prepare
+from genrec.data.cache import prepare
 from genrec.data.synthetic import SyntheticConfig, generate
+from genrec.data.types import DataConfig
 from genrec.generation import generate as generate_lists
 from genrec.models import REGISTRY, Recommender, get_model_class
 from genrec.models.base import Trainable

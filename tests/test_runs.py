@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import torch
 
-from genrec.data.preprocess import DataConfig
 from genrec.data.sources import SourceSpec
 from genrec.training import Callback, TrainConfig, TrainingInterrupted
 from genrec.training.runs import RunConfig, RunError, load_run, partial_dir, train_run

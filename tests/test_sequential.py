@@ -147,20 +147,6 @@ def test_size_presets_and_overrides():
     assert cfg.resolved("dim") == cls.config_cls.SIZES["base"]["dim"] and cfg.resolved("n_layers") == 3
 
 
-def test_cli_train_and_resume(tmp_path, capsys):
-    from genrec.cli import main
-
-    out = tmp_path / "run"
-    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=1",
-            "--set", "max_len=20", "--out", str(out)]
-    assert main(args) == 0
-    assert (out / "checkpoints" / "last.pt").exists()
-    assert main(args + ["--resume"]) == 0  # already finished: resumes, trains nothing, re-evaluates
-    bad = ["train", "--synthetic", "--model", "sasrec", "--set", "dropout=2", "--out", str(tmp_path / "x")]
-    assert main(bad) == 2
-    assert "dropout" in capsys.readouterr().err
-
-
 def test_batches_bound_tokens_and_sequences(synthetic_ds):
     windows = TrainingWindows(synthetic_ds, max_len=50)
     rng = np.random.default_rng(0)

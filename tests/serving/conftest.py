@@ -35,6 +35,7 @@ def ease_run(tmp_path_factory) -> Path:
 def sasrec_run(tmp_path_factory) -> Path:
     """SASRec tiny, one epoch, on the embedded synthetic data; copy it before changing it."""
     from genrec.data.sources import SourceSpec
+    from genrec.training import TrainConfig
     from genrec.training.runs import RunConfig, train_run
 
     out = tmp_path_factory.mktemp("serving") / "sasrec-run"
@@ -42,7 +43,8 @@ def sasrec_run(tmp_path_factory) -> Path:
         RunConfig(
             source=SourceSpec(synthetic=True),
             model="sasrec",
-            model_config={"size": "tiny", "epochs": 1, "threads": 1},
+            model_config={"size": "tiny", "epochs": 1},
+            train=TrainConfig(threads=1),
             ks=[10],
         ),
         out,

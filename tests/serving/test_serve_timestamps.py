@@ -19,12 +19,13 @@ KEY = {"X-API-Key": API_KEY}
 def hstu_run(tmp_path_factory):
     """HSTU tiny, one epoch, with a strong random time bias (so times visibly move scores)."""
     from genrec.data.sources import SourceSpec
+    from genrec.training import TrainConfig
     from genrec.training.runs import RunConfig, train_run
 
     out = tmp_path_factory.mktemp("serving") / "hstu-run"
-    cfg = {"size": "tiny", "epochs": 1, "threads": 1}
-    train_run(RunConfig(source=SourceSpec(synthetic=True), model="hstu", model_config=cfg, ks=[10]), out,
-              progress=False)
+    cfg = {"size": "tiny", "epochs": 1}
+    train_run(RunConfig(source=SourceSpec(synthetic=True), model="hstu", model_config=cfg, ks=[10],
+                        train=TrainConfig(threads=1)), out, progress=False)
     model = Recommender.load(out / "model")
     g = torch.Generator().manual_seed(0)
     for layer in model.net.layers:

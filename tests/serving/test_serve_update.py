@@ -94,14 +94,14 @@ def test_update_learns_shifted_taste_and_gate_rejects_broken(run_dir, tmp_path, 
         post(client, plan, 12, 15, "w2")
         from genrec.models.ease import EASE
 
-        fit = EASE.fit
+        candidates = EASE.candidates
 
-        def broken_fit(self, data):
-            fit(self, data)
-            self.B_ = -self.B_
-            return self
+        def broken(self, data):
+            for setting in candidates(self, data):
+                self.B_ = -self.B_
+                yield setting
 
-        monkeypatch.setattr(EASE, "fit", broken_fit)
+        monkeypatch.setattr(EASE, "candidates", broken)
         assert main(["update", str(run_dir), "--events", events]) == 3
         out = capsys.readouterr().out
         assert "rejected" in out and "v0002 stays" in out, out

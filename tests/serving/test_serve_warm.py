@@ -19,6 +19,7 @@ from genrec.data.types import DataConfig
 from genrec.models import Recommender
 from genrec.models.base import grow_into
 from genrec.serving.registry import Registry
+from genrec.training import fit
 from genrec.training.runs import build_model
 
 
@@ -36,15 +37,15 @@ def test_warm_start_begins_at_the_old_weights(name, sasrec_run, monkeypatch):
     if name == "sasrec":
         old = Recommender.load(sasrec_run / "model")
     else:
-        old = build_model("multdae", {"epochs": 1, "hidden": [32]}).fit(ds)
+        old = fit(build_model("multdae", {"epochs": 1, "hidden": [32]}), ds)
     big = grown(ds, 7)
     for opt in (torch.optim.Adam, torch.optim.AdamW):
         monkeypatch.setattr(opt, "step", lambda self, *a, **k: None)
     cfg = {**dataclasses.asdict(old.config), "epochs": 1}
     warm, cold = build_model(name, cfg), build_model(name, cfg)
-    warm.warm_start = old
-    warm.fit(big)
-    cold.fit(big)
+    warm.start_from(old)
+    fit(warm, big)
+    fit(cold, big)
     h = Histories.from_lists([ds.train.row(u) for u in range(1, 40)])
     ref, got, fresh = old.score(h), warm.score(h), cold.score(h)
     n = ds.n_items + 1

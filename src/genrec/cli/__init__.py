@@ -41,10 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     a = parser.parse_args(argv)
+    a.argv = argv
     try:
         return a.func(a)
     except (DataError, ValueError, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"genrec: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ngenrec: interrupted", file=sys.stderr)
+        return 130

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
-from typing import Any
+from pathlib import Path
 
 from genrec.data.types import PROTOCOLS, DataConfig, DataError
 
@@ -52,7 +51,10 @@ def source_from_args(a: argparse.Namespace):
 
     opts = {"columns": a.columns, "sep": a.sep, "header": a.header, "items": a.items,
             "item_columns": a.item_columns}
-    spec = SourceSpec(data=a.data, dataset=a.dataset, format=a.format, synthetic=a.synthetic,
+    if a.items:  # absolute: the run records where its data came from, whatever folder it runs in
+        opts["items"] = str(Path(a.items).resolve())
+    data = str(Path(a.data).resolve()) if a.data else None
+    spec = SourceSpec(data=data, dataset=a.dataset, format=a.format, synthetic=a.synthetic,
                       options={k: v for k, v in opts.items() if v is not None})
     if not (a.data or a.dataset or a.synthetic):
         raise DataError("no data source: pass --data PATH, --dataset NAME or --synthetic")
@@ -80,20 +82,6 @@ def positive_int(text: str) -> int:
     if v < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
     return v
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`--set key=value` pairs; values parsed as JSON when they can be (numbers, lists, true/false)."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            out[k.strip()] = v
-    return out
 
 
 def print_metrics_table(rows: dict[str, dict], ks: list[int]) -> None:

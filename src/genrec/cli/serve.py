@@ -6,7 +6,7 @@ import argparse
 import os
 from pathlib import Path
 
-from genrec.cli.common import RAW, Subparsers, parse_overrides
+from genrec.cli.common import RAW, Subparsers
 
 
 def add_serve_command(sub: Subparsers) -> None:
@@ -132,13 +132,14 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
 
 def cmd_update(a: argparse.Namespace) -> int:
     from genrec.serving.update import update_run
+    from genrec.training.settings import parse_sets
 
     res = update_run(
         a.run,
         events_url(a),
         tolerance=a.tolerance,
         model_name=a.model,
-        overrides=parse_overrides(a.set),
+        overrides=parse_sets(a.set),
         min_eval_users=a.min_eval_users,
         dry_run=a.dry_run,
         warm_epochs=a.warm_epochs,

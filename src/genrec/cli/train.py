@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
+import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -11,42 +15,84 @@ from genrec.cli.common import (
     Subparsers,
     add_source_args,
     parse_ks,
-    parse_overrides,
     print_metrics_table,
     source_from_args,
 )
+from genrec.data.types import DataError
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from genrec.training.runs import RunConfig, train_run
+    from genrec.training import TrainConfig, TrainingInterrupted
+    from genrec.training.runs import RunConfig, check_target, partial_dir, train_run
+    from genrec.training.settings import parse_sets, read_config_file, resolve
 
+    # every setting is checked before any data is read or any folder is made
     spec, data_cfg = source_from_args(a)
-    overrides = parse_overrides(a.set)
+    file_values = read_config_file(a.config) if a.config else {}
+    model = a.model or file_values.pop("model", None)
+    if model is None:
+        raise DataError("name the model with --model NAME (or `model = ...` in --config)")
+    if file_values.get("model", model) != model:
+        raise DataError(f"--model {model} but --config names model {file_values['model']!r}")
+    file_values.pop("model", None)
+    sets = parse_sets(a.set)
     if a.size:
-        overrides["size"] = a.size
-    cfg = RunConfig(source=spec, data=data_cfg, model=a.model, model_config=overrides, ks=a.k,
-                    exclude_seen=not a.include_seen, seed=a.seed)
+        sets["size"] = a.size
+    if a.seed is not None:
+        sets["seed"] = str(a.seed)
+    model_config, train_config = resolve(model, sets, file_values, TrainConfig())
+    cfg = RunConfig(source=spec, data=data_cfg, model=model, model_config=dataclasses.asdict(model_config),
+                    train=train_config, ks=a.k, exclude_seen=not a.include_seen)
     stem = spec.dataset or Path(spec.data or "synthetic").stem
-    name = a.name or f"{stem}-{a.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = a.name or f"{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(a.out) if a.out else Path("runs") / name
-    metrics = train_run(cfg, out, resume=a.resume)
+    check_target(out, a.resume, a.force)
+    served = (out / "versions").exists()
+    try:
+        metrics = train_run(cfg, out, resume=a.resume, force=a.force)
+    except TrainingInterrupted as stop:
+        args = [x for x in a.argv if x not in ("--resume", "--force")]
+        if stop.checkpoint is None:
+            print(f"\ngenrec: interrupted before the first epoch ended; nothing to resume "
+                  f"({partial_dir(out)} removed)", file=sys.stderr)
+            shutil.rmtree(partial_dir(out), ignore_errors=True)
+        else:
+            print(f"\ngenrec: interrupted after {stop.epoch} epoch(s); checkpoint {stop.checkpoint}\n"
+                  f"resume with: {shlex.join(['genrec', *args, '--resume'])}", file=sys.stderr)
+        return 130
     print(f"run written to {out}")
+    if served:  # `genrec serve` picks the retrained model up as a new version
+        from genrec.serving.registry import Registry
+
+        version = Registry(out).publish_run()
+        print(f"{out} is served: published the retrained model as version {version}")
     print_metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, a.k)
     return 0
 
 
 def cmd_models(a: argparse.Namespace) -> int:
-    import dataclasses
-
     from genrec.models import REGISTRY, get_model_class
+    from genrec.training import TrainConfig
+    from genrec.training.settings import describe
+
+    def show(cls: type) -> str:
+        return ", ".join(f"{n}={_value(d)}" for n, _, d in describe(cls)) or "(none)"
 
     for name in sorted(REGISTRY):
         cls = get_model_class(name)
-        fields = ", ".join(f"{f.name}={f.default if f.default is not dataclasses.MISSING else '...'}"
-                           for f in dataclasses.fields(cls.config_cls))
         doc = ((cls.__doc__ or "").strip().splitlines() or [""])[0]  # a class without a docstring
-        print(f"{name:<10} {doc}\n{'':<10} settings: {fields or '(none)'}")
+        print(f"{name:<10} {doc}\n{'':<10} settings: {show(cls.config_cls)}")
+    print(f"\ntraining settings (every model): {show(TrainConfig)}")
+    print("set any of them with --set KEY=VALUE or a --config FILE (TOML/YAML) of KEY = VALUE lines")
     return 0
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, list):
+        return ",".join(str(x) for x in v)
+    return "none" if v is None else str(v)
 
 
 def add_train_command(sub: Subparsers) -> None:
@@ -55,23 +101,32 @@ def add_train_command(sub: Subparsers) -> None:
         formatter_class=RAW,
         description="Prepare the data, fit the model on the training part (hyper-parameters\n"
                     "are tuned on the validation split only), evaluate on validation and test with\n"
-                    "full ranking, and write a run directory: config.json, dataset.json, model/,\n"
-                    "metrics.json, train.log.",
+                    "full ranking, and write a self-contained run directory: config.json (every\n"
+                    "setting, defaults included), dataset/, model/, metrics.json, train.log.\n"
+                    "Ctrl-C keeps the last epoch's checkpoint; --resume continues from it.",
         epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
-               "  genrec train --synthetic --model ease --set l2=200 --out runs/syn-ease")
+               "  genrec train --synthetic --model ease --set l2=200 --out runs/syn-ease\n"
+               "  genrec train --synthetic --model sasrec --config sasrec.toml --set max_minutes=10")
     add_source_args(tr)
-    tr.add_argument("--model", required=True, help="model name; `genrec models` lists them")
+    tr.add_argument("--model", help="model name; `genrec models` lists them")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="override a model setting (repeatable)")
+                    help="a model or training setting, e.g. lr=1e-3, threads=1, max_minutes=30 (repeatable; "
+                         "`genrec models` lists them)")
+    tr.add_argument("--config", metavar="FILE",
+                    help="settings file (.toml, .yaml): KEY = VALUE lines as for --set, and optionally "
+                         "model = NAME; --set wins over it")
     tr.add_argument("--size", help="size preset for models that have them (tiny/small/base/large)")
     tr.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
     tr.add_argument("--name", help="run name under runs/")
     tr.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
     tr.add_argument("--include-seen", action="store_true",
                     help="keep history items in the evaluation ranking")
-    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--seed", type=int, default=None, help="random seed (default 0; same as --set seed=N)")
     tr.add_argument("--resume", action="store_true",
                     help="continue an interrupted run (same options and --out) from its last checkpoint")
+    tr.add_argument("--force", action="store_true",
+                    help="replace an existing run directory (a served run gets the new model as a new "
+                         "version)")
     tr.set_defaults(func=cmd_train)
 
 

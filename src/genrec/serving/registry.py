@@ -28,6 +28,7 @@ import numpy as np
 
 from genrec.data.dataset import Histories
 from genrec.models import Recommender
+from genrec.training.runs import load_run
 
 
 @dataclass
@@ -161,13 +162,10 @@ class Registry:
         """The current version; on a fresh run, create v0001 from RUN/model and the run's dataset."""
         if self.pointer.exists():
             return self.current()
-        if not (self.run / "config.json").exists():
-            raise FileNotFoundError(
-                f"{self.run}: not a genrec run directory (no config.json); "
-                "create one with `genrec train ... --out DIR`"
-            )
-        from genrec.training.runs import load_run
+        return self.publish_run()
 
+    def publish_run(self) -> str:
+        """Publish RUN/model with the run's dataset as a new version (the first, or after a retrain)."""
         run = load_run(self.run)
         ds = run.dataset
         users = np.arange(ds.n_users + 1, dtype=np.int64)
