@@ -32,7 +32,8 @@ def test_bad_setting_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, s
     ("amp=maybe", "amp expects true/false"),
 ])
 def test_more_bad_settings(tmp_path, capsys, setting, expected):
-    assert main(["train", "--synthetic", "--model", "ease", "--set", setting, "--out", str(tmp_path / "r")]) == 2
+    args = ["train", "--synthetic", "--model", "ease", "--set", setting, "--out", str(tmp_path / "r")]
+    assert main(args) == 2
     assert expected in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
@@ -66,7 +67,8 @@ def test_models_lists_every_default(capsys):
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=60", "--set", "patience=1", "--set", "lr=0.05",
+    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=60",
+            "--set", "patience=1", "--set", "lr=0.05",
             "--set", "threads=1", "--set", "max_len=20", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     p = subprocess.Popen([sys.executable, "-m", "genrec.cli", *args], stderr=subprocess.PIPE, text=True, env=env)
