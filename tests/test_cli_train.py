@@ -71,7 +71,8 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
             "--set", "patience=1", "--set", "lr=0.05",
             "--set", "threads=1", "--set", "max_len=20", "--out", str(out)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "genrec.cli", *args], stderr=subprocess.PIPE, text=True, env=env)
+    p = subprocess.Popen([sys.executable, "-m", "genrec.cli", *args], stderr=subprocess.PIPE, text=True,
+                         env=env)
     err = ""
     deadline = time.time() + 120
     while "epoch 2/60" not in err and time.time() < deadline:
