@@ -30,6 +30,7 @@ from genrec.data.sources import SourceSpec, load_dataset
 from genrec.data.types import DataConfig, DataError
 from genrec.evaluation import evaluate
 from genrec.models import get_model_class
+from genrec.training import fit
 
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("GENREC_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
@@ -70,7 +71,7 @@ def accuracy(only: list[str] | None, save) -> list[dict]:
         for model_name in ("pop", "ease"):
             model = get_model_class(model_name)()
             t = time.perf_counter()
-            model.fit(ds)
+            fit(model, ds, progress=False)
             fit_s = time.perf_counter() - t
             t = time.perf_counter()
             m = evaluate(model.score, ds.test, ks=KS, item_popularity=ds.item_popularity)
@@ -80,7 +81,7 @@ def accuracy(only: list[str] | None, save) -> list[dict]:
                 "interactions": ds.manifest["n_interactions"], "test_users": len(ds.test),
                 **{key: m[key] for key in ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "coverage@10",
                                            "avg_pop@10")},
-                "l2": model.fit_info_.get("l2"), "l2_search": model.fit_info_.get("l2_search"),
+                "l2": model.fit_info_.get("l2"), "l2_search": model.fit_info_.get("search", {}).get("tried"),
                 "fit_s": fit_s, "eval_s": eval_s, "prepare_s": prep_s,
                 "command": f"genrec train {args} --model {model_name} --k 10,50",
             })

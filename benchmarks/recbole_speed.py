@@ -130,62 +130,49 @@ def recbole_epoch(py: Path, max_len: int, n_batches: int, users_limit: int | Non
 
 
 def genrec_epoch(max_len: int) -> dict:
-    import torch
 
     from genrec.data.sources import SourceSpec, load_dataset
     from genrec.data.types import DataConfig
     from genrec.models.sasrec import SASRec, SASRecConfig
+    from genrec.training import TrainConfig, fit
 
-    torch.manual_seed(0)
     ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
     cfg = SASRecConfig(dim=COMMON["hidden_size"], n_layers=COMMON["n_layers"], n_heads=COMMON["n_heads"],
                        ffn_mult=COMMON["inner_size"] // COMMON["hidden_size"], dropout=COMMON["dropout"],
-                       max_len=max_len, epochs=1, threads=1, loss="ce")
-    model = SASRec(cfg).fit(ds)
+                       max_len=max_len, epochs=1, loss="ce")
+    model = fit(SASRec(cfg), ds, TrainConfig(threads=1))
     return {"sec_per_epoch": model.fit_info_["seconds_per_epoch"], "valid_ndcg@10_after_1_epoch":
-            model.fit_info_["best_valid_ndcg10"], "train_interactions": int(len(ds.train.items)),
+            model.fit_info_["best_valid"], "train_interactions": int(len(ds.train.items)),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-class Reached(Exception):
-    pass
 
 
 def genrec_time_to(target: float, max_epochs: int) -> dict:
     """Wall seconds (training + per-epoch validation) until genrec's default SASRec first reaches
     validation NDCG@10 >= target, and this process's CPU seconds until then (one torch thread, so on an
     idle machine CPU s = wall s; on a shared one the CPU seconds are the load-independent figure).
-    The trainer's own `evaluate` call is wrapped to timestamp each validation; training stops by
-    exception at the first one that reaches the target."""
-    import torch
-
-    import genrec.training.sequential as trainer
+    A training callback timestamps each validation and stops training at the first one that reaches
+    the target."""
     from genrec.data.sources import SourceSpec, load_dataset
     from genrec.data.types import DataConfig
     from genrec.models.sasrec import SASRec
+    from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
-    torch.manual_seed(0)
     t_load = time.time()
     ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
     load_s = time.time() - t_load
     curve: list[tuple[float, float, float]] = []  # (wall s, CPU s, validation NDCG@10) per epoch
-    evaluate = trainer.evaluate
     t0, c0 = time.time(), time.process_time()
 
-    def timed_evaluate(*args, **kwargs):
-        m = evaluate(*args, **kwargs)
-        curve.append((time.time() - t0, time.process_time() - c0, m["ndcg@10"]))
-        if m["ndcg@10"] >= target or len(curve) >= max_epochs:
-            raise Reached
-        return m
+    class Timer(Callback):
+        def on_epoch_end(self, model, phase, row) -> None:
+            curve.append((time.time() - t0, time.process_time() - c0, row["valid_ndcg@10"]))
+            if row["valid_ndcg@10"] >= target or len(curve) >= max_epochs:
+                raise KeyboardInterrupt  # the loop's clean stop
 
-    trainer.evaluate = timed_evaluate
-    try:
-        SASRec(threads=1).fit(ds)  # every other setting at its default (max_len 200, epochs 200, ...)
-    except Reached:
+    try:  # every model setting at its default (max_len 200, epochs 200, ...)
+        fit(SASRec(), ds, TrainConfig(threads=1), callbacks=(Timer(),))
+    except TrainingInterrupted:
         pass
-    finally:
-        trainer.evaluate = evaluate
     hit = next((i for i, (_, _, v) in enumerate(curve) if v >= target), None)
     return {"target_valid_ndcg@10": target, "reached": hit is not None,
             "epochs": None if hit is None else hit + 1,

@@ -48,9 +48,10 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
     from genrec.data.sources import SourceSpec, load_dataset
     from genrec.data.types import DataConfig
     from genrec.evaluation import evaluate
-    from genrec.training.runs import build_model, seed_everything
+    from genrec.models import get_model_class
+    from genrec.training import fit
+    from genrec.training.settings import resolve
 
-    seed_everything(0)
     name, path = source(dataset)
     ds = load_dataset(SourceSpec(data=path), DataConfig())
     settings = dict(overrides) if model_name in SEQUENTIAL else {}
@@ -58,9 +59,10 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
         settings.setdefault("max_len", 200)
         if minutes:
             settings["max_minutes"] = minutes
-    model = build_model(model_name, settings)
+    model_config, train_config = resolve(model_name, {k: str(v) for k, v in settings.items()})
+    model = get_model_class(model_name)(model_config)
     t0 = time.time()
-    model.fit(ds)
+    fit(model, ds, train_config)
     train_s = time.time() - t0
     info = model.fit_info_
     t1 = time.time()
@@ -76,7 +78,9 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
         "train_seconds": train_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "inference_seconds_all_test_users": infer_s, "n_test_users": m["n_users"],
         "threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg()[0],
-        "config": info.get("config"), "valid_curve": info.get("valid_ndcg10"),
+        "config": info.get("config"),
+        "valid_curve": [(r["epoch"], r[k]) for p in info.get("phases", []) for r in p["curve"]
+                        for k in r if k.startswith("valid_")],
     }
 
 
