@@ -142,9 +142,9 @@ def main() -> int:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         "trees": {k: str(v) for k, v in trees.items()}, "epochs": a.epochs, "rows": rows,
-        "serving": serving,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()}, "wall_seconds": time.time() - t0,
-        "date": time.strftime("%Y-%m-%d"), "command": "python benchmarks/regression.py " + " ".join(sys.argv[1:]),
+        "serving": serving, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "wall_seconds": time.time() - t0, "date": time.strftime("%Y-%m-%d"),
+        "command": "python benchmarks/regression.py " + " ".join(sys.argv[1:]),
     }, indent=2))
     print(f"wrote {RESULTS}")
     return 0
