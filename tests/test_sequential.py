@@ -38,6 +38,7 @@ def trained(synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_beats_pop_and_ease(name, trained, baselines, synthetic_ds):
     ndcg = evaluate(trained[name].score, synthetic_ds.test, ks=(10,))["ndcg@10"]
     # the generator's "successor of the last item" structure is invisible to Pop and diluted in EASE
@@ -48,6 +49,7 @@ def test_beats_pop_and_ease(name, trained, baselines, synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_save_load_identical_scores(name, trained, synthetic_ds, tmp_path):
     model = trained[name]
     model.save(tmp_path / name)
@@ -58,6 +60,7 @@ def test_save_load_identical_scores(name, trained, synthetic_ds, tmp_path):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_kv_cache_extend_matches_recompute(name, trained, synthetic_ds):
     model = trained[name]
     assert isinstance(model, IncrementalModel)
@@ -85,6 +88,7 @@ def test_kv_cache_extend_matches_recompute(name, trained, synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_embeddings_and_user_states_give_the_scores(name, trained, synthetic_ds):
     model = trained[name]
     h = synthetic_ds.test.history.take(slice(0, 20))
@@ -93,6 +97,7 @@ def test_embeddings_and_user_states_give_the_scores(name, trained, synthetic_ds)
     assert torch.allclose((states @ emb.T)[:, 1:], model.score(h)[:, 1:], atol=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path, monkeypatch):
     kw = {"epochs": 2, "patience": 5}
     torch.manual_seed(1)
@@ -125,6 +130,7 @@ def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path, monkeypatc
     assert torch.allclose(resumed.score(h), straight.score(h), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_sampled_softmax_trains(synthetic_ds):
     torch.manual_seed(0)
     m = make("sasrec", epochs=3, loss="sampled", n_negatives=64).fit(synthetic_ds)
