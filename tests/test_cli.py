@@ -149,6 +149,7 @@ def test_help_explains(capsys):
     assert "ties" in out and "history" in out and "--json" in out
 
 
+@pytest.mark.slow
 def test_console_script_exit_status():
     """The installed `genrec` script propagates the exit status and writes errors to stderr."""
     exe = Path(sys.executable).with_name("genrec")

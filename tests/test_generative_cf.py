@@ -117,6 +117,7 @@ def _gen_params(model: CFGAN) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for p in model.gen_.parameters()])
 
 
+@pytest.mark.slow
 def test_cfgan_trains_stably_and_a_broken_generator_update_is_caught(users_ds, pop_ndcg):
     torch.manual_seed(0)
     init = _gen_params(CFGAN(**TINY_GAN)._init_nets(users_ds.n_items))

@@ -13,8 +13,11 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from genrec.cli import main
+
+pytestmark = pytest.mark.slow  # real data (ML-1M)
 
 
 def independent_pop_loo(ratings_dat) -> dict[str, float]:

@@ -19,6 +19,7 @@ def beauty_raw(shared_data):
     return read(shared_data / "amazon-beauty")
 
 
+@pytest.mark.slow
 def test_real_folder_counts_ids_and_text(beauty_raw, shared_data):
     df = beauty_raw.interactions
     assert beauty_raw.name == "amazon-beauty"
@@ -41,6 +42,7 @@ def test_real_folder_counts_ids_and_text(beauty_raw, shared_data):
     assert row["category"] == row["categories"].split(" > ")[-1] and row["categories"].startswith("Beauty > ")
 
 
+@pytest.mark.slow
 def test_time_sort_reproduces_file_order(beauty_raw):
     df = beauty_raw.interactions.assign(order=np.arange(len(beauty_raw.interactions)))
     # Beauty.txt has one line per user, so its order is grouped by user and chronological in each line
@@ -57,6 +59,7 @@ def test_time_sort_reproduces_file_order(beauty_raw):
         assert got == df.loc[df["user"] == u, "item"].tolist()
 
 
+@pytest.mark.slow
 def test_cli_prepare_folder_and_sequences_file(shared_data, tmp_path, capsys):
     assert main(["data", "prepare", "--data", str(shared_data / "amazon-beauty")]) == 0
     out = capsys.readouterr().out

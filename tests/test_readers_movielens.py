@@ -9,6 +9,7 @@ from genrec.data.readers import read
 from genrec.data.types import DataError
 
 
+@pytest.mark.slow
 def test_real_movielens_folders(shared_data):
     r = read(shared_data / "ml-100k")
     assert len(r.interactions) == 100_000 and r.interactions["user"].nunique() == 943

@@ -13,6 +13,7 @@ from genrec.data.types import DataError
 HEAD = "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
 
 
+@pytest.mark.slow
 def test_ml100k_as_atomic_files_matches_movielens_reader(shared_data, tmp_path, capsys):
     """RecBole's own ml-100k.inter is u.data with a typed header; the two readers must agree."""
     d = tmp_path / "ml-100k"
@@ -32,6 +33,7 @@ def test_ml100k_as_atomic_files_matches_movielens_reader(shared_data, tmp_path, 
     assert "943 users, 1,682 items, 100,000 interactions" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_real_recbole_style_item_file(shared_data):
     """amazon-beauty's item_description.csv has RecBole's Amazon .item layout (quoted category paths)."""
     meta = read_item_file(shared_data / "amazon-beauty" / "item_description.csv")

@@ -13,6 +13,7 @@ from genrec.data.readers import read
 from genrec.data.types import DataError
 
 
+@pytest.mark.slow
 def test_real_movielens_csv_as_table_matches_ml_reader(shared_data):
     folder = shared_data / "ml-latest-small"
     ref = read(folder)  # the MovieLens reader

@@ -38,6 +38,7 @@ def trained(synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_beats_pop_and_ease(name, trained, baselines, synthetic_ds):
     ndcg = evaluate(trained[name].score, synthetic_ds.test, ks=(10,))["ndcg@10"]
     # the generator's "successor of the last item" structure is invisible to Pop and diluted in EASE
@@ -49,6 +50,7 @@ def test_beats_pop_and_ease(name, trained, baselines, synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_save_load_identical_scores(name, trained, synthetic_ds, tmp_path):
     model = trained[name]
     model.save(tmp_path / name)
@@ -59,6 +61,7 @@ def test_save_load_identical_scores(name, trained, synthetic_ds, tmp_path):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_kv_cache_extend_matches_recompute(name, trained, synthetic_ds):
     model = trained[name]
     assert isinstance(model, IncrementalModel)
@@ -86,6 +89,7 @@ def test_kv_cache_extend_matches_recompute(name, trained, synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
 def test_embeddings_and_user_states_give_the_scores(name, trained, synthetic_ds):
     model = trained[name]
     h = synthetic_ds.test.history.take(slice(0, 20))
@@ -105,6 +109,7 @@ class StopAfter(Callback):
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path):
     kw = {"epochs": 3, "patience": 5}
     straight = fit(make("sasrec", **kw), synthetic_ds, ONE_THREAD, checkpoint_dir=tmp_path / "a")
@@ -123,6 +128,7 @@ def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path):
     assert torch.allclose(resumed.score(h), straight.score(h), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_sampled_softmax_trains(synthetic_ds):
     m = fit(make("sasrec", epochs=3, loss="sampled", n_negatives=64), synthetic_ds, ONE_THREAD)
     assert m.fit_info_["loss"] == "sampled"

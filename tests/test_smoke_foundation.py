@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from genrec.cli import main
 from genrec.evaluation import evaluate
 from genrec.models import get_model_class
 
 
+@pytest.mark.slow
 def test_pop_ml1m_matches_reference_figures(shared_data):
     """PROVENANCE.md of ml-1m-u2999 states Pop test HR@10 0.0377, NDCG@10 0.0179 under our protocol."""
     from genrec.data.cache import prepare
@@ -28,6 +31,7 @@ def test_ease_beats_pop_on_synthetic(synthetic_ds):
     assert ease["ndcg@10"] > 2 * pop["ndcg@10"]
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_recommend(tmp_path, capsys, shared_data):
     out = tmp_path / "run"
     assert main(["train", "--data", str(shared_data / "ml-100k"), "--model", "pop", "--out", str(out)]) == 0

@@ -127,6 +127,7 @@ def test_collision_level_makes_ids_unique():
     assert uniqueness(np.r_[full, more]) == 1.0
 
 
+@pytest.mark.slow
 def test_trained_model_ids_unique_and_fit_info(cold_setup):
     ds, _, model = cold_setup
     codes = model.codes_[1:].numpy()
@@ -138,6 +139,7 @@ def test_trained_model_ids_unique_and_fit_info(cold_setup):
     assert model.fit_info_["stop_reason"] in {"epochs", "early stopping"}
 
 
+@pytest.mark.slow
 def test_time_budget_stops_training(cold_setup):
     ds, _, _ = cold_setup
     cfg = TigerConfig(**{**SMALL, "rq_epochs": 5, "epochs": 50, "patience": 50, "max_minutes": 1e-6})
@@ -147,6 +149,7 @@ def test_time_budget_stops_training(cold_setup):
     assert len(model.fit_info_["history"]) == 1
 
 
+@pytest.mark.slow
 def test_scores_are_exact_log_probs_and_beat_popularity(cold_setup):
     ds, _, model = cold_setup
     hist = ds.test.history.take(slice(0, 64))
@@ -162,6 +165,7 @@ def test_scores_are_exact_log_probs_and_beat_popularity(cold_setup):
     assert ndcg > 1.5 * pop
 
 
+@pytest.mark.slow
 def test_generated_items_valid_distinct_with_filters(cold_setup):
     ds, _, model = cold_setup
     hist = ds.test.history.take(slice(0, 50))
@@ -189,6 +193,7 @@ def test_generated_items_valid_distinct_with_filters(cold_setup):
     )
 
 
+@pytest.mark.slow
 def test_cold_start_items_reach_the_right_users(cold_setup):
     ds, meta, _ = cold_setup
     model, new = _with_cold(cold_setup)
@@ -209,6 +214,7 @@ def test_cold_start_items_reach_the_right_users(cold_setup):
     assert match > 2 * chance, (match, chance)
 
 
+@pytest.mark.slow
 def test_save_load_round_trip(cold_setup, tmp_path):
     ds, _, _ = cold_setup
     model, _ = _with_cold(cold_setup)
@@ -221,6 +227,7 @@ def test_save_load_round_trip(cold_setup, tmp_path):
     assert (a == b).all()
 
 
+@pytest.mark.slow
 def test_cold_items_in_the_catalogue_rank_above_chance():
     """Items with text but no interaction at training time (the benchmark's cold slice) must not be
     pushed below the others: the training softmax leaves them out, so they are ranked by their codes."""
@@ -243,6 +250,7 @@ def test_cold_items_in_the_catalogue_rank_above_chance():
     assert recall > 2 * chance, (recall, chance)
 
 
+@pytest.mark.slow
 def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     """With `id_input` the history tokens also carry a learned item embedding; items never seen in
     training keep a zero one, so they are still ranked above chance through their codes and text, and

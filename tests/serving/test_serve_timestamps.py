@@ -12,6 +12,8 @@ from genrec.data.dataset import Histories
 from genrec.models import Recommender
 from genrec.serving.registry import Registry
 
+pytestmark = pytest.mark.slow  # trains HSTU
+
 KEY = {"X-API-Key": API_KEY}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pytest
 from conftest import API_KEY, make_client
 
 from genrec.cli import main
@@ -67,6 +68,7 @@ def future_ndcg(version, plan: dict, upto: int, n_total: int) -> float:
     return evaluate(restricted_score(version.model, cat.n_items, n_total + 1), ev, ks=(10,))["ndcg@10"]
 
 
+@pytest.mark.slow
 def test_update_learns_shifted_taste_and_gate_rejects_broken(run_dir, tmp_path, monkeypatch, capsys):
     events = f"sqlite:///{tmp_path / 'events.db'}"
     reg = Registry(run_dir)

@@ -72,6 +72,7 @@ def multdae_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_update_fine_tunes_on_shifted_taste(multdae_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(multdae_run, run)
