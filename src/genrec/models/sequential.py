@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender, grow_into
+from genrec.models.base import DotProductScores, IncrementalModel, ModelConfig, Recommender, grow_into
 
 LOSSES = ("auto", "ce", "sampled")
 DEVICES = ("auto", "cpu", "cuda")
@@ -138,10 +138,13 @@ def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
     return cache
 
 
-class SequentialRecommender(Recommender):
-    """Recommender + IncrementalModel around a SeqNet. Subclasses set name, config_cls, build_net."""
+class SequentialRecommender(Recommender, IncrementalModel, DotProductScores):
+    """Recommender + IncrementalModel + DotProductScores around a SeqNet. Subclasses set name,
+    config_cls, build_net."""
 
     config_cls = SequentialConfig
+    next_item_logits = True  # scores are next-item logits (trained with a softmax over the items)
+    embedding_scoring = "score(user, item) = user_vector . item_vector (next-item logit)"
     score_batch = 256  # rows per forward pass at inference (bounds attention memory)
     warm_starts = True
 
@@ -190,9 +193,10 @@ class SequentialRecommender(Recommender):
     def _device(self) -> torch.device:
         return next(self._require_net().parameters()).device
 
+    # --- DotProductScores: score = user_embeddings @ item_embeddings().T ---------------------
     @torch.no_grad()
-    def user_states(self, histories: Histories) -> torch.Tensor:
-        """(B, D) state after each history; next-item scores are `user_states @ item_embeddings().T`."""
+    def user_embeddings(self, histories: Histories) -> torch.Tensor:
+        """(B, D) final hidden state after each history."""
         net = self._require_net()
         net.eval()
         out = []
@@ -218,10 +222,10 @@ class SequentialRecommender(Recommender):
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
-        states = self.user_states(histories).to(self._device())
+        states = self.user_embeddings(histories).to(self._device())
         return self._scores(states)
 
-    # --- IncrementalModel (genrec.generation.protocol) ---------------------------------------
+    # --- IncrementalModel ---------------------------------------------------------------------
     @torch.no_grad()
     def start(self, histories: Histories) -> tuple[torch.Tensor, dict]:
         """Encode histories (left-padded, one pass) and keep every layer's keys/values."""

@@ -377,7 +377,7 @@ def raw_scores(jobs: list[Job]) -> torch.Tensor:
             [jobs[b].items for b in missing],
             timestamps=[jobs[b].timestamps for b in missing] if timed else None,
         )
-        fresh = model.user_states(hist)  # (M, D): one transformer pass for every miss
+        fresh = model.user_embeddings(hist)  # (M, D): one transformer pass for every miss
         states[missing] = fresh
         for b, s in zip(missing, fresh):
             if digests[b] is not None:
