@@ -21,20 +21,22 @@ from genrec.data.dataset import Dataset, Histories
 from genrec.data.ids import IdMap
 from genrec.generation.constraints import Constraints
 from genrec.generation.explanations import explain as explain_lists
-from genrec.generation.search import Slates, generate
+from genrec.generation.search import generate
 from genrec.models.base import Recommender
 
 
-def records(item_ids: IdMap, item_title: np.ndarray | None, users: Sequence[str | None], slates: Slates,
-            because: list[list[list[int]]] | None = None) -> list[dict]:
-    """One `{"user_id", "items": [{"item_id", "score", "title"?, "because"?}]}` per row, raw ids as
-    strings; padding slots (fewer eligible items than k) are left out, titles only where non-empty."""
+def records(item_ids: IdMap, item_title: np.ndarray | None, users: Sequence[str | None],
+            items: Sequence[np.ndarray], scores: Sequence[np.ndarray],
+            because: Sequence[list[list[int]]] | None = None) -> list[dict]:
+    """One `{"user_id", "items": [{"item_id", "score", "title"?, "because"?}]}` per row of internal
+    `items` and their `scores`, raw ids as strings; padding slots (item 0: fewer eligible items than
+    k) are left out, titles only where non-empty."""
     out = []
-    for b, (u, items, scores) in enumerate(zip(users, slates.items, slates.scores)):
+    for b, (u, row, row_scores) in enumerate(zip(users, items, scores)):
         recs = []
-        for j in np.flatnonzero(items > 0):
-            i = int(items[j])
-            rec: dict[str, Any] = {"item_id": item_ids.id(i), "score": float(scores[j])}
+        for j in np.flatnonzero(row > 0):
+            i = int(row[j])
+            rec: dict[str, Any] = {"item_id": item_ids.id(i), "score": float(row_scores[j])}
             title = str(item_title[i]) if item_title is not None else ""
             if title:
                 rec["title"] = title
@@ -104,5 +106,5 @@ class Generator:
         cons = self.constraints(allow, block, category_cap, exclude_seen)
         slates = generate(self.model, hist, k, strategy, cons, **options)
         because = explain_lists(self.model, hist, slates.items) if explain else None
-        return records(ds.item_ids, ds.item_title, who, slates, because)
+        return records(ds.item_ids, ds.item_title, who, slates.items, slates.scores, because)
 

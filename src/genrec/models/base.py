@@ -202,8 +202,13 @@ class ExportsEmbeddings(Protocol):
 
 @runtime_checkable
 class DotProductScores(ExportsEmbeddings, Protocol):
-    """`score(h)` equals `user_embeddings(h) @ item_embeddings().T` with column 0 at -inf, so a server
-    may cache a user's vector and score with one matrix product."""
+    """`score(h)` equals `scores_from_embeddings(user_embeddings(h))`, i.e. user vectors @
+    item_embeddings().T with column 0 at -inf, so a server may cache a user's vector and score with one
+    matrix product."""
+
+    def scores_from_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) scores of (B, D) user vectors."""
+        ...
 
 
 @runtime_checkable

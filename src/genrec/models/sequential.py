@@ -215,6 +215,9 @@ class SequentialRecommender(Recommender, IncrementalModel, DotProductScores):
         """(n_items + 1, D) output item embeddings; row 0 is padding."""
         return self._require_net().item_emb.weight.detach().float().cpu()
 
+    def scores_from_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        return self._scores(users.to(self._device()))
+
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
         scores = hidden.float() @ self._require_net().item_emb.weight.float().T
         scores[:, 0] = -torch.inf
@@ -222,8 +225,7 @@ class SequentialRecommender(Recommender, IncrementalModel, DotProductScores):
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
-        states = self.user_embeddings(histories).to(self._device())
-        return self._scores(states)
+        return self.scores_from_embeddings(self.user_embeddings(histories))
 
     # --- IncrementalModel ---------------------------------------------------------------------
     @torch.no_grad()
