@@ -15,16 +15,17 @@ import torch
 from genrec.data.dataset import Histories
 from genrec.generation import Constraints, beam_search, generate, sample, top_k_slates
 from genrec.generation.decoders import RecomputeDecoder, decoder_for, extend_histories
-from genrec.generation.protocol import IncrementalModel
-from genrec.generation.search import gumbel, nucleus, row_keys
 from genrec.models import get_model_class
-from genrec.models.base import Recommender
+from genrec.models.base import ExportsEmbeddings, IncrementalModel, Recommender
+from genrec.ranking import gumbel, nucleus, row_keys
 
 
-class DecayRNN(Recommender):
+class DecayRNN(Recommender, IncrementalModel, ExportsEmbeddings):
     """h_t = tanh(0.7 h_{t-1} + E[i_t]); scores = 3 * h @ E.T."""
 
     name = "decay-rnn"
+    next_item_logits = True
+    embedding_scoring = "score(user, item) = 3 * user_vector . item_vector"
 
     def __init__(self, n_items: int, dim: int = 16, seed: int = 0) -> None:
         super().__init__()
@@ -39,7 +40,7 @@ class DecayRNN(Recommender):
     def _scores(self, h: torch.Tensor) -> torch.Tensor:
         return 3 * h @ self.E.T
 
-    def user_states(self, histories: Histories) -> torch.Tensor:
+    def user_embeddings(self, histories: Histories) -> torch.Tensor:
         x = torch.from_numpy(histories.padded(left=True))  # (B, L), pads on the left keep h = 0
         h = torch.zeros(len(histories), self.E.shape[1])
         for t in range(x.shape[1]):
@@ -50,10 +51,10 @@ class DecayRNN(Recommender):
         return self.E
 
     def score(self, histories: Histories) -> torch.Tensor:
-        return self._scores(self.user_states(histories))
+        return self._scores(self.user_embeddings(histories))
 
     def start(self, histories: Histories):
-        h = self.user_states(histories)
+        h = self.user_embeddings(histories)
         return self._scores(h), h
 
     def extend(self, cache: torch.Tensor, items: torch.Tensor):
@@ -67,6 +68,8 @@ class DecayRNN(Recommender):
 class NoCache(Recommender):
     """The same model seen through `score` only (no protocol): generation must recompute prefixes."""
 
+    next_item_logits = True
+
     def __init__(self, inner: DecayRNN) -> None:
         super().__init__()
         self.inner, self.n_items_ = inner, inner.n_items_
@@ -77,6 +80,8 @@ class NoCache(Recommender):
 
 class FixedScores(Recommender):
     """History-independent, tie-free scores per user: generation order = score order."""
+
+    next_item_logits = True
 
     def __init__(self, n_items: int) -> None:
         super().__init__()
@@ -237,6 +242,8 @@ def test_sampling_follows_the_softmax(synthetic_ds):
     logits = torch.tensor([0.0, 1.0, 0.5, -0.5, 2.0, 0.0])
 
     class Five(Recommender):
+        next_item_logits = True
+
         def score(self, h):
             return logits.expand(len(h), -1).clone()
 
@@ -282,18 +289,61 @@ def test_batched_equals_per_user(strategy, rnn, hist, synthetic_ds):
 
 
 def test_models_without_the_protocol(synthetic_ds, hist):
-    ease = get_model_class("ease")(l2=100.0).fit(synthetic_ds)
-    assert not isinstance(ease, IncrementalModel)
-    top = generate(ease, hist, 10, "topk")
-    items, _ = ease.recommend(hist, 10)
-    np.testing.assert_array_equal(top.items, items)
+    """Mult-DAE's softmax is its next-item distribution but it has no KV cache: beam and sample
+    re-score the extended history."""
+    dae = get_model_class("multdae")(epochs=1, hidden=[32]).fit(synthetic_ds)
+    assert not isinstance(dae, IncrementalModel)
     cons = Constraints(category_cap=2, item_category=synthetic_ds.item_category)
     for strategy in ("beam", "sample"):
-        s = generate(ease, hist, 10, strategy, cons, beam_size=2, seed=0)
+        s = generate(dae, hist, 10, strategy, cons, beam_size=2, seed=0)
         check_rules(synthetic_ds, hist, s.items, cons)
         assert (s.items > 0).all()
     with pytest.raises(ValueError, match="no KV cache"):
-        generate(ease, hist, 10, "beam", use_cache=True)
+        generate(dae, hist, 10, "beam", use_cache=True)
+
+
+@pytest.mark.parametrize("name", ["ease", "pop"])
+def test_beam_and_sample_refused_without_a_next_item_distribution(name, synthetic_ds, hist):
+    model = get_model_class(name)(**({"l2": 100.0} if name == "ease" else {})).fit(synthetic_ds)
+    top = generate(model, hist, 10, "topk")
+    check_rules(synthetic_ds, hist, top.items, Constraints())
+    assert (np.diff(top.scores, axis=1) <= 0).all()  # topk scores are the model's, best first
+    for strategy in ("beam", "sample"):
+        with pytest.raises(ValueError, match=f"{name} scores are not a distribution over next items.*"
+                                             "use strategy topk"):
+            generate(model, hist, 10, strategy)
+    with pytest.raises(ValueError, match="not a distribution"):
+        beam_search(model, hist, 10)
+    with pytest.raises(ValueError, match="not a distribution"):
+        sample(model, hist, 10)
+
+
+@pytest.mark.parametrize("strategy", ["topk", "beam", "sample"])
+def test_per_row_constraints_equal_row_by_row_calls(strategy, rnn, hist, synthetic_ds):
+    """One call with a different blocked / allowed set per row = one call per row with that row's set."""
+    h = hist.take(np.arange(9))
+    rng = np.random.default_rng(3)
+    n = synthetic_ds.n_items
+    blocked = [rng.choice(np.arange(1, n + 1), int(rng.integers(0, 60)), replace=False)
+               for _ in range(len(h))]
+    allowed = [None if b % 3 else rng.choice(np.arange(1, n + 1), 80, replace=False) for b in range(len(h))]
+    cap = dict(category_cap=3, item_category=synthetic_ds.item_category)
+    batched = generate(rnn, h, 8, strategy, Constraints(allowed=allowed, blocked=blocked, **cap),
+                       beam_size=3, seed=2, batch_size=4)
+    for b in range(len(h)):
+        one = generate(rnn, h.take([b]), 8, strategy,
+                       Constraints(allowed=allowed[b], blocked=blocked[b], **cap), beam_size=3, seed=2)
+        np.testing.assert_array_equal(batched.items[b], one.items[0])
+        np.testing.assert_allclose(batched.scores[b], one.scores[0], rtol=1e-5)
+        assert not set(batched.items[b].tolist()) & set(blocked[b].tolist())
+        if allowed[b] is not None:
+            assert set(batched.items[b][batched.items[b] > 0].tolist()) <= set(allowed[b].tolist())
+    # the rows really differ: the same call with row 0's filters everywhere gives other lists
+    same = generate(rnn, h, 8, strategy, Constraints(allowed=allowed[0], blocked=blocked[0], **cap),
+                    beam_size=3, seed=2)
+    assert (same.items != batched.items).any()
+    with pytest.raises(ValueError, match="2 rows but there are 9 histories"):
+        generate(rnn, h, 8, strategy, Constraints(blocked=blocked[:2]))
 
 
 def test_extend_histories_keeps_order_and_timestamps():

@@ -31,6 +31,16 @@ def ease_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def seq_run(tmp_path_factory):
+    """A next-item model (SASRec tiny, one epoch): beam search and sampling apply."""
+    out = tmp_path_factory.mktemp("gen-cli") / "sasrec"
+    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=1", "--set",
+            "threads=1", "--k", "10", "--out", str(out)]
+    assert main(args) == 0
+    return out
+
+
 def recommend_json(capsys, run, *args) -> dict:
     capsys.readouterr()
     assert main(["recommend", str(run), "--json", *args]) == 0
@@ -38,66 +48,105 @@ def recommend_json(capsys, run, *args) -> dict:
 
 
 @pytest.mark.parametrize("strategy", ["topk", "beam", "sample"])
-def test_recommend_json_schema_and_constraints(strategy, ease_run, capsys, tmp_path):
-    ds = load_run(ease_run).dataset
+def test_recommend_json_schema_and_constraints(strategy, seq_run, capsys, tmp_path):
+    ds = load_run(seq_run).dataset
     user = str(ds.user_raw[5])
-    seen = {ds.item_raw[i] for i in ds.full_history(np.array([5])).items}
-    out = recommend_json(capsys, ease_run, "--user", user, "-k", "10", "--strategy", strategy,
+    seen = {str(ds.item_raw[i]) for i in ds.full_history(np.array([5])).items}
+    out = recommend_json(capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy,
                          "--beam-size", "3")
     assert set(out) == {"user_id", "items"} and out["user_id"] == user
     assert len(out["items"]) == 10 and all(set(r) == {"item_id", "score", "title"} for r in out["items"])
     ids = [r["item_id"] for r in out["items"]]
-    assert len(set(ids)) == 10 and not set(ids) & seen and set(ids) <= set(ds.item_raw[1:].tolist())
-    titles = {ds.item_raw[i]: t for i, t in enumerate(ds.item_title)}
+    assert all(isinstance(i, str) for i in ids)
+    assert len(set(ids)) == 10 and not set(ids) & seen and set(ids) <= set(ds.item_ids.raw[1:].tolist())
+    titles = {str(ds.item_raw[i]): t for i, t in enumerate(ds.item_title)}
     assert all(titles[r["item_id"]] == r["title"] for r in out["items"])
     # constraints from files of raw ids, and a category cap
     block = tmp_path / "block.txt"
     block.write_text("\n".join(str(i) for i in ids[:3]) + "\n")
-    out2 = recommend_json(capsys, ease_run, "--user", user, "-k", "10", "--strategy", strategy, "--block",
+    out2 = recommend_json(capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy, "--block",
                           str(block), "--category-cap", "2")
     ids2 = [r["item_id"] for r in out2["items"]]
     assert len(ids2) == 10 and not set(ids2) & set(ids[:3])
-    cat = {ds.item_raw[i]: c for i, c in enumerate(ds.item_category)}
+    cat = {str(ds.item_raw[i]): c for i, c in enumerate(ds.item_category)}
     assert max(Counter(cat[i] for i in ids2).values()) <= 2
     allow = tmp_path / "allow.txt"
     allow.write_text("\n".join(str(i) for i in ids[3:8]))
-    out3 = recommend_json(capsys, ease_run, "--user", user, "-k", "10", "--strategy", strategy, "--allow",
+    out3 = recommend_json(capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy, "--allow",
                           str(allow))
     assert sorted(r["item_id"] for r in out3["items"]) == sorted(ids[3:8])
 
 
-def test_recommend_sampling_seeded_and_text_output(ease_run, capsys):
+def test_recommend_sampling_seeded_and_text_output(seq_run, capsys):
     args = ["--user", "3", "-k", "8", "--strategy", "sample", "--temperature", "2", "--top-p", "0.9"]
-    a = recommend_json(capsys, ease_run, *args, "--seed", "1")
-    b = recommend_json(capsys, ease_run, *args, "--seed", "1")
-    c = recommend_json(capsys, ease_run, *args, "--seed", "2")
+    a = recommend_json(capsys, seq_run, *args, "--seed", "1")
+    b = recommend_json(capsys, seq_run, *args, "--seed", "1")
+    c = recommend_json(capsys, seq_run, *args, "--seed", "2")
     assert a == b and a != c
-    assert main(["recommend", str(ease_run), "--user", "3", "-k", "5", "--strategy", "beam"]) == 0
+    assert main(["recommend", str(seq_run), "--user", "3", "-k", "5", "--strategy", "beam"]) == 0
     text = capsys.readouterr().out
     assert "beam search (beam 4)" in text and len(text.strip().splitlines()) == 6
 
 
-def test_recommend_bad_input(ease_run, capsys, tmp_path):
+def test_recommend_bad_input(ease_run, seq_run, capsys, tmp_path):
     bad = tmp_path / "block.txt"
     bad.write_text("no-such-item\n")
     assert main(["recommend", str(ease_run), "--user", "3", "--block", str(bad)]) == 2
     assert "no-such-item" in capsys.readouterr().err
-    assert main(["recommend", str(ease_run), "--user", "3", "--strategy", "beam", "--beam-size", "0"]) == 2
+    assert main(["recommend", str(seq_run), "--user", "3", "--strategy", "beam", "--beam-size", "0"]) == 2
     assert "beam_size" in capsys.readouterr().err
+    assert main(["recommend", str(ease_run), "--user", "nobody"]) == 2
+    assert "unknown user id 'nobody'" in capsys.readouterr().err
 
 
-def test_batched_api_matches_cli(ease_run, capsys):
-    gen = Generator.from_run(ease_run)
+def test_recommend_k_is_bounded(ease_run, capsys):
+    assert main(["recommend", str(ease_run), "--user", "3", "-k", "1001"]) == 2
+    err = capsys.readouterr().err
+    assert "-k 1001" in err and "limit of 1000" in err
+    assert main(["recommend", str(ease_run), "--user", "3", "-k", "1000", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["items"]) < 1000  # the catalogue is smaller
+
+
+@pytest.mark.parametrize("strategy", ["beam", "sample"])
+def test_beam_and_sample_refused_for_ease(strategy, ease_run, capsys):
+    capsys.readouterr()
+    assert main(["recommend", str(ease_run), "--user", "3", "--strategy", strategy]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("genrec: error: ease scores are not a distribution over "
+                                                   "next items") and "use strategy topk" in lines[0]
+    with pytest.raises(ValueError, match="ease scores are not a distribution over next items"):
+        Generator.from_run(ease_run).recommend(["3"], k=5, strategy=strategy)
+
+
+def test_batched_api_matches_cli(seq_run, capsys):
+    gen = Generator.from_run(seq_run)
     users = ["3", "7", "11"]
     lists = gen.recommend(users, k=6, strategy="beam", beam_size=3, category_cap=2)
     for u, rec in zip(users, lists):
-        cli = recommend_json(capsys, ease_run, "--user", u, "-k", "6", "--strategy", "beam",
+        cli = recommend_json(capsys, seq_run, "--user", u, "-k", "6", "--strategy", "beam",
                              "--beam-size", "3", "--category-cap", "2")
         assert rec["user_id"] == u
         assert [r["item_id"] for r in rec["items"]] == [r["item_id"] for r in cli["items"]]
     raw = gen.dataset.item_raw
     adhoc = gen.recommend(histories=[[raw[1], raw[2]]], k=4, strategy="sample")
     assert adhoc[0]["user_id"] is None and len(adhoc[0]["items"]) == 4
+    # an int id names the same user; the output id is the dataset's id as a string
+    assert gen.recommend([3], k=4)[0] == gen.recommend(["3"], k=4)[0]
+    assert gen.recommend([3])[0]["user_id"] == "3"
+
+
+def test_explanations_from_python(ease_run):
+    gen = Generator.from_run(ease_run)
+    rec = gen.recommend(["5"], k=4, explain=True)[0]
+    history = set(gen.dataset.item_ids.ids(gen.histories(["5"]).row(0)))
+    B = gen.model.B_
+    for r in rec["items"]:
+        assert r["because"] and set(r["because"]) <= history
+        i = gen.dataset.item_ids.index(r["item_id"])
+        w = [float(B[gen.dataset.item_ids.index(h), i]) for h in r["because"]]
+        assert w == sorted(w, reverse=True) and w[-1] > 0  # EASE: the deltas are B[h, i]
 
 
 def test_export_ease_fallback_and_pop_error(ease_run, tmp_path, capsys):

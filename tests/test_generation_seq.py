@@ -11,8 +11,8 @@ import torch
 
 from genrec.generation import Constraints, beam_search, sample
 from genrec.generation.export import export_embeddings, read_embeddings
-from genrec.generation.protocol import IncrementalModel
 from genrec.models import get_model_class
+from genrec.models.base import IncrementalModel
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -9,7 +9,7 @@ import torch
 from genrec.data.dataset import Histories
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
-from genrec.models.base import IncrementalModel
+from genrec.models.base import DotProductScores, IncrementalModel
 from genrec.models.next_item import TrainingWindows
 from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
@@ -90,10 +90,11 @@ def test_kv_cache_extend_matches_recompute(name, trained, synthetic_ds):
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
 @pytest.mark.slow
-def test_embeddings_and_user_states_give_the_scores(name, trained, synthetic_ds):
+def test_user_and_item_embeddings_give_the_scores(name, trained, synthetic_ds):
     model = trained[name]
+    assert isinstance(model, DotProductScores) and model.next_item_logits
     h = synthetic_ds.test.history.take(slice(0, 20))
-    states, emb = model.user_states(h), model.item_embeddings()
+    states, emb = model.user_embeddings(h), model.item_embeddings()
     assert emb.shape[0] == synthetic_ds.n_items + 1 and states.shape == (20, emb.shape[1])
     assert torch.allclose((states @ emb.T)[:, 1:], model.score(h)[:, 1:], atol=1e-4)
 

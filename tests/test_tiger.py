@@ -16,7 +16,10 @@ from genrec.data.cache import prepare
 from genrec.data.dataset import Histories
 from genrec.data.synthetic import generate
 from genrec.data.types import DataConfig
+from genrec.generation import Constraints
+from genrec.generation import generate as generate_lists
 from genrec.models import Recommender, get_model_class
+from genrec.models.base import CodeTrieModel
 from genrec.models.rqvae import (
     RQVAEConfig,
     add_collision_level,
@@ -166,31 +169,44 @@ def test_scores_are_exact_log_probs_and_beat_popularity(cold_setup):
 
 
 @pytest.mark.slow
-def test_generated_items_valid_distinct_with_filters(cold_setup):
+def test_trie_beam_gives_valid_distinct_eligible_items(cold_setup):
     ds, _, model = cold_setup
+    assert isinstance(model, CodeTrieModel) and model.next_item_logits
     hist = ds.test.history.take(slice(0, 50))
-    for beam in (None, 20):
-        items, scores = model.recommend(hist, k=10, beam=beam)
-        assert (items > 0).all()
-        _assert_valid_lists(items, hist, ds.n_items)
+    for strategy in ("topk", "beam", "sample"):
+        s = generate_lists(model, hist, 10, strategy, beam_size=20, seed=1)
+        assert (s.items > 0).all()
+        _assert_valid_lists(s.items, hist, ds.n_items)
+    beam = generate_lists(model, hist, 10, "beam", beam_size=20)
+    assert (np.diff(beam.scores, axis=1) <= 1e-6).all() and (beam.scores <= 0).all()
+    # each beam score is the exact log p(item | history)
+    exact = model.score(hist).gather(1, torch.from_numpy(beam.items)).numpy()
+    np.testing.assert_allclose(beam.scores, exact, atol=1e-4)
     # beam search finds the same top items as ranking the exact scores when the beam is wide
-    exact, _ = model.recommend(hist, k=5)
-    wide, _ = model.recommend(hist, k=5, beam=ds.n_items)
-    assert (exact == wide).mean() > 0.95
+    top = generate_lists(model, hist, 5, "topk")
+    wide = generate_lists(model, hist, 5, "beam", beam_size=ds.n_items)
+    assert (top.items == wide.items).mean() > 0.95
     allowed = np.arange(1, 60)
     blocked = np.arange(1, 30)
-    items, _ = model.recommend(hist, k=10, beam=15, allowed=allowed, blocked=blocked)
-    got = items[items > 0]
+    s = generate_lists(model, hist, 10, "beam", Constraints(allowed=allowed, blocked=blocked), beam_size=15)
+    got = s.items[s.items > 0]
     assert got.min() >= 30 and got.max() < 60
+    _assert_valid_lists(s.items, hist, ds.n_items)
+    # per-row blocked sets: row b never gets its own blocked items, and equals a call for that row alone
+    free = generate_lists(model, hist.take(slice(0, 6)), 10, "beam", beam_size=12)
+    per_row = [free.items[b][: b + 1] for b in range(6)]
+    s = generate_lists(model, hist.take(slice(0, 6)), 10, "beam", Constraints(blocked=per_row), beam_size=12)
+    for b in range(6):
+        assert not set(s.items[b].tolist()) & set(per_row[b].tolist()) and (s.items[b] > 0).all()
+        one = generate_lists(model, hist.take([b]), 10, "beam", Constraints(blocked=per_row[b]), beam_size=12)
+        np.testing.assert_array_equal(s.items[b], one.items[0])
     # fewer eligible items than k: padded with 0 / -inf, never invalid
-    items, scores = model.recommend(
-        hist.take([0]), k=10, beam=10, allowed=np.array([5, 6, 7]), exclude_seen=False
-    )
-    assert (
-        set(items[0][:3].tolist()) == {5, 6, 7}
-        and (items[0][3:] == 0).all()
-        and np.isinf(scores[0][3:]).all()
-    )
+    s = generate_lists(model, hist.take([0]), 10, "beam",
+                 Constraints(allowed=np.array([5, 6, 7]), exclude_seen=False), beam_size=10)
+    assert set(s.items[0][:3].tolist()) == {5, 6, 7} and (s.items[0][3:] == 0).all()
+    assert np.isinf(s.scores[0][3:]).all()
+    with pytest.raises(ValueError, match="category_cap is not supported by beam search over a code trie"):
+        generate_lists(model, hist, 5, "beam", Constraints(category_cap=2, item_category=ds.item_category))
 
 
 @pytest.mark.slow
@@ -199,7 +215,7 @@ def test_cold_start_items_reach_the_right_users(cold_setup):
     model, new = _with_cold(cold_setup)
     assert model.n_items_ == ds.n_items + len(meta) and uniqueness(model.codes_[1:].numpy()) == 1.0
     hist = ds.test.history
-    items, _ = model.recommend(hist, k=3, beam=10, allowed=new)
+    items = generate_lists(model, hist, 3, "beam", Constraints(allowed=new), beam_size=10).items
     _assert_valid_lists(items, hist, model.n_items_)
     assert set(items.ravel().tolist()) <= set(new.tolist())
     # each user's favourite category (from the history) vs the recommended cold items' category
@@ -222,8 +238,8 @@ def test_save_load_round_trip(cold_setup, tmp_path):
     loaded = Recommender.load(tmp_path / "m")
     hist = ds.test.history.take(slice(0, 32))
     assert torch.equal(model.score(hist), loaded.score(hist))
-    a, _ = model.recommend(hist, k=10, beam=12)
-    b, _ = loaded.recommend(hist, k=10, beam=12)
+    a = generate_lists(model, hist, 10, "beam", beam_size=12).items
+    b = generate_lists(loaded, hist, 10, "beam", beam_size=12).items
     assert (a == b).all()
 
 
@@ -281,6 +297,6 @@ def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     loaded = Recommender.load(tmp_path / "m")
     hist = ds.test.history.take(slice(0, 32))
     assert torch.equal(model.score(hist), loaded.score(hist))
-    items, _ = loaded.recommend(hist, k=3, beam=6, allowed=new)
+    items = generate_lists(loaded, hist, 3, "beam", Constraints(allowed=new), beam_size=6).items
     _assert_valid_lists(items, hist, loaded.n_items_)
     assert set(items.ravel().tolist()) <= set(new.tolist())

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from genrec.cli import main
+from genrec.generation import Constraints, generate
 from genrec.training.runs import load_run
 
 TINY = [
@@ -59,9 +60,9 @@ def test_items_add_then_recommend(run_dir, tmp_path, capsys):
     assert run.dataset.item_title[-1] == "Pocket chess guide, no. 9002"
     new = run.dataset.item_ids.indices([9001, 9002])
     hist = run.dataset.full_history(np.arange(1, 41))
-    items, _ = run.model.recommend(hist, k=2, beam=4, allowed=new)
+    items = generate(run.model, hist, 2, "beam", Constraints(allowed=new), beam_size=4).items
     assert sorted(set(items.ravel().tolist())) == sorted(new.tolist())
-    items, _ = run.model.recommend(hist, k=20, beam=30)
+    items = generate(run.model, hist, 20, "beam", beam_size=30).items
     for row in items:
         assert len(set(row.tolist())) == 20 and row.min() >= 1 and row.max() <= n
     # the CLI sees the new ids too
@@ -69,10 +70,32 @@ def test_items_add_then_recommend(run_dir, tmp_path, capsys):
     allow.write_text("9001\n9002\n")
     assert main(["recommend", str(run_dir), "--user", "1", "-k", "2", "--allow", str(allow), "--json"]) == 0
     got = json.loads(capsys.readouterr().out)
-    assert sorted(r["item_id"] for r in got["items"]) == [9001, 9002]
+    assert sorted(r["item_id"] for r in got["items"]) == ["9001", "9002"]
     # adding the same id again is refused
     assert main(["items", "add", str(run_dir), str(csv)]) == 2
     assert "already in the catalogue" in capsys.readouterr().err
+
+
+def test_cli_beam_decodes_over_the_trie(run_dir, tmp_path, capsys):
+    """`--strategy beam` on tiger reaches the trie decoder: valid, distinct, eligible items with the
+    exact log p(item | history) as score, blocked items never."""
+    run = load_run(run_dir)
+    ds = run.dataset
+    capsys.readouterr()
+    assert main(["recommend", str(run_dir), "--user", "2", "-k", "8", "--strategy", "beam", "--json"]) == 0
+    free = json.loads(capsys.readouterr().out)["items"]
+    block = tmp_path / "block.txt"
+    block.write_text("\n".join(r["item_id"] for r in free[:3]))
+    args = ["--user", "2", "-k", "8", "--strategy", "beam", "--block", str(block), "--json"]
+    assert main(["recommend", str(run_dir), *args]) == 0
+    got = json.loads(capsys.readouterr().out)["items"]
+    ids = [r["item_id"] for r in got]
+    seen = set(ds.item_ids.ids(ds.full_history(ds.user_ids.indices(["2"])).items))
+    assert len(ids) == 8 == len(set(ids)) and not set(ids) & seen
+    assert not set(ids) & {r["item_id"] for r in free[:3]} and set(ids) <= set(ds.item_ids.raw[1:].tolist())
+    hist = ds.full_history(ds.user_ids.indices(["2"]))
+    exact = run.model.score(hist)[0, torch.from_numpy(ds.item_ids.indices(ids))].numpy()
+    np.testing.assert_allclose([r["score"] for r in got], exact, atol=1e-4)
 
 
 @pytest.mark.parametrize(

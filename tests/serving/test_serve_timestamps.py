@@ -48,7 +48,7 @@ def test_hstu_serves_with_history_times(hstu_run, tmp_path):
         assert cat.histories.timestamps is not None  # the catalogue keeps the dataset's times
 
         # POST: the same items at other times score differently, exactly as the model scores them
-        hist = [cat.item_id(i) for i in cat.histories.row(1)[:8]]
+        hist = [cat.item_ids.id(i) for i in cat.histories.row(1)[:8]]
         t0 = 1_600_000_000
         dense = [t0 + 60 * j for j in range(8)]  # a minute apart
         sparse = [t0 + 86_400 * 30 * j for j in range(8)]  # a month apart
@@ -56,21 +56,21 @@ def test_hstu_serves_with_history_times(hstu_run, tmp_path):
         b = scores(c.post("/recommend", json={"history": hist, "timestamps": sparse, "k": 20}))
         common = sorted(set(a) & set(b))
         assert a != b and not np.allclose([a[i] for i in common], [b[i] for i in common], atol=1e-3)
-        items = np.array([cat.item_index(h) for h in hist])
+        items = np.array([cat.item_ids.get(h) for h in hist])
         ref = model.score(Histories(np.array([0, 8]), items, np.array(dense)))[0]
-        assert np.allclose([a[i] for i in a], [float(ref[cat.item_index(i)]) for i in a], atol=1e-4)
+        assert np.allclose([a[i] for i in a], [float(ref[cat.item_ids.get(i)]) for i in a], atol=1e-4)
         iso = [f"2020-09-13T12:{26 + j:02d}:40Z" for j in range(8)]  # = dense, as ISO 8601
         assert scores(c.post("/recommend", json={"history": hist, "timestamps": iso, "k": 20})) == a
 
         # GET: a known user's training history is read with the dataset's times
-        got = scores(c.get("/recommend", params={"user_id": cat.user_id(cat.user_raw[1]), "k": 20}))
+        got = scores(c.get("/recommend", params={"user_id": cat.user_ids.id(1), "k": 20}))
         ref = model.score(cat.histories.take([1]))[0]
-        assert np.allclose([got[i] for i in got], [float(ref[cat.item_index(i)]) for i in got], atol=1e-4)
+        assert np.allclose([got[i] for i in got], [float(ref[cat.item_ids.get(i)]) for i in got], atol=1e-4)
 
         # feedback times count too: the same click a minute vs a year after the last training event
-        u = cat.user_id(cat.user_raw[2])
+        u = cat.user_ids.id(2)
         last = int(cat.histories.row_timestamps(2)[-1])
-        item = cat.item_id(int(np.setdiff1d(np.arange(1, cat.n_items + 1), cat.histories.row(2))[0]))
+        item = cat.item_ids.id(int(np.setdiff1d(np.arange(1, cat.n_items + 1), cat.histories.row(2))[0]))
         ev = {"event_id": "t1", "user_id": u, "item_id": item, "type": "click", "timestamp": last + 60}
         assert c.post("/feedback", json=ev, headers=KEY).status_code == 200
         soon = scores(c.get("/recommend", params={"user_id": u, "k": 20}))

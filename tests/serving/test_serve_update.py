@@ -22,15 +22,15 @@ def shifted_taste(catalog, n_new_items: int = 32, group: int = 24, seed: int = 1
     of 24; each user now consumes 16 unseen items of one group: 12 (wave 1), 3 (wave 2), 1 (future)."""
     rng = np.random.default_rng(seed)
     n_old = catalog.n_items
-    raw = [catalog.item_id(i) for i in range(1, n_old + 1)] + [n_old + 1 + j for j in range(n_new_items)]
+    raw = [catalog.item_ids.id(i) for i in range(1, n_old + 1)] + [n_old + 1 + j for j in range(n_new_items)]
     groups = rng.permutation(len(raw)).reshape(-1, group) if len(raw) % group == 0 else None
     assert groups is not None
     plan = {}
     for u in range(1, catalog.n_users + 1):
-        seen = {catalog.item_id(i) for i in catalog.histories.row(u)}
+        seen = {catalog.item_ids.id(i) for i in catalog.histories.row(u)}
         g = [raw[j] for j in rng.permutation(groups[rng.integers(len(groups))]) if raw[j] not in seen]
         if len(g) >= 16:
-            plan[catalog.user_id(catalog.user_raw[u])] = g[:16]
+            plan[catalog.user_ids.id(u)] = g[:16]
     return plan
 
 
@@ -56,12 +56,12 @@ def future_ndcg(version, plan: dict, upto: int, n_total: int) -> float:
     cat = version.catalog
     rows, targets = [], []
     for u, items in plan.items():
-        idx = cat.user_index(u)
+        idx = cat.user_ids.get(u)
         base = cat.histories.row(idx)
-        new = [cat.item_index(i) for i in items[:upto]]
+        new = [cat.item_ids.get(i) for i in items[:upto]]
         new = [i for i in new if i is not None and i not in set(base.tolist())]
         hist = np.concatenate([base, np.array(new, dtype=np.int64)]) if version.watermark == 0 else base
-        t = cat.item_index(items[upto])
+        t = cat.item_ids.get(items[upto])
         rows.append(hist)
         targets.append([t if t is not None else n_total + 1])  # unknown to this version: never ranked
     ev = EvalSet(Histories.from_lists(rows), Histories.from_lists(targets))
@@ -127,8 +127,9 @@ def test_update_excludes_erased_users(run_dir, tmp_path):
         assert client.post("/feedback", json=newcomer, headers=KEY).status_code == 200
     assert main(["update", str(run_dir), "--events", events]) == 0
     v2 = reg.load()
-    assert len(v2.catalog.histories.row(v2.catalog.user_index(victim))) == 0  # neither training nor feedback
-    assert v2.catalog.histories.row(v2.catalog.user_index("newcomer")).tolist() == [
+    # neither training nor feedback
+    assert len(v2.catalog.histories.row(v2.catalog.user_ids.get(victim))) == 0
+    assert v2.catalog.histories.row(v2.catalog.user_ids.get("newcomer")).tolist() == [
         1,
         2,
         3,

@@ -38,8 +38,8 @@ def test_cached_user_states_match_uncached_and_follow_feedback(sasrec_run, tmp_p
     ):
         model = cached.app.state.engine.state.version.model
         passes = []
-        orig = model.user_states
-        model.user_states = lambda h: passes.append(len(h)) or orig(h)
+        orig = model.user_embeddings
+        model.user_embeddings = lambda h: passes.append(len(h)) or orig(h)
         ref = recs(plain, users)
         first = recs(cached, users)
         assert sum(passes) == len(users)  # every user encoded once ...

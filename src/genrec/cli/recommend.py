@@ -6,66 +6,57 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 from genrec.cli.common import RAW, Subparsers, positive_int
+from genrec.data.ids import IdMap
 from genrec.data.types import DataError
 
 
-def _read_id_file(path: str, ds) -> np.ndarray:
-    """Internal ids of the raw item ids listed in `path`, one per line."""
+def _read_id_file(path: str, items: IdMap) -> list[str]:
+    """The raw item ids listed in `path`, one per line; DataError naming the file and line of an id
+    the dataset does not have."""
     p = Path(path)
     if not p.is_file():
         raise DataError(f"{p}: no such file")
-    out = []
-    for lineno, line in enumerate(p.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                out.append(ds.item_ids.index(line.strip()))
-            except KeyError:
-                raise DataError(f"{p}:{lineno}: unknown item id {line.strip()!r} in {ds.name}") from None
-    return np.array(out, dtype=np.int64)
+    lines = p.read_text().splitlines()
+    ids = [line.strip() for line in lines]
+    for lineno, raw in enumerate(ids, 1):
+        if raw and items.get(raw) is None:
+            raise DataError(f"{p}:{lineno}: unknown item id {raw!r} in {items.where}")
+    return [raw for raw in ids if raw]
 
 
 def cmd_recommend(a: argparse.Namespace) -> int:
-    from genrec.data.dataset import Histories
-    from genrec.generation import Constraints, Generator, generate
+    from genrec.data.ids import UnknownId
+    from genrec.generation import MAX_K, Generator
 
-    gen = Generator.from_run(a.run)
-    ds = gen.dataset
+    if a.k > MAX_K:
+        raise DataError(f"-k {a.k} is over the limit of {MAX_K} items per list")
     if (a.user is None) == (a.history is None):
         raise DataError("pass exactly one of --user ID or --history ITEM,ITEM,...")
-    cons = Constraints(exclude_seen=not a.include_seen,
-                       allowed=_read_id_file(a.allow, ds) if a.allow else None,
-                       blocked=_read_id_file(a.block, ds) if a.block else None,
-                       category_cap=a.category_cap, item_category=ds.item_category)
-    if a.user is not None:
-        try:
-            hist = gen.histories([a.user])
-        except KeyError:
-            raise DataError(f"unknown user id {a.user!r} in {ds.name}; for a new user pass their items with "
-                            "--history ITEM,ITEM,...") from None
-    else:
-        raw = [x.strip() for x in a.history.split(",") if x.strip()]
-        try:
-            hist = Histories.from_lists([ds.item_ids.indices(raw)])
-        except KeyError as e:
-            raise DataError(f"{e.args[0]}; --history takes the dataset's own item ids") from None
-    slates = generate(gen.model, hist, a.k, a.strategy, cons, beam_size=a.beam_size,
-                      temperature=a.temperature, top_p=a.top_p, seed=a.seed,
-                      use_cache=False if a.no_cache else None)
-    result = gen.to_records([a.user], slates)[0]
+    gen = Generator.from_run(a.run)
+    items = gen.dataset.item_ids
+    who = {"users": [a.user]} if a.user is not None else {
+        "histories": [[x.strip() for x in a.history.split(",") if x.strip()]]}
+    try:
+        result = gen.recommend(
+            **who, k=a.k, strategy=a.strategy, allow=_read_id_file(a.allow, items) if a.allow else None,
+            block=_read_id_file(a.block, items) if a.block else None, category_cap=a.category_cap,
+            exclude_seen=not a.include_seen, beam_size=a.beam_size, temperature=a.temperature, top_p=a.top_p,
+            seed=a.seed, use_cache=False if a.no_cache else None)[0]
+    except UnknownId as e:
+        hint = ("; for a new user pass their items with --history ITEM,ITEM,..." if e.args[0].startswith(
+            "unknown user") else "; --history takes the dataset's own item ids")
+        raise DataError(f"{e}{hint}") from None
     if a.json:
         print(json.dumps(result))
         return 0
-    who = f"user {a.user}" if a.user is not None else "the given history"
+    who_text = f"user {a.user}" if a.user is not None else "the given history"
     how = {"topk": "top-k", "beam": f"beam search (beam {a.beam_size})",
            "sample": f"sampling (temperature {a.temperature}, top-p {a.top_p}, seed {a.seed})"}[a.strategy]
     score = "model score" if a.strategy == "topk" else "log-prob given history and the items above"
-    print(f"{a.k} items for {who} by {how} ({Path(a.run).name} on {ds.name}; {len(hist.items)} items in "
-          f"history; score = {score}):")
+    print(f"{a.k} items for {who_text} by {how} ({Path(a.run).name} on {gen.dataset.name}; score = {score}):")
     for rank, r in enumerate(result["items"], 1):
-        print(f"{rank:>3}. {r['item_id']!s:>10}  {r['score']:>9.4f}  {r.get('title', '')}")
+        print(f"{rank:>3}. {r['item_id']:>10}  {r['score']:>9.4f}  {r.get('title', '')}")
     if len(result["items"]) < a.k:
         print(f"only {len(result['items'])} items satisfy the constraints")
     return 0
@@ -88,7 +79,7 @@ def add_recommend_command(sub: Subparsers) -> None:
     rc.add_argument("run", help="run directory")
     rc.add_argument("--user", help="a user id of the dataset")
     rc.add_argument("--history", help="comma-separated item ids (a user the model never saw)")
-    rc.add_argument("-k", type=positive_int, default=10, help="list length (default 10)")
+    rc.add_argument("-k", type=positive_int, default=10, help="list length (default 10, at most 1000)")
     rc.add_argument("--include-seen", action="store_true", help="allow items already in the history")
     rc.add_argument("--allow", help="file with one allowed item id per line")
     rc.add_argument("--block", help="file with one blocked item id per line")

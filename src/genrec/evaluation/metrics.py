@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import EvalSet, Histories
-from genrec.generation.topk import mask_scores
+from genrec.ranking import mask_scores, top_k
 
 
 def target_ranks(scores: torch.Tensor, history: Histories, targets: Histories, exclude_seen: bool = True):
@@ -125,8 +125,7 @@ def evaluate(
             t_scores = scores[t_rows, t_items]
             masked = mask_scores(scores, hist, exclude_seen)
             # top-K lists (for coverage / popularity) are taken before targets are restored
-            vals, top = torch.topk(masked, min(kmax, n_cols - 1), dim=1)
-            top[vals == -torch.inf] = 0  # fewer eligible items than K: the slot stays empty
+            top, _ = top_k(masked, min(kmax, n_cols - 1))  # fewer eligible items than K: slot 0
             recommended.append(top)
             ranks = _ranks(masked, tgt, t_rows, t_items, t_scores)
             per_user = metrics_from_ranks(ranks, torch.from_numpy(tgt.lengths), ks)

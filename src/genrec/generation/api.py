@@ -2,7 +2,11 @@
 
     gen = Generator.from_run("runs/ml1m-sasrec")
     lists = gen.recommend(["10", "42"], k=10, strategy="beam", block=["2571"], category_cap=3)
-    lists[0]  # {"user_id": "10", "items": [{"item_id": 1196, "score": -2.31, "title": "..."}, ...]}
+    lists[0]  # {"user_id": "10", "items": [{"item_id": "1196", "score": -2.31, "title": "..."}, ...]}
+
+`Generator` is the one place where lists cross between raw ids and internal ids (through the
+dataset's `IdMap`s); every id it returns is a string, whatever the dataset's id type. `records`
+writes the same JSON shape for the HTTP server.
 """
 
 from __future__ import annotations
@@ -11,15 +15,42 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from genrec.data.dataset import Dataset, Histories
+from genrec.data.ids import IdMap
 from genrec.generation.constraints import Constraints
-from genrec.generation.search import Slates, generate
+from genrec.generation.explanations import explain as explain_lists
+from genrec.generation.search import generate
+from genrec.models.base import Recommender
+
+
+def records(item_ids: IdMap, item_title: np.ndarray | None, users: Sequence[str | None],
+            items: Sequence[np.ndarray], scores: Sequence[np.ndarray],
+            because: Sequence[list[list[int]]] | None = None) -> list[dict]:
+    """One `{"user_id", "items": [{"item_id", "score", "title"?, "because"?}]}` per row of internal
+    `items` and their `scores`, raw ids as strings; padding slots (item 0: fewer eligible items than
+    k) are left out, titles only where non-empty."""
+    out = []
+    for b, (u, row, row_scores) in enumerate(zip(users, items, scores)):
+        recs = []
+        for j in np.flatnonzero(row > 0):
+            i = int(row[j])
+            rec: dict[str, Any] = {"item_id": item_ids.id(i), "score": float(row_scores[j])}
+            title = str(item_title[i]) if item_title is not None else ""
+            if title:
+                rec["title"] = title
+            if because is not None:
+                rec["because"] = item_ids.ids(because[b][j])
+            recs.append(rec)
+        out.append({"user_id": u, "items": recs})
+    return out
 
 
 class Generator:
     """A trained model + its dataset; translates raw ids in and out of `generate`."""
 
-    def __init__(self, model, dataset: Dataset) -> None:
+    def __init__(self, model: Recommender, dataset: Dataset) -> None:
         self.model, self.dataset = model, dataset
 
     @staticmethod
@@ -30,12 +61,13 @@ class Generator:
         return Generator(run.model, run.dataset)
 
     def histories(self, users: Sequence[Any]) -> Histories:
-        """Everything known about these raw user ids (KeyError naming an unknown one)."""
+        """Everything known about these raw user ids (UnknownId naming an unknown one)."""
         ds = self.dataset
         return ds.full_history(ds.user_ids.indices(users))
 
     def constraints(self, allow: Sequence[Any] | None = None, block: Sequence[Any] | None = None,
                     category_cap: int | None = None, exclude_seen: bool = True) -> Constraints:
+        """The same rules for every list, from raw item ids (UnknownId naming an unknown one)."""
         ds = self.dataset
         return Constraints(exclude_seen=exclude_seen,
                            allowed=None if allow is None else ds.item_ids.indices(allow),
@@ -54,33 +86,25 @@ class Generator:
         block: Sequence[Any] | None = None,
         category_cap: int | None = None,
         exclude_seen: bool = True,
+        explain: bool = False,
         **options: Any,
     ) -> list[dict]:
-        """One `{"user_id", "items": [{"item_id", "score", "title"?}]}` per user (or per ad-hoc history,
-        with user_id None). `options` go to `generate` (beam_size, temperature, top_p, seed, use_cache)."""
+        """One `{"user_id", "items": [{"item_id", "score", "title"?, "because"?}]}` per user (or per
+        ad-hoc history of raw item ids, with user_id None). `explain` adds each item's `because`: the
+        history items whose removal lowers its score the most. `options` go to `generate` (beam_size,
+        temperature, top_p, seed, use_cache)."""
         if (users is None) == (histories is None):
             raise ValueError("pass exactly one of users (raw user ids) or histories (lists of raw item ids)")
         ds = self.dataset
         if users is not None:
-            users = list(users)
-            hist = self.histories(users)
+            idx = ds.user_ids.indices(users)
+            hist = ds.full_history(idx)
+            who: list[str | None] = ds.user_ids.ids(idx)
         else:
             hist = Histories.from_lists([ds.item_ids.indices(h) for h in histories])
-            users = [None] * len(hist)
+            who = [None] * len(hist)
         cons = self.constraints(allow, block, category_cap, exclude_seen)
         slates = generate(self.model, hist, k, strategy, cons, **options)
-        return self.to_records(users, slates)
+        because = explain_lists(self.model, hist, slates.items) if explain else None
+        return records(ds.item_ids, ds.item_title, who, slates.items, slates.scores, because)
 
-    def to_records(self, users: list, slates: Slates) -> list[dict]:
-        ds = self.dataset
-        out = []
-        for u, items, scores in zip(users, slates.items, slates.scores):
-            keep = items > 0
-            raw = ds.item_raw[items[keep]].tolist()
-            titles = ds.item_title[items[keep]].tolist() if ds.item_title is not None else None
-            recs = [{"item_id": r, "score": float(s)} for r, s in zip(raw, scores[keep])]
-            if titles is not None:
-                for rec, title in zip(recs, titles):
-                    rec["title"] = str(title)
-            out.append({"user_id": u, "items": recs})
-        return out

@@ -3,29 +3,36 @@ per-category caps. Everything here works on internal item ids (1..n_items; 0 = p
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from genrec.data.dataset import Histories
+from genrec.ranking import RowSets, ineligible
 
 
 @dataclass
 class Constraints:
     """What a generated list may contain.
 
-    exclude_seen   drop items already in the user's history
+    exclude_seen   drop items already in the row's history
     allowed        if given, only these item ids may appear
     blocked        these item ids never appear
     category_cap   at most this many items of one category per list (needs `item_category`)
     item_category  (n_items + 1,) category label per item (e.g. `Dataset.item_category`); items with an
                    empty label, and padding, are never capped
+
+    `allowed` and `blocked` take one set for the whole batch (a 1-D array of ids) or one set per
+    history row (a list with an array per row; None in `allowed` = no restriction for that row), so
+    requests with different filters share one generation call.
     """
 
     exclude_seen: bool = True
-    allowed: np.ndarray | None = None
-    blocked: np.ndarray | None = None
+    allowed: np.ndarray | RowSets | Sequence | None = None
+    blocked: np.ndarray | RowSets | Sequence | None = None
     category_cap: int | None = None
     item_category: np.ndarray | None = None
 
@@ -38,30 +45,27 @@ class Constraints:
                                  "(its items carry no category metadata)")
         for name in ("allowed", "blocked"):
             ids = getattr(self, name)
-            if ids is not None:
-                ids = np.asarray(ids, dtype=np.int64)
-                if len(ids) and ids.min() < 1:
-                    raise ValueError(f"{name} item ids must be internal ids >= 1, got {ids.min()}")
+            if ids is not None and not isinstance(ids, RowSets):
+                ids = _item_filter(ids, name)
                 setattr(self, name, ids)
+            items = ids.items if isinstance(ids, RowSets) else ids
+            if items is not None and len(items) and items.min() < 1:
+                raise ValueError(f"{name} item ids must be internal ids >= 1, got {items.min()}")
+
+    @property
+    def per_row(self) -> bool:
+        return isinstance(self.allowed, RowSets) or isinstance(self.blocked, RowSets)
+
+    def take(self, rows: np.ndarray | slice) -> Constraints:
+        """The constraints of a sub-batch (per-row filters follow their rows)."""
+        if not self.per_row:
+            return self
+        pick = [f.take(rows) if isinstance(f, RowSets) else f for f in (self.allowed, self.blocked)]
+        return dataclasses.replace(self, allowed=pick[0], blocked=pick[1])
 
     def banned(self, histories: Histories | None, n_items: int) -> torch.Tensor:
         """(B, n_items + 1) bool: True where an item may never appear for that row (incl. padding)."""
-        B = 1 if histories is None else len(histories)
-        out = torch.zeros(B, n_items + 1, dtype=torch.bool)
-        out[:, 0] = True
-        if self.exclude_seen and histories is not None and len(histories.items):
-            out[torch.from_numpy(histories.row_ids()), torch.from_numpy(histories.items)] = True
-        for name in ("allowed", "blocked"):
-            ids = getattr(self, name)
-            if ids is not None and len(ids) and ids.max() > n_items:
-                raise ValueError(f"{name} contains item id {ids.max()} but the model knows {n_items} items")
-        if self.blocked is not None and len(self.blocked):
-            out[:, torch.from_numpy(self.blocked)] = True
-        if self.allowed is not None:
-            keep = torch.zeros(n_items + 1, dtype=torch.bool)
-            keep[torch.from_numpy(self.allowed)] = True
-            out |= ~keep
-        return out
+        return ineligible(histories, n_items, self.exclude_seen, self.allowed, self.blocked)
 
     def category_codes(self, n_items: int) -> tuple[torch.Tensor, int]:
         """(n_items + 1,) category code per item and the number of codes. The last code is the
@@ -76,6 +80,16 @@ class Constraints:
         codes = np.where(labels == "", n, codes)
         codes[0] = n
         return torch.from_numpy(codes.astype(np.int64)), n + 1
+
+
+def _item_filter(ids: np.ndarray | Sequence, name: str) -> np.ndarray | RowSets:
+    """A 1-D array of ids (one set for every row), or a list of per-row sets -> RowSets."""
+    if isinstance(ids, np.ndarray) or not any(s is None or np.ndim(s) > 0 for s in ids):
+        arr = np.asarray(ids)
+        if arr.ndim != 1 or (len(arr) and arr.dtype.kind not in "iu"):
+            raise ValueError(f"{name} must be a 1-D array of item ids or a list with one array per row")
+        return arr.astype(np.int64)
+    return RowSets.from_lists(ids)
 
 
 class Eligibility:

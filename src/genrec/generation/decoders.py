@@ -4,8 +4,8 @@
   position per generated item from the KV cache;
 - `RecomputeDecoder` gives any `Recommender` the same interface by re-scoring the whole extended
   history (`model.score(history + generated)`) at every step. It is the fallback for models without
-  a cache (Pop, EASE, Mult-VAE, ...) and the baseline of benchmarks/generation.py;
-- `StaticDecoder` returns the first scores at every step (top-k under per-list constraints).
+  a cache (Mult-VAE/DAE, tiger's sampling, ...) and the baseline of benchmarks/generation.py;
+- `StaticDecoder` returns given scores at every step (top-k under per-list constraints).
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import Histories
-from genrec.generation.protocol import IncrementalModel
+from genrec.models.base import IncrementalModel, Recommender
 
 
-def decoder_for(model, use_cache: bool | None = None) -> IncrementalModel:
+def decoder_for(model: Recommender, use_cache: bool | None = None) -> IncrementalModel:
     """The model itself if it implements the protocol (and `use_cache` is not False), else a
     `RecomputeDecoder`. `use_cache=True` on a model without the protocol is an error."""
     has = isinstance(model, IncrementalModel)
     if use_cache and not has:
-        raise ValueError(f"model {getattr(model, 'name', type(model).__name__)!r} has no KV cache "
+        raise ValueError(f"model {model.name!r} has no KV cache "
                          "(it does not implement start/extend/reorder); use use_cache=False or None")
     return model if has and use_cache is not False else RecomputeDecoder(model)
 
@@ -65,7 +65,7 @@ class _PrefixCache:
 class RecomputeDecoder:
     """Protocol adapter that re-scores the full prefix at every step (no cache): O(prefix) per step."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model: Recommender) -> None:
         self.model = model
 
     def start(self, histories: Histories) -> tuple[torch.Tensor, _PrefixCache]:
@@ -83,14 +83,13 @@ class RecomputeDecoder:
 
 
 class StaticDecoder:
-    """Scores once, then returns the same row scores at every step (no conditioning)."""
+    """Returns the same row scores at every step (no conditioning): top-k lists under per-list rules."""
 
-    def __init__(self, model) -> None:
-        self.model = model
+    def __init__(self, scores: torch.Tensor) -> None:
+        self.scores = scores  # (B, n_items + 1) the model's scores of the batch
 
     def start(self, histories: Histories) -> tuple[torch.Tensor, torch.Tensor]:
-        scores = self.model.score(histories)
-        return scores, scores
+        return self.scores, self.scores
 
     def extend(self, cache: torch.Tensor, items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return cache, cache

@@ -1,9 +1,16 @@
-"""Generating a list of N distinct items: top-k, autoregressive beam search, temperature / top-p
-sampling. Every strategy is batched over users and honours the same `Constraints`.
+"""Generating a list of k distinct items: top-k, beam search, temperature / top-p sampling. Every
+strategy is batched over users and honours the same `Constraints` (which may differ per row).
 
-Scores are treated as next-item logits. Beam search and sampling report, for every item, the model's
-log-probability of that item given the history *and the items generated before it* (log-softmax over
-the whole catalogue, before constraints, temperature or nucleus); top-k reports the raw model score.
+What the scores of a list mean:
+- topk: the model's own score of each item (`model.score`), best first. Any model.
+- beam, sample: the model's log-probability of the item given the history *and the items above it*
+  (log-softmax over the whole catalogue, before constraints, temperature or nucleus), so the list's
+  joint log-probability is their sum. Only models whose softmax(scores) is their distribution over the
+  next item (`Recommender.next_item_logits`: SASRec, HSTU, tiger, Mult-VAE/DAE) have one; for the
+  others (Pop, EASE, CFGAN) beam and sample are refused with the reason.
+- beam on a code-trie model (tiger, `CodeTrieModel`): the next item's code tuple is decoded level by
+  level over the trie (genrec.generation.trie); the list is the k best complete tuples, each scored
+  log p(item | history).
 
     slates = generate(model, histories, k=10, strategy="beam", beam_size=4,
                       constraints=Constraints(blocked=ids, category_cap=3, item_category=ds.item_category))
@@ -13,6 +20,7 @@ the whole catalogue, before constraints, temperature or nucleus); top-k reports 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,9 +29,12 @@ import torch
 from genrec.data.dataset import Histories
 from genrec.generation.constraints import Constraints, Eligibility
 from genrec.generation.decoders import StaticDecoder, decoder_for
-from genrec.generation.topk import top_k
+from genrec.generation.trie import trie_beam_chunk
+from genrec.models.base import CodeTrieModel, Recommender
+from genrec.ranking import RowSets, gumbel, nucleus, row_keys, top_k
 
 STRATEGIES = ("topk", "beam", "sample")
+MAX_K = 1000  # the longest list the CLI and the HTTP API write
 # a row with no eligible item left emits padding (item 0) at this finite log-prob, so such beams sort
 # below every complete beam but keep the order of their real prefixes (never -inf, which ties)
 PAD_LOGP = -1e6
@@ -35,8 +46,19 @@ class Slates:
     scores: np.ndarray  # (B, k) float32; -inf at padding
 
 
+def check_strategy(model: Recommender, strategy: str) -> None:
+    """ValueError with the reason when `strategy` is unknown or means nothing for this model."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    if strategy != "topk" and not model.next_item_logits:
+        raise ValueError(
+            f"{model.name} scores are not a distribution over next items (softmax of them is not "
+            f"p(item | history)), so strategy {strategy} has no log-probabilities to search or sample; "
+            "use strategy topk")
+
+
 def generate(
-    model,
+    model: Recommender,
     histories: Histories,
     k: int = 10,
     strategy: str = "topk",
@@ -48,16 +70,22 @@ def generate(
     seed: int = 0,
     use_cache: bool | None = None,
     batch_size: int = 256,
+    scores: torch.Tensor | None = None,
 ) -> Slates:
     """One list of `k` distinct items per history row (see the module docstring).
 
     use_cache: None = the KV cache when the model has one, else recompute the prefix; False = always
     recompute (the baseline); True = require the cache.
+    scores: `model.score(histories)` when the caller already has it (e.g. from cached user vectors);
+    topk only.
     """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    check_strategy(model, strategy)
+    if scores is not None and strategy != "topk":
+        raise ValueError(f"precomputed scores are for strategy topk; {strategy} decodes from the model")
     if strategy == "topk":
-        return top_k_slates(model, histories, k, constraints, batch_size=batch_size)
+        return top_k_slates(model, histories, k, constraints, batch_size=batch_size, scores=scores)
+    if strategy == "beam" and isinstance(model, CodeTrieModel):
+        return trie_beam(model, histories, k, beam_size, constraints, batch_size=batch_size)
     if strategy == "beam":
         return beam_search(model, histories, k, beam_size, constraints, use_cache=use_cache,
                            batch_size=batch_size)
@@ -70,11 +98,25 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be a positive integer, got {k!r}")
 
 
-def _chunks(histories: Histories, batch_size: int, fn) -> Slates:
-    """Run `fn` on user chunks (bounds the (users x beams x items) score matrices) and stack."""
+def _check_beam(beam_size: int) -> None:
+    if not (isinstance(beam_size, (int, np.integer)) and beam_size >= 1):
+        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+
+
+def _chunks(histories: Histories, constraints: Constraints | None, batch_size: int,
+            fn: Callable[[Histories, Constraints, slice], Slates]) -> Slates:
+    """Run `fn(histories, constraints, rows)` on row chunks (bounds the (users x beams x items) score
+    matrices) and stack the slates; per-row constraints follow their rows."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    parts = [fn(histories.take(slice(s, s + batch_size))) for s in range(0, len(histories), batch_size)]
+    c = constraints or Constraints()
+    for name, f in (("allowed", c.allowed), ("blocked", c.blocked)):
+        if isinstance(f, RowSets) and len(f) != len(histories):
+            raise ValueError(f"constraints.{name} has {len(f)} rows but there are {len(histories)} histories")
+    parts = []
+    for s in range(0, len(histories), batch_size):
+        rows = slice(s, s + batch_size)
+        parts.append(fn(histories.take(rows), c.take(rows), rows))
     if not parts:
         return Slates(np.zeros((0, 0), np.int64), np.zeros((0, 0), np.float32))
     return Slates(np.concatenate([p.items for p in parts]), np.concatenate([p.scores for p in parts]))
@@ -87,35 +129,49 @@ def _logits(scores: torch.Tensor) -> torch.Tensor:
 
 
 # --- top-k ------------------------------------------------------------------------------------------
-def top_k_slates(model, histories: Histories, k: int, constraints: Constraints | None = None,
-                 batch_size: int = 256) -> Slates:
-    """The k best-scored eligible items of one forward pass. With a category cap the list is filled
-    greedily in score order, skipping items whose category is full."""
+def top_k_slates(model: Recommender, histories: Histories, k: int, constraints: Constraints | None = None,
+                 batch_size: int = 256, scores: torch.Tensor | None = None) -> Slates:
+    """The k best-scored eligible items of one forward pass (or of `scores`, the model's scores of
+    `histories`). With a category cap the list is filled greedily in score order, skipping items whose
+    category is full."""
     _check_k(k)
-    c = constraints or Constraints()
-    if c.category_cap is None:  # one topk call
-        def fn(h: Histories) -> Slates:
-            items, scores = top_k(model.score(h), h, k, c.exclude_seen, c.allowed, c.blocked)
-            return Slates(items.astype(np.int64), scores.astype(np.float32))
-        return _chunks(histories, batch_size, fn)
-    return _chunks(histories, batch_size,
-                   lambda h: _beam_chunk(StaticDecoder(model), h, k, 1, c, normalize=False))
+    if scores is not None and len(scores) != len(histories):
+        raise ValueError(f"scores has {len(scores)} rows but there are {len(histories)} histories")
+
+    def fn(h: Histories, c: Constraints, rows: slice) -> Slates:
+        s = model.score(h) if scores is None else scores[rows]
+        if c.category_cap is not None:
+            return _beam_chunk(StaticDecoder(s), h, k, 1, c, normalize=False)
+        items, vals = top_k(s.float().masked_fill(c.banned(h, s.shape[1] - 1), -torch.inf), k)
+        return Slates(items.numpy().astype(np.int64), vals.numpy().astype(np.float32))
+
+    return _chunks(histories, constraints, batch_size, fn)
+
+
+# --- beam search over the code trie -----------------------------------------------------------------
+def trie_beam(model: CodeTrieModel, histories: Histories, k: int, beam_size: int = 4,
+              constraints: Constraints | None = None, batch_size: int = 256) -> Slates:
+    """Beam search over a code-trie model's item codes (genrec.generation.trie): the k most likely
+    eligible next items, each scored log p(item | history)."""
+    _check_k(k)
+    _check_beam(beam_size)
+    return _chunks(histories, constraints, batch_size,
+                   lambda h, c, _: Slates(*trie_beam_chunk(model, h, k, beam_size, c)))
 
 
 # --- beam search ------------------------------------------------------------------------------------
-def beam_search(model, histories: Histories, k: int, beam_size: int = 4,
+def beam_search(model: Recommender, histories: Histories, k: int, beam_size: int = 4,
                 constraints: Constraints | None = None, use_cache: bool | None = None,
                 batch_size: int = 256) -> Slates:
     """Autoregressive beam search for the list of k distinct items with the highest joint log-probability
     sum_t log p(i_t | history, i_<t). The model encodes each history once (`start`), then every step
     appends one item per beam (`extend`) after regrouping the cache rows by surviving beam (`reorder`).
     `beam_size=1` is greedy decoding."""
+    check_strategy(model, "beam")
     _check_k(k)
-    if not (isinstance(beam_size, (int, np.integer)) and beam_size >= 1):
-        raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
+    _check_beam(beam_size)
     dec = decoder_for(model, use_cache)
-    c = constraints or Constraints()
-    return _chunks(histories, batch_size, lambda h: _beam_chunk(dec, h, k, beam_size, c))
+    return _chunks(histories, constraints, batch_size, lambda h, c, _: _beam_chunk(dec, h, k, beam_size, c))
 
 
 def _beam_chunk(dec, hist: Histories, k: int, W: int, c: Constraints, normalize: bool = True) -> Slates:
@@ -160,7 +216,8 @@ def _beam_chunk(dec, hist: Histories, k: int, W: int, c: Constraints, normalize:
 
 
 # --- sampling ---------------------------------------------------------------------------------------
-def sample(model, histories: Histories, k: int, temperature: float = 1.0, top_p: float = 1.0, seed: int = 0,
+def sample(model: Recommender, histories: Histories, k: int, temperature: float = 1.0, top_p: float = 1.0,
+           seed: int = 0,
            constraints: Constraints | None = None, use_cache: bool | None = None,
            batch_size: int = 256) -> Slates:
     """Draw a list of k distinct items autoregressively: each item from softmax(logits / temperature)
@@ -170,14 +227,15 @@ def sample(model, histories: Histories, k: int, temperature: float = 1.0, top_p:
     smallest set of most likely items whose probability reaches top_p. Draws are reproducible: the
     noise for (seed, user, history, step, item) comes from a counter-based hash, so a user gets the same
     list alone or in any batch."""
+    check_strategy(model, "sample")
     _check_k(k)
     if not temperature >= 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
     dec = decoder_for(model, use_cache)
-    c = constraints or Constraints()
-    return _chunks(histories, batch_size, lambda h: _sample_chunk(dec, h, k, temperature, top_p, seed, c))
+    return _chunks(histories, constraints, batch_size,
+                   lambda h, c, _: _sample_chunk(dec, h, k, temperature, top_p, seed, c))
 
 
 def _sample_chunk(dec, hist: Histories, k: int, temperature: float, top_p: float, seed: int,
@@ -209,48 +267,3 @@ def _sample_chunk(dec, hist: Histories, k: int, temperature: float, top_p: float
         if t < k - 1:
             scores, cache = dec.extend(cache, item)
     return Slates(slate.numpy(), step_lp.numpy().astype(np.float32))
-
-
-def nucleus(logits: torch.Tensor, top_p: float) -> torch.Tensor:
-    """(R, V) bool: the smallest set of most likely items whose softmax mass reaches `top_p`
-    (the most likely item is always kept)."""
-    probs = torch.softmax(logits.float(), dim=1)
-    sp, order = probs.sort(dim=1, descending=True)
-    before = sp.cumsum(1) - sp  # mass of the strictly more likely items
-    keep_sorted = (before < top_p) & (sp > 0)
-    keep_sorted[:, 0] = True
-    return torch.zeros_like(keep_sorted).scatter_(1, order, keep_sorted)
-
-
-# --- reproducible noise -------------------------------------------------------------------------------
-M32 = 0xFFFFFFFF
-
-
-def _mul32(x: torch.Tensor, c: int) -> torch.Tensor:
-    """(x * c) mod 2^32 for x in [0, 2^32) without overflowing int64 (split c into 16-bit halves)."""
-    return (x * (c & 0xFFFF) + (((x * (c >> 16)) & 0xFFFF) << 16)) & M32
-
-
-def mix32(x: torch.Tensor) -> torch.Tensor:
-    """A 32-bit integer hash (xorshift-multiply, "lowbias32"); a bijection on [0, 2^32)."""
-    x = x & M32
-    x = _mul32(x ^ (x >> 16), 0x7FEB352D)
-    x = _mul32(x ^ (x >> 15), 0x846CA68B)
-    return x ^ (x >> 16)
-
-
-def row_keys(h: Histories, seed: int) -> torch.Tensor:
-    """(B,) 32-bit key per row from (seed, user id, history contents): independent of the batch."""
-    items = torch.from_numpy(h.items)
-    pos = torch.arange(len(items)) - torch.from_numpy(np.repeat(h.indptr[:-1], h.lengths))
-    per_item = mix32(items + mix32(pos + 0x9E3779B9))
-    content = torch.zeros(len(h), dtype=torch.long).index_add_(0, torch.from_numpy(h.row_ids()), per_item)
-    s = mix32(torch.tensor(seed & M32))
-    return mix32(mix32(s ^ torch.from_numpy(h.users)) + content)
-
-
-def gumbel(keys: torch.Tensor, step: int, V: int) -> torch.Tensor:
-    """(R, V) float64 standard Gumbel noise, a pure function of (row key, step, item)."""
-    s = mix32(keys + (step + 1) * 0x9E3779B9)
-    u = (mix32(s[:, None] ^ torch.arange(V)[None, :]).double() + 0.5) / 2.0**32
-    return -torch.log(-torch.log(u))

@@ -7,9 +7,9 @@ abilities a model declares by subclassing a Protocol below.
     scores = model.score(histories)          # (B, n_items + 1) float tensor, column 0 = padding
     model.save(path); model = Recommender.load(path)
 
-Lists are written by genrec.generation from `score` (and `IncrementalModel` for beam search and
-sampling). Callers depend on the Protocols (`isinstance(model, IncrementalModel)`), never on a
-model's class or on probing for attributes.
+Lists are written by genrec.generation only, from `score` (and `IncrementalModel` / `CodeTrieModel`
+for beam search and sampling). Callers depend on the Protocols (`isinstance(model, IncrementalModel)`),
+never on a model's class or on probing for attributes.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class Recommender:
     config_cls: ClassVar[type[ModelConfig]] = ModelConfig
     warm_starts: ClassVar[bool] = False  # TODO(one-engine): replaced by WarmStartable
     # True when softmax(scores) is the model's distribution over the next item (scores are logits or
-    # log-probabilities): beam search and sampling need that; other models give top-k lists only
+    # log-probabilities): beam search and sampling need that; generation refuses them for other models
     next_item_logits: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
@@ -71,14 +71,6 @@ class Recommender:
 
     def _load_state(self, state: dict[str, Any]) -> None:
         raise NotImplementedError
-
-    @torch.no_grad()
-    def recommend(self, histories: Histories, k: int = 10, exclude_seen: bool = True,
-                  allowed: np.ndarray | None = None, blocked: np.ndarray | None = None):
-        """TODO(one-engine): lists move to genrec.generation only."""
-        from genrec.generation.topk import top_k
-
-        return top_k(self.score(histories), histories, k, exclude_seen, allowed, blocked)
 
     # --- persistence: weights in safetensors, everything else in JSON --------------------------
     def save(self, path: str | Path) -> None:
@@ -172,6 +164,27 @@ class IncrementalModel(Protocol):
         ...
 
 
+class CodeTrie(Protocol):
+    """Prefix tree of the items' code tuples (semantic IDs): level l has one node per distinct prefix
+    of length l + 1; every leaf is one item."""
+
+    node_parent: list[torch.Tensor]  # per level, (M_l,) parent node at level l - 1 (0 = the root at level 0)
+    leaf_item: torch.Tensor  # (M_last,) internal item id of each leaf
+
+
+@runtime_checkable
+class CodeTrieModel(Protocol):
+    """Items are generated as code tuples, one level of a code trie at a time (tiger): beam search
+    decodes over the trie, so only real items come out."""
+
+    def code_trie(self) -> CodeTrie:
+        ...
+
+    def node_log_probs(self, histories: Histories) -> list[torch.Tensor]:
+        """Per trie level, (B, M_l) log p(node's code | history, node's prefix) for every node."""
+        ...
+
+
 @runtime_checkable
 class ExportsEmbeddings(Protocol):
     """Latent features for `genrec export`: item vectors, and user vectors where the model has them."""
@@ -189,8 +202,13 @@ class ExportsEmbeddings(Protocol):
 
 @runtime_checkable
 class DotProductScores(ExportsEmbeddings, Protocol):
-    """`score(h)` equals `user_embeddings(h) @ item_embeddings().T` with column 0 at -inf, so a server
-    may cache a user's vector and score with one matrix product."""
+    """`score(h)` equals `scores_from_embeddings(user_embeddings(h))`, i.e. user vectors @
+    item_embeddings().T with column 0 at -inf, so a server may cache a user's vector and score with one
+    matrix product."""
+
+    def scores_from_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) scores of (B, D) user vectors."""
+        ...
 
 
 @runtime_checkable

@@ -14,7 +14,7 @@ import scipy.sparse as sp
 import torch
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender, Tunable, history_matrix
+from genrec.models.base import ExportsEmbeddings, ModelConfig, Recommender, Tunable, history_matrix
 
 # score through a sparse product when the history matrix is sparser than this (measured crossover
 # on 1 thread: ~8 %; dense BLAS gains more from a second thread, hence the margin)
@@ -34,9 +34,11 @@ class EASEConfig(ModelConfig):
             raise ValueError("EASEConfig.l2_grid must not be empty when l2 = 0")
 
 
-class EASE(Recommender, Tunable):
+class EASE(Recommender, Tunable, ExportsEmbeddings):
     name = "ease"
     config_cls = EASEConfig
+    embedding_scoring = ("EASE item-item rows: score(user, item j) = sum over the user's history items i "
+                         "of vector_i[j - 1]")
 
     def fit(self, data: Dataset) -> EASE:
         if self.config.l2 == 0:
@@ -84,6 +86,14 @@ class EASE(Recommender, Tunable):
         X = torch.sparse_coo_tensor(idx, torch.ones(len(key)), (len(histories), n), is_coalesced=True,
                                     check_invariants=False)  # built sorted and unique above
         return torch.sparse.mm(X, self.B_)
+
+    # --- ExportsEmbeddings: no latent space; an item's vector is its row of B ----------------
+    def item_embeddings(self) -> torch.Tensor:
+        """(n_items + 1, n_items): row i is what item i adds to the score of items 1..n."""
+        return self.B_[:, 1:]
+
+    def user_embeddings(self, histories: Histories) -> None:
+        return None
 
     def _state(self) -> dict[str, Any]:
         return {"B": self.B_}

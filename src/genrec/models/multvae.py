@@ -131,6 +131,7 @@ class MultDAE(Recommender):
     config_cls = MultDAEConfig
     variational = False
     warm_starts = True
+    next_item_logits = True  # multinomial likelihood: softmax(scores) is the distribution over items
 
     # --- training ------------------------------------------------------------------------------
     def fit(self, data: Dataset) -> MultDAE:

@@ -27,7 +27,9 @@ from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
 from genrec.models.base import (
+    DotProductScores,
     Fitting,
+    IncrementalModel,
     IterativeRecommender,
     ModelConfig,
     Phase,
@@ -148,11 +150,13 @@ def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
     return cache
 
 
-class SequentialRecommender(IterativeRecommender, WarmStartable):
-    """Recommender + IncrementalModel around a SeqNet. Subclasses set name, config_cls, build_net."""
+class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductScores, WarmStartable):
+    """Recommender + IncrementalModel + DotProductScores around a SeqNet. Subclasses set name,
+    config_cls, build_net."""
 
     config_cls = SequentialConfig
-    next_item_logits = True
+    next_item_logits = True  # scores are next-item logits (trained with a softmax over the items)
+    embedding_scoring = "score(user, item) = user_vector . item_vector (next-item logit)"
     score_batch = 256  # rows per forward pass at inference (bounds attention memory)
 
     def __init__(self, config: SequentialConfig | None = None, **overrides: Any) -> None:
@@ -233,9 +237,10 @@ class SequentialRecommender(IterativeRecommender, WarmStartable):
     def _device(self) -> torch.device:
         return next(self._require_net().parameters()).device
 
+    # --- DotProductScores: score = user_embeddings @ item_embeddings().T ---------------------
     @torch.no_grad()
-    def user_states(self, histories: Histories) -> torch.Tensor:
-        """(B, D) state after each history; next-item scores are `user_states @ item_embeddings().T`."""
+    def user_embeddings(self, histories: Histories) -> torch.Tensor:
+        """(B, D) final hidden state after each history."""
         net = self._require_net()
         net.eval()
         out = []
@@ -254,6 +259,9 @@ class SequentialRecommender(IterativeRecommender, WarmStartable):
         """(n_items + 1, D) output item embeddings; row 0 is padding."""
         return self._require_net().item_emb.weight.detach().float().cpu()
 
+    def scores_from_embeddings(self, users: torch.Tensor) -> torch.Tensor:
+        return self._scores(users.to(self._device()))
+
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
         scores = hidden.float() @ self._require_net().item_emb.weight.float().T
         scores[:, 0] = -torch.inf
@@ -261,10 +269,9 @@ class SequentialRecommender(IterativeRecommender, WarmStartable):
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
-        states = self.user_states(histories).to(self._device())
-        return self._scores(states)
+        return self.scores_from_embeddings(self.user_embeddings(histories))
 
-    # --- IncrementalModel (genrec.generation.protocol) ---------------------------------------
+    # --- IncrementalModel ---------------------------------------------------------------------
     @torch.no_grad()
     def start(self, histories: Histories) -> tuple[torch.Tensor, dict]:
         """Encode histories (left-padded, one pass) and keep every layer's keys/values."""

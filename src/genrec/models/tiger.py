@@ -22,8 +22,9 @@ Why this shape and not TIGER's encoder-decoder with one token per code:
 - Still ID-free: items are known only through their codes and content latent, so a new item with a
   description is recommendable as soon as the RQ-VAE gives it a code (`add_items`, `genrec items add`).
 
-Generation: `recommend(..., beam=W)` runs beam search over the trie (only real items can come out;
-lists are distinct); without `beam` it ranks the exact log-probabilities (= an unbounded beam).
+Generation: `score` gives the exact log-probabilities (top-k ranks them = an unbounded beam); as a
+`CodeTrieModel` the model also exposes its trie and per-node log-probabilities, so genrec.generation's
+beam search decodes over the trie (only real items can come out; lists are distinct).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genrec.data.dataset import Dataset, EvalSet, Histories
-from genrec.models.base import ModelConfig, Recommender, check_positive
+from genrec.models.base import CodeTrieModel, ModelConfig, Recommender, check_positive
 from genrec.models.rqvae import (
     RQVAE,
     RQVAEConfig,
@@ -305,11 +306,12 @@ class TigerNet(nn.Module):
 
 
 # --- the recommender -----------------------------------------------------------------------------
-class Tiger(Recommender):
+class Tiger(Recommender, CodeTrieModel):
     """Semantic-ID generative retrieval (TIGER-style): RQ-VAE codes of item text + a code transformer."""
 
     name = "tiger"
     config_cls = TigerConfig
+    next_item_logits = True  # scores are log p(item | history)
 
     # --- semantic IDs ------------------------------------------------------------------------------
     def _semantic_ids(self, texts: list[str], name: str) -> None:
@@ -463,74 +465,15 @@ class Tiger(Recommender):
         out[:, 0] = -torch.inf
         return out
 
-    @torch.no_grad()
-    def recommend(
-        self,
-        histories: Histories,
-        k: int = 10,
-        exclude_seen: bool = True,
-        allowed: np.ndarray | None = None,
-        blocked: np.ndarray | None = None,
-        beam: int | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k distinct real items; `beam=W` decodes with a constrained beam of width W >= k instead
-        of ranking the exact scores. Rows with fewer than k eligible items are padded with item 0 / -inf."""
-        if beam is None:
-            return super().recommend(histories, k, exclude_seen, allowed, blocked)
-        return self.beam_search(histories, k, beam, exclude_seen, allowed, blocked)
+    # --- CodeTrieModel: beam search over the trie (genrec.generation.trie) ---------------------------
+    def code_trie(self) -> CodeTrie:
+        return self.trie_
 
     @torch.no_grad()
-    def beam_search(
-        self,
-        histories: Histories,
-        k: int,
-        beam: int,
-        exclude_seen: bool = True,
-        allowed: np.ndarray | None = None,
-        blocked: np.ndarray | None = None,
-    ):
-        """Level-by-level beam search over the code trie; a prefix survives only if some eligible item
-        (not seen / blocked / outside `allowed`) lies below it, so every output is a valid, eligible item."""
-        from genrec.generation.topk import mask_scores
-
-        if k < 1 or beam < k:
-            raise ValueError(f"need 1 <= k <= beam, got k={k}, beam={beam}")
+    def node_log_probs(self, histories: Histories) -> list[torch.Tensor]:
+        """Per trie level, (B, M_l) log p(node's code | history, node's prefix)."""
         self.net_.eval()
-        trie = self.trie_
-        B = len(histories)
-        eligible = torch.isfinite(
-            mask_scores(torch.zeros(B, self.n_items_ + 1), histories, exclude_seen, allowed, blocked)
-        )
-        # which nodes have an eligible item below them, from the leaves up
-        ok = [None] * trie.depth
-        ok[-1] = eligible[:, trie.leaf_item]
-        for lvl in range(trie.depth - 1, 0, -1):
-            n_par = len(trie.node_code[lvl - 1])
-            ok[lvl - 1] = (
-                torch.zeros(B, n_par).scatter_reduce(
-                    1, trie.node_parent[lvl].expand(B, -1), ok[lvl].float(), "amax"
-                )
-                > 0
-            )
-        logps = self.net_.node_log_probs(self._hidden(histories), trie)
-        cum = torch.zeros(B, 1)  # log-prob of each beam entry; level 0 expands the root
-        beam_nodes = torch.zeros(B, 1, dtype=torch.long)
-        for lvl in range(trie.depth):
-            parent = trie.node_parent[lvl]
-            n_par = 1 if lvl == 0 else len(trie.node_code[lvl - 1])
-            # cumulative score of each parent if it is in the beam, else -inf
-            par_score = torch.full((B, n_par), -torch.inf).scatter_(1, beam_nodes, cum)
-            cand = par_score[:, parent] + logps[lvl]
-            cand = cand.masked_fill(~ok[lvl], -torch.inf)
-            width = min(k if lvl == trie.depth - 1 else beam, cand.shape[1])
-            cum, beam_nodes = torch.topk(cand, width, dim=1)
-        items = trie.leaf_item[beam_nodes]
-        items[~torch.isfinite(cum)] = 0
-        if width < k:
-            pad = k - width
-            items = torch.cat([items, torch.zeros(B, pad, dtype=items.dtype)], 1)
-            cum = torch.cat([cum, torch.full((B, pad), -torch.inf)], 1)
-        return items.numpy(), cum.numpy()
+        return self.net_.node_log_probs(self._hidden(histories), self.trie_)
 
     # --- cold start --------------------------------------------------------------------------------
     @torch.no_grad()

@@ -5,14 +5,16 @@ scored by that version's model, so swapping `Engine.state` (one reference assign
 loop) never mixes id spaces and never fails an in-flight request.
 
 Micro-batching: requests queue `Job`s; one worker takes whatever is queued (waiting at most
-`max_wait_s` while more requests are on their way in) and calls `model.score` once per batch in a
-single scoring thread, so the event loop keeps accepting requests while the model runs.
+`max_wait_s` while more requests are on their way in) and writes the lists of the whole batch in a
+single scoring thread, so the event loop keeps accepting requests while the model runs. Lists come
+from genrec.generation (one `generate` call per version and list settings; each request keeps its own
+filters as per-row constraints), so a request gets the list the CLI and the Python API give.
 
-User states: for sequence models (scores = user state @ item embeddings) each known user's final
-hidden state is cached per served version, tagged with a digest of the history it was computed from.
-A GET for a user whose history has not changed then costs one (B, D) x (D, I) matmul and a top-k
-instead of a transformer pass over up to `max_len` items; feedback for the user drops the entry, and a
-new version starts with an empty cache.
+User states: for models whose scores are a dot product of user and item vectors (`DotProductScores`:
+SASRec, HSTU) each known user's vector is cached per served version, tagged with a digest of the
+history it was computed from. A top-k request for a user whose history has not changed then costs one
+(B, D) x (D, I) matmul instead of a transformer pass over up to `max_len` items; feedback for the user
+drops the entry, and a new version starts with an empty cache.
 """
 
 from __future__ import annotations
@@ -20,27 +22,25 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
 
 from genrec.data.dataset import Histories
-from genrec.models.sequential import SequentialRecommender
+from genrec.generation import Constraints, explain, generate
+from genrec.models.base import DotProductScores
+from genrec.ranking import RowSets
 from genrec.serving.events import Event, EventStore, StoredEvent
 from genrec.serving.registry import Registry, Version
 
 log = logging.getLogger("genrec.serving")
 
 POSITIVE = ("view", "click", "purchase", "rating")
-EXPLAIN_MAX_HISTORY = 50  # leave-one-out explanations consider the most recent items only
-EXPLAIN_TOP = 3
 
 
 def is_positive(e: Event, rating_threshold: float | None) -> bool:
@@ -53,7 +53,7 @@ def is_positive(e: Event, rating_threshold: float | None) -> bool:
 
 
 class UserStates:
-    """Final hidden states of known users for one version: raw user id -> (history digest, (D,) state).
+    """User vectors of known users for one version: raw user id -> (history digest, (D,) vector).
 
     Written by the scoring thread, dropped by the event loop when feedback arrives; a lookup only
     hits when the digest of the history being scored equals the one the state was computed from, so a
@@ -65,14 +65,8 @@ class UserStates:
         self.capacity = capacity
         self._states: dict[str, tuple[bytes, torch.Tensor]] = {}
         self._lock = threading.Lock()
-        self._item_emb: torch.Tensor | None = None
         self.hits = 0
         self.misses = 0
-
-    def item_embeddings(self, model: SequentialRecommender) -> torch.Tensor:
-        if self._item_emb is None:
-            self._item_emb = model.item_embeddings()  # (n_items + 1, D), read once per version
-        return self._item_emb
 
     def get(self, user: str, digest: bytes) -> torch.Tensor | None:
         hit = self._states.get(user)
@@ -116,17 +110,28 @@ class State:
     user_states: UserStates = field(default_factory=lambda: UserStates(0))
 
 
+@dataclass(frozen=True)
+class ListSpec:
+    """How a list is written (requests with equal specs share one `generate` call)."""
+
+    k: int = 10
+    strategy: str = "topk"
+    beam_size: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
 @dataclass
 class Job:
     state: State
     items: np.ndarray  # internal item ids of the history the model reads
     user: int  # internal user id, 0 = ad hoc
-    k: int
-    exclude: np.ndarray  # internal ids never to return (history, skips) when exclude_seen
+    spec: ListSpec = ListSpec()
+    exclude_seen: bool = True  # drop the history items from the list
+    skips: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # never returned
     allowed: np.ndarray | None = None
     blocked: np.ndarray | None = None
-    temperature: float = 0.0
-    seed: int | None = None
     explain: bool = False
     cache_key: str | None = None  # raw user id when `items` is exactly that user's stored history
     timestamps: np.ndarray | None = None  # unix seconds of each history item (time-aware models read them)
@@ -135,9 +140,9 @@ class Job:
 
 @dataclass
 class Result:
-    items: list[int]
-    scores: list[float]
-    because: list[list[int]] | None = None
+    items: np.ndarray  # (<= k,) internal item ids, best first
+    scores: np.ndarray  # (<= k,) score of each (see genrec.generation: model score or log-probability)
+    because: list[list[int]] | None = None  # per item, the history items that most drove it
 
 
 @dataclass
@@ -244,7 +249,7 @@ class Engine:
 
     # --- histories ----------------------------------------------------------------------------
     def known_user(self, st: State, user_id: str) -> bool:
-        idx = st.version.catalog.user_index(user_id)
+        idx = st.version.catalog.user_ids.get(user_id)
         has_base = (
             idx is not None and user_id not in st.erased and len(st.version.catalog.histories.row(idx)) > 0
         )
@@ -258,7 +263,7 @@ class Engine:
         `timestamp` for feedback, or when the event came without one, the time the server received it."""
         cat = st.version.catalog
         h = cat.histories
-        known = idx = cat.user_index(user_id)
+        known = idx = cat.user_ids.get(user_id)
         if idx is None or user_id in st.erased:
             known = None
         base = h.row(known) if known is not None else np.zeros(0, np.int64)
@@ -267,7 +272,7 @@ class Engine:
             base_ts = np.zeros(len(base), np.int64)
         add, add_ts, skips = [], [], []
         for e in st.overlay.get(user_id, ()):
-            i = cat.item_index(e.item_id)
+            i = cat.item_ids.get(e.item_id)
             if i is None:
                 continue  # an item the model does not know yet: it joins at the next update
             if is_positive(e, self.rating_threshold):
@@ -347,21 +352,21 @@ class Engine:
         return out
 
 
-def raw_scores(jobs: list[Job]) -> torch.Tensor:
-    """(B, n_model + 1) model scores of the jobs' histories (one version); cached user states for
-    sequence models, one `model.score` call otherwise."""
+def histories_of(jobs: list[Job]) -> Histories:
+    timed = all(j.timestamps is not None for j in jobs)
+    users = np.array([j.user for j in jobs], dtype=np.int64)
+    return Histories.from_lists([j.items for j in jobs], users=users,
+                                timestamps=[j.timestamps for j in jobs] if timed else None)
+
+
+def raw_scores(jobs: list[Job], hist: Histories) -> torch.Tensor:
+    """(B, n_items + 1) model scores of the jobs' histories (one version): from cached user vectors
+    for `DotProductScores` models, one `model.score` call otherwise."""
     model = jobs[0].state.version.model
     cache = jobs[0].state.user_states
-    timed = all(j.timestamps is not None for j in jobs)
-    if not isinstance(model, SequentialRecommender) or cache.capacity == 0:
-        hist = Histories.from_lists(
-            [j.items for j in jobs],
-            users=np.array([j.user for j in jobs]),
-            timestamps=[j.timestamps for j in jobs] if timed else None,
-        )
+    if not isinstance(model, DotProductScores) or cache.capacity == 0:
         return model.score(hist).float()
-    emb = cache.item_embeddings(model)  # (n_model + 1, D)
-    states = torch.empty(len(jobs), emb.shape[1])
+    states: list[torch.Tensor | None] = [None] * len(jobs)
     digests: list[bytes | None] = [None] * len(jobs)
     missing = []
     for b, j in enumerate(jobs):
@@ -373,98 +378,49 @@ def raw_scores(jobs: list[Job]) -> torch.Tensor:
                 continue
         missing.append(b)
     if missing:
-        hist = Histories.from_lists(
-            [jobs[b].items for b in missing],
-            timestamps=[jobs[b].timestamps for b in missing] if timed else None,
-        )
-        fresh = model.user_states(hist)  # (M, D): one transformer pass for every miss
-        states[missing] = fresh
+        fresh = model.user_embeddings(hist.take(missing))  # (M, D): one pass for every miss
         for b, s in zip(missing, fresh):
+            states[b] = s
             if digests[b] is not None:
                 cache.put(jobs[b].cache_key, digests[b], s)
-    raw = states @ emb.T  # exactly SequentialRecommender.score's last step
-    raw[:, 0] = -torch.inf
-    return raw
+    return model.scores_from_embeddings(torch.stack(states)).float()  # = model.score (the protocol)
 
 
 @torch.no_grad()
 def score_jobs(jobs: list[Job]) -> list[Result]:
-    """Score jobs of one version in a single model call; filters and top-k vectorised."""
-    version = jobs[0].state.version
-    model, n_items = version.model, version.catalog.n_items
-    raw = raw_scores(jobs)  # (B, n_model + 1)
-    scores = torch.full((len(jobs), n_items + 1), -torch.inf)
-    n = min(raw.shape[1], n_items + 1)
-    scores[:, :n] = raw[:, :n]
-    scores[:, 0] = -torch.inf
-    excl = Histories.from_lists([j.exclude for j in jobs])
-    if len(excl.items):
-        scores[torch.from_numpy(excl.row_ids()), torch.from_numpy(excl.items)] = -torch.inf
-    ranking = scores
-    for b, j in enumerate(jobs):  # business filters and sampling: only rows that asked for them
-        if j.blocked is not None and len(j.blocked):
-            scores[b, torch.from_numpy(j.blocked)] = -torch.inf
-        if j.allowed is not None:
-            keep = torch.zeros(n_items + 1, dtype=torch.bool)
-            keep[torch.from_numpy(j.allowed)] = True
-            scores[b, ~keep] = -torch.inf
-        if j.temperature > 0:
-            if ranking is scores:
-                ranking = scores.clone()
-            # Gumbel top-k: k draws without replacement from softmax(scores / T)
-            g = torch.Generator().manual_seed(j.seed) if j.seed is not None else None
-            u = torch.rand(n_items + 1, generator=g).clamp_(1e-12, 1 - 1e-12)
-            ranking[b] = scores[b] / j.temperature - torch.log(-torch.log(u))
-    kmax = min(max(j.k for j in jobs), n_items + 1)
-    top_vals, top_idx = torch.topk(ranking, kmax, dim=1)
-    picked = scores.gather(1, top_idx).tolist()
-    # top-k is sorted, so the items still allowed (finite) are a prefix of each row
-    n_ok = torch.isfinite(top_vals).sum(1).tolist()
-    idx = top_idx.tolist()
-    results = [
-        Result(idx[b][: min(j.k, n_ok[b])], picked[b][: min(j.k, n_ok[b])]) for b, j in enumerate(jobs)
-    ]
-    explained = [b for b, j in enumerate(jobs) if j.explain and len(results[b].items)]
+    """The lists of jobs of one version: one `generate` call per list spec, each job's filters as
+    per-row constraints (its skips and, with exclude_seen, its history are blocked for its row)."""
+    by_spec: dict[ListSpec, list[int]] = defaultdict(list)
+    for b, j in enumerate(jobs):
+        by_spec[j.spec].append(b)
+    out: list[Result] = [None] * len(jobs)  # type: ignore[list-item]
+    for spec, rows in by_spec.items():
+        for b, res in zip(rows, _lists([jobs[b] for b in rows], spec)):
+            out[b] = res
+    return out
+
+
+def _lists(jobs: list[Job], spec: ListSpec) -> list[Result]:
+    model = jobs[0].state.version.model
+    hist = histories_of(jobs)
+    none = np.zeros(0, np.int64)
+    blocked = RowSets.from_lists([np.concatenate([j.blocked if j.blocked is not None else none, j.skips,
+                                                  j.items if j.exclude_seen else none]) for j in jobs])
+    cons = Constraints(exclude_seen=False, allowed=RowSets.from_lists([j.allowed for j in jobs]),
+                       blocked=blocked)
+    explained = [b for b, j in enumerate(jobs) if j.explain]
+    scores = raw_scores(jobs, hist) if spec.strategy == "topk" or explained else None
+    slates = generate(model, hist, spec.k, spec.strategy, cons, beam_size=spec.beam_size,
+                      temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed,
+                      scores=scores if spec.strategy == "topk" else None)
+    because: list[list[list[int]] | None] = [None] * len(jobs)
     if explained:
-        _explain(model, jobs, results, explained, raw)
+        why = explain(model, hist.take(explained), slates.items[explained], scores[explained])
+        for b, w in zip(explained, why):
+            because[b] = w
+    results = []
+    for b in range(len(jobs)):
+        keep = slates.items[b] > 0  # padding slots (fewer eligible items than k) are never answered
+        reasons = None if because[b] is None else [r for r, ok in zip(because[b], keep) if ok]
+        results.append(Result(slates.items[b][keep], slates.scores[b][keep], reasons))
     return results
-
-
-def _explain(model: Any, jobs: list[Job], results: list[Result], rows: list[int], full: torch.Tensor) -> None:
-    """`because`: the history items whose removal lowers a recommended item's score the most.
-
-    Leave-one-out score deltas work for any model through `score` alone; for EASE they equal the
-    item-item weights B[h, i] exactly. One extra `score` call covers every explained request.
-    """
-    seqs, stamps, owners, dropped = [], [], [], []
-    timed = all(jobs[b].timestamps is not None for b in rows)
-    for b in rows:
-        items = jobs[b].items
-        cand = np.unique(items[-EXPLAIN_MAX_HISTORY:])
-        for h in cand:
-            seqs.append(items[items != h])
-            if timed:
-                stamps.append(jobs[b].timestamps[items != h])
-            owners.append(b)
-            dropped.append(int(h))
-    if not seqs:
-        for b in rows:
-            results[b].because = [[] for _ in results[b].items]
-        return
-    users = np.array([jobs[b].user for b in owners])
-    loo = model.score(Histories.from_lists(seqs, users, stamps if timed else None)).float()
-    owners_a, dropped_a = np.asarray(owners), np.asarray(dropped)
-    for b in rows:
-        sel = np.flatnonzero(owners_a == b)
-        rec = torch.as_tensor(results[b].items)
-        rec = rec[rec < loo.shape[1]]
-        delta = full[b, rec][None, :] - loo[torch.from_numpy(sel)][:, rec]  # (H, K): what each item adds
-        because = []
-        for c in range(delta.shape[1]):
-            d = delta[:, c]
-            top = torch.argsort(d, descending=True)[:EXPLAIN_TOP]
-            because.append(
-                [int(dropped_a[sel[t]]) for t in top.tolist() if d[t] > 1e-6 and math.isfinite(d[t])]
-            )
-        because += [[] for _ in range(len(results[b].items) - len(because))]
-        results[b].because = because

@@ -20,103 +20,79 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from genrec.data.dataset import Histories
+from genrec.data.ids import IdMap
 from genrec.models import Recommender
 from genrec.training.runs import load_run
 
 
 @dataclass
 class Catalog:
-    """The id spaces and histories a version serves: internal id i <-> raw id `item_raw[i]` (0 = padding)."""
+    """The id spaces and histories a version serves. Raw ids <-> internal ids go through the dataset's
+    `IdMap`s only (every id leaves as a string); 0 is padding."""
 
     item_raw: np.ndarray  # (n_items + 1,) str
     user_raw: np.ndarray  # (n_users + 1,) str
     histories: Histories  # row u = everything known about internal user u, chronological (+ timestamps)
     item_title: np.ndarray | None = None  # (n_items + 1,) str
-    int_ids: dict[str, bool] = field(default_factory=lambda: {"item": False, "user": False})
 
     def __post_init__(self) -> None:
-        self.item_raw = np.asarray(self.item_raw).astype(str)
-        self.user_raw = np.asarray(self.user_raw).astype(str)
-        self._item_index = {v: i for i, v in enumerate(self.item_raw.tolist()) if i > 0}
-        self._user_index = {v: i for i, v in enumerate(self.user_raw.tolist()) if i > 0}
+        self.item_ids = IdMap(self.item_raw, "item", "the served catalogue")
+        self.user_ids = IdMap(self.user_raw, "user", "the served catalogue")
+        self.item_raw, self.user_raw = self.item_ids.raw, self.user_ids.raw
+        if self.item_title is not None:
+            self.item_title = np.asarray(self.item_title).astype(str)
 
     @property
     def n_items(self) -> int:
-        return len(self.item_raw) - 1
+        return len(self.item_ids)
 
     @property
     def n_users(self) -> int:
-        return len(self.user_raw) - 1
-
-    def item_index(self, raw: object) -> int | None:
-        return self._item_index.get(str(raw))
-
-    def user_index(self, raw: object) -> int | None:
-        return self._user_index.get(str(raw))
-
-    def item_id(self, i: int) -> int | str:
-        """The dataset's own id of internal item i, typed as the dataset types it."""
-        return self._item_out[i]
-
-    @functools.cached_property
-    def _item_out(self) -> list[int | str]:
-        # plain Python lists: answering a request indexes them a few times per item, numpy is slower
-        raw = self.item_raw.tolist()
-        return [raw[0], *(int(v) for v in raw[1:])] if self.int_ids["item"] else raw
-
-    @functools.cached_property
-    def _titles(self) -> list[str | None] | None:
-        return None if self.item_title is None else [str(t) or None for t in self.item_title.tolist()]
-
-    def user_id(self, raw: object) -> int | str:
-        s = str(raw)
-        return int(s) if self.int_ids["user"] and _is_int(s) else s
+        return len(self.user_ids)
 
     def title(self, i: int) -> str | None:
         return None if self._titles is None else self._titles[i]
 
+    @functools.cached_property
+    def _titles(self) -> list[str | None] | None:
+        # a Python list: answering a request indexes it a few times per item, numpy is slower
+        return None if self.item_title is None else [t or None for t in self.item_title.tolist()]
+
+    @functools.cached_property
+    def interactions(self) -> np.ndarray:
+        """(n_items + 1,) number of users whose stored history contains each item."""
+        h = self.histories
+        users_per_item = np.zeros(self.n_items + 1, dtype=np.int64)
+        pairs = np.unique(np.stack([h.row_ids(), h.items]), axis=1)
+        np.add.at(users_per_item, pairs[1], 1)
+        return users_per_item
+
     def save(self, path: Path) -> None:
         h = self.histories
-        arrays = {
-            "item_raw": self.item_raw,
-            "user_raw": self.user_raw,
-            "indptr": h.indptr,
-            "items": h.items,
-            "int_ids": np.array([self.int_ids["item"], self.int_ids["user"]]),
-        }
+        arrays = {"item_raw": self.item_raw, "user_raw": self.user_raw, "indptr": h.indptr, "items": h.items}
         if h.timestamps is not None:
             arrays["timestamps"] = h.timestamps
         if self.item_title is not None:
-            arrays["item_title"] = self.item_title.astype(str)
+            arrays["item_title"] = self.item_title
         with open(path, "wb") as f:
             np.savez(f, **arrays)
 
     @staticmethod
     def load(path: Path) -> Catalog:
         z = np.load(path, allow_pickle=False)
-        flags = z["int_ids"]
         return Catalog(
             z["item_raw"],
             z["user_raw"],
             Histories(z["indptr"], z["items"], z["timestamps"] if "timestamps" in z else None),
             z["item_title"] if "item_title" in z else None,
-            {"item": bool(flags[0]), "user": bool(flags[1])},
         )
-
-
-def _is_int(s: str) -> bool:
-    return s.lstrip("-").isdigit()
-
-
-def all_int(values: np.ndarray) -> bool:
-    return all(_is_int(v) for v in np.asarray(values[1:]).astype(str).tolist())
 
 
 @dataclass
@@ -170,13 +146,7 @@ class Registry:
         ds = run.dataset
         users = np.arange(ds.n_users + 1, dtype=np.int64)
         hist = ds.full_history(users)  # all of train + valid + test targets: what serving should know
-        catalog = Catalog(
-            ds.item_raw,
-            ds.user_raw,
-            hist,
-            ds.item_title,
-            {"item": all_int(ds.item_raw), "user": all_int(ds.user_raw)},
-        )
+        catalog = Catalog(ds.item_raw, ds.user_raw, hist, ds.item_title)
         metrics_file = self.run / "metrics.json"
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
         meta = {"source": "run", "metrics": metrics, "watermark": 0}

@@ -69,17 +69,14 @@ def extend(
     items = old.item_raw.tolist()
     user_index = {u: i for i, u in enumerate(users) if i > 0}
     item_index = {v: i for i, v in enumerate(items) if i > 0}
-    int_ids = dict(old.int_ids)
     pos = [e for e in events if is_positive(e, rating_threshold)]
     for e in pos:  # first appearance order: deterministic ids for new users and items
         if e.user_id not in user_index:
             user_index[e.user_id] = len(users)
             users.append(e.user_id)
-            int_ids["user"] &= e.user_id.lstrip("-").isdigit()
         if e.item_id not in item_index:
             item_index[e.item_id] = len(items)
             items.append(e.item_id)
-            int_ids["item"] &= e.item_id.lstrip("-").isdigit()
     n_users = len(users) - 1
     base = [old.histories.row(u) if u <= old.n_users else np.zeros(0, np.int64) for u in range(n_users + 1)]
     for u in erased:  # privacy: an erased user's training history never comes back
@@ -107,7 +104,7 @@ def extend(
         titles = np.concatenate([old.item_title, np.array([""] * (len(items) - len(old.item_raw)))]).astype(
             str
         )
-    catalog = Catalog(np.array(items, dtype=str), np.array(users, dtype=str), full, titles, int_ids)
+    catalog = Catalog(np.array(items, dtype=str), np.array(users, dtype=str), full, titles)
     counts = {
         "events": len(events),
         "positive_events": len(pos),

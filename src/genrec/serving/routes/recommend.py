@@ -1,0 +1,100 @@
+"""GET and POST /recommend: lists from genrec.generation, batched by the engine."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import Response
+from pydantic import Field
+
+from genrec.generation import check_strategy, records
+from genrec.serving.engine import Engine, Job, ListSpec, State
+from genrec.serving.routes.deps import engine, read_auth, unknown_user
+from genrec.serving.schemas import ERRORS, Detail, ListSettings, Recommendations, RecommendRequest, unix
+
+router = APIRouter(tags=["recommend"], dependencies=[Depends(read_auth)])
+RESPONSES = {404: {"model": Detail, "description": "unknown user"},
+             422: {"model": Detail, "description": "bad parameters, or a strategy the model cannot use"},
+             **ERRORS}
+
+
+class RecommendQuery(ListSettings):
+    user_id: str = Field(min_length=1, max_length=256, description="a user id of the dataset")
+
+
+def checked(st: State, settings: ListSettings) -> ListSpec:
+    """The list spec, after refusing (422, with the reason) a strategy the served model cannot use."""
+    try:
+        check_strategy(st.version.model, settings.strategy)
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    return ListSpec(settings.k, settings.strategy, settings.beam_size, settings.temperature, settings.top_p,
+                    settings.seed)
+
+
+async def answer(eng: Engine, job: Job, user_id: str | None, unknown: list[str]) -> Response:
+    eng.arriving(-1)  # queued: the batcher no longer waits for this one
+    res = await eng.submit(job)
+    st = job.state
+    cat = st.version.catalog
+    because = None if res.because is None else [res.because]
+    rec = records(cat.item_ids, cat.item_title, [user_id], [res.items], [res.scores], because)[0]
+    body = {"user_id": user_id, "model_version": st.version.name, "items": rec["items"]}
+    if unknown:
+        body["unknown_items"] = unknown
+    return Response(json.dumps(body), media_type="application/json")
+
+
+@router.get("/recommend", response_model=Recommendations, responses=RESPONSES)
+async def recommend_get(q: Annotated[RecommendQuery, Query()], eng: Engine = Depends(engine)) -> Response:
+    """A list for a known user from everything stored about them (training history + feedback)."""
+    eng.arriving(1)
+    try:
+        st = eng.state
+        spec = checked(st, q)
+        if not eng.known_user(st, q.user_id):
+            raise unknown_user(q.user_id)
+        user, items, skips, ts = eng.user_history(st, q.user_id)
+        job = Job(st, items, user, spec, q.exclude_seen, skips, explain=q.explain, cache_key=q.user_id,
+                  timestamps=ts)
+    except BaseException:
+        eng.arriving(-1)
+        raise
+    return await answer(eng, job, q.user_id, [])
+
+
+@router.post("/recommend", response_model=Recommendations, responses=RESPONSES)
+async def recommend_post(req: RecommendRequest, eng: Engine = Depends(engine)) -> Response:
+    """A list for an ad-hoc history, optionally on top of a known user's stored history, with business
+    filters and explanations."""
+    eng.arriving(1)
+    try:
+        st = eng.state
+        spec = checked(st, req)
+        cat = st.version.catalog
+        uid = None if req.user_id is None else str(req.user_id)
+        none = np.zeros(0, np.int64)
+        user, items, skips, ts = 0, none, none, none
+        if uid is not None:
+            if not eng.known_user(st, uid) and not req.history:
+                raise unknown_user(uid)
+            user, items, skips, ts = eng.user_history(st, uid)
+        given, unknown = cat.item_ids.known(req.history)
+        now = int(time.time())
+        times = [unix(t) for t in req.timestamps] if req.timestamps is not None else [now] * len(req.history)
+        known_ts = np.asarray([t for t, r in zip(times, req.history) if cat.item_ids.get(r) is not None],
+                              dtype=np.int64)
+        job = Job(st, np.concatenate([items, given]), user, spec, req.exclude_seen, skips,
+                  allowed=None if req.allowed is None else cat.item_ids.known(req.allowed)[0],
+                  blocked=cat.item_ids.known(req.blocked)[0], explain=req.explain,
+                  # the stored history alone is what the user-state cache holds
+                  cache_key=uid if uid is not None and not req.history else None,
+                  timestamps=np.concatenate([ts, known_ts]))
+    except BaseException:
+        eng.arriving(-1)
+        raise
+    return await answer(eng, job, uid, unknown)
