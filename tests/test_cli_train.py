@@ -85,7 +85,8 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     err += rest
     assert p.returncode == 130, err
     assert "Traceback" not in err, err
-    assert "resume with: genrec train --synthetic --model sasrec" in rest and rest.rstrip().endswith("--resume")
+    assert "resume with: genrec train --synthetic --model sasrec" in rest
+    assert rest.rstrip().endswith("--resume")
     assert not out.exists() and (tmp_path / "run.partial" / "checkpoints" / "last.pt").exists()
     # the printed command resumes it (here with fewer epochs left: same settings are required)
     assert main(args + ["--resume"]) == 0
