@@ -32,8 +32,9 @@ DATASETS = ["ml-1m-u2999", "ml-latest-small", "ml-100k", "amazon-beauty", "ml-20
 MODELS = ["pop", "ease", "multvae", "multdae", "cfgan"]
 MOVIELENS = {"ml-1m-u2999", "ml-latest-small", "ml-100k", "ml-20m"}
 LARGE = {"ml-20m"}  # epoch budgets cut to fit 2 cores; see docs/benchmarks.md
-# CFGAN per dataset: (epochs, patience in epochs, epochs between validations); others (ML-20M): (5, 20, 1)
-CFGAN_BUDGETS = {"ml-1m-u2999": (60, 20, 5), "ml-latest-small": (300, 60, 5), "ml-100k": (150, 20, 5),
+# CFGAN per dataset: (epochs, patience in validation evaluations, epochs between validations); others
+# (ML-20M): (5, 20, 1)
+CFGAN_BUDGETS = {"ml-1m-u2999": (60, 4, 5), "ml-latest-small": (300, 12, 5), "ml-100k": (150, 4, 5),
                  "amazon-beauty": (15, 6, 1)}
 BY_SIZE = ["ml-100k", "ml-latest-small", "ml-1m-u2999", "amazon-beauty", "ml-20m"]  # interactions
 
@@ -73,30 +74,31 @@ def run_one(job: dict) -> dict:
     from genrec.data.types import DataConfig
     from genrec.evaluation import evaluate
     from genrec.models import get_model_class
+    from genrec.training import TrainConfig, fit
 
     ds = prepare(read(DATA / job["dataset"]), DataConfig(**job["data"]))
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    torch.manual_seed(0)
     t = time.perf_counter()
-    model = get_model_class(job["model"])(**job["config"]).fit(ds)
+    model = get_model_class(job["model"])(**job["config"])
+    fit(model, ds, TrainConfig(seed=0, threads=1), progress=False)
     fit_s = time.perf_counter() - t
     peak_fit = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # before the test evaluation
     ks = (20, 50, 100) if job["data"]["protocol"] == "users" else (10, 20)
     test = {} if job.get("memory_check") else evaluate(model.score, ds.test, ks=ks)
     info = model.fit_info_
-    curve = info.get("curve", [])
+    curves = {p["name"]: p["curve"] for p in info.get("phases", [])}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = {**job, "n_users": ds.n_users, "n_items": ds.n_items, "n_train": int(len(ds.train.items)),
            "n_test_users": len(ds.test), "fit_seconds": fit_s,
-           "epochs": info.get("epochs_trained"), "epoch_seconds": info.get("epoch_seconds"),
+           "epochs": info.get("epochs"), "epoch_seconds": info.get("seconds_per_epoch"),
            "peak_rss_mb": peak, "peak_rss_fit_mb": peak_fit, "rss_after_data_mb": rss_data, "test": test,
-           "fit_info": {k: v for k, v in info.items() if k not in ("curve", "beta_search")}}
-    if job["model"] == "multvae" and "beta_search" in info:
+           "fit_info": {k: v for k, v in info.items() if k != "phases"}}
+    if "beta search" in curves:
         out["beta_search"] = [{k: r[k] for k in r if k in ("epoch", "beta") or k.startswith("valid_")}
-                              for r in info["beta_search"]]
+                              for r in curves["beta search"]]
     if job["model"] == "cfgan":
         out["loss_curve"] = [{k: r[k] for k in ("epoch", "d_loss", "g_loss", "d_real", "d_fake") if k in r}
-                             for r in curve]
+                             for r in curves["train"]]
     return out
 
 

@@ -32,7 +32,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("GENREC_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
 KS = (10, 50)
 COLD_FRACTION = 0.05
-# per-model settings used on both datasets (the same as passing them with --set)
+# per-model settings used on both datasets (the same as passing them with --set); the training loop's
+# (genrec.training.TrainConfig: threads, max_minutes, ...) go to the loop, the others to the model
 SETTINGS: dict[str, dict] = {
     "pop": {},
     "ease": {},
@@ -76,17 +77,18 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
     from genrec.data.sources import load_dataset
     from genrec.data.types import DataConfig
     from genrec.evaluation import evaluate
-    from genrec.training.runs import build_model, seed_everything
+    from genrec.models import get_model_class
+    from genrec.training import TrainConfig, fit
 
     try:
-        seed_everything(0)
         ds = load_dataset(source(dataset), DataConfig())
         cold = None
         if variant == "cold":
             ds, cold = cold_variant(ds)
-        model = build_model(model_name, settings)
+        loop_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+        model = get_model_class(model_name)(**{k: v for k, v in settings.items() if k not in loop_keys})
         t = time.perf_counter()
-        model.fit(ds)
+        fit(model, ds, TrainConfig(seed=0, **{k: v for k, v in settings.items() if k in loop_keys}))
         fit_s = time.perf_counter() - t
         torch.set_num_threads(1)
         t = time.perf_counter()
@@ -108,17 +110,15 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
             "inference_ms_per_user": 1000 * infer_s / len(ds.test),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "load_average_at_end": os.getloadavg()[0],  # the CPUs are shared: context for every time
-            "stop_reason": info.get("stop_reason", info.get("stopped_by")),
-            "best_valid_ndcg@10": info.get("best_valid_ndcg@10", info.get("best_valid_ndcg10")),
+            "stop_reason": info.get("stopped_by"),
+            "best_valid_ndcg@10": info.get("best_valid"),
         }
         if model_name == "tiger":
             row["rqvae"] = {k: v for k, v in info["rqvae"].items()}
             row["text_encoder"] = info.get("text_encoder")
             row["text_seconds"] = info.get("text_seconds")
-            row["valid_curve"] = info.get("history")
-        elif info.get("valid_ndcg10") is not None:
-            curve = info["valid_ndcg10"]
-            row["valid_curve"] = [{"epoch": i + 1, "valid_ndcg@10": v} for i, v in enumerate(curve)]
+        if info.get("phases"):
+            row["valid_curve"] = info["phases"][-1]["curve"]
         if cold is not None:
             sl = cold_slice(ds.test, cold)
             cm = evaluate(model.score, sl, ks=KS)

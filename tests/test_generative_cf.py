@@ -12,10 +12,12 @@ from genrec.models import Recommender, get_model_class
 from genrec.models.base import history_matrix
 from genrec.models.cfgan import CFGAN
 from genrec.models.multvae import AutoEncoder, MultVAE, beta_schedule
+from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
 TINY_VAE = dict(hidden=[64, 16], batch_size=100, epochs=12, patience=12)
 # 600 users give ~15 updates per epoch: larger learning rates than the real-data defaults
-TINY_GAN = dict(g_hidden=64, d_hidden=32, epochs=24, eval_every=6, patience=24, lr_g=1e-2, lr_d=1e-3)
+TINY_GAN = dict(g_hidden=64, d_hidden=32, epochs=24, eval_every=6, patience=4, lr_g=1e-2, lr_d=1e-3)
+TRAIN = TrainConfig(threads=1)  # tiny matrices: threads only add contention on shared cores
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -40,12 +42,12 @@ def users_ds():
 
 @pytest.fixture(scope="module")
 def pop_ndcg(users_ds):
-    return evaluate(get_model_class("pop")().fit(users_ds).score, users_ds.test, ks=(20,))["ndcg@20"]
+    return evaluate(fit(get_model_class("pop")(), users_ds).score, users_ds.test, ks=(20,))["ndcg@20"]
 
 
 @pytest.fixture(scope="module")
 def vae(users_ds):
-    return MultVAE(**TINY_VAE).fit(users_ds)
+    return fit(MultVAE(**TINY_VAE), users_ds, TRAIN)
 
 
 def _ndcg(model, ds) -> float:
@@ -67,16 +69,60 @@ def test_multvae_folds_in_unseen_users_and_picks_beta_on_validation(users_ds, va
     assert (users_ds.train.lengths[test_users] == 0).all()  # never seen in training
     assert _ndcg(vae, users_ds) > 1.3 * pop_ndcg
     info = vae.fit_info_
-    betas = [r["beta"] for r in info["beta_search"]]
+    search, final = info["phases"]
+    assert (search["name"], final["name"], info["valid_metric"]) == ("beta search", "final", "ndcg@100")
+    betas = [r["beta"] for r in search["curve"]]
     assert betas == sorted(betas) and betas[-1] > betas[0]  # annealing curve recorded
-    best = info["beta_search"][info["beta_search_best_epoch"] - 1]
+    best = search["curve"][search["best_epoch"] - 1]
     assert info["beta"] == best["beta"]  # the beta of the best validation epoch
-    assert best["valid_ndcg@100"] == max(r["valid_ndcg@100"] for r in info["beta_search"])
-    assert max(r["beta"] for r in info["curve"]) <= info["beta"] + 1e-12  # final run stops at the cap
+    assert best["valid_ndcg@100"] == max(r["valid_ndcg@100"] for r in search["curve"])
+    assert max(r["beta"] for r in final["curve"]) <= info["beta"] + 1e-12  # final run stops at the cap
+    assert final["curve"][: search["best_epoch"]] == search["curve"][: search["best_epoch"]]  # continued
+
+
+class StopAt(Callback):
+    """Ctrl-C during the `n`-th epoch of `phase` (at its end, before its checkpoint is written)."""
+
+    def __init__(self, phase: str, n: int) -> None:
+        self.phase, self.n = phase, n
+
+    def on_epoch_end(self, model, phase, row) -> None:
+        if phase.name == self.phase:
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+
+def _curves(model) -> list[list[dict]]:
+    """Every phase's log rows without the timings."""
+    return [[{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in p["curve"]]
+            for p in model.fit_info_["phases"]]
+
+
+def test_multvae_resumed_run_equals_an_uninterrupted_one(users_ds, tmp_path):
+    """Interrupted in the beta search, at the start of the final phase and inside it, then resumed from
+    the checkpoints: the same curves, beta and scores as a run that was never interrupted."""
+    # beta_max 20 overshoots: the search peaks at epoch 5, so the final phase trains epochs 6-8
+    cfg = dict(TINY_VAE, epochs=8, patience=8, beta_max=20.0)
+    straight = fit(MultVAE(**cfg), users_ds, TRAIN)
+    assert straight.fit_info_["phases"][0]["best_epoch"] < 8
+    model = MultVAE(**cfg)
+    for stop, resume in ((StopAt("beta search", 2), False), (StopAt("final", 1), True),
+                         (StopAt("final", 2), True)):
+        with pytest.raises(TrainingInterrupted) as e:
+            fit(model, users_ds, TRAIN, checkpoint_dir=tmp_path, callbacks=(stop,), resume=resume)
+        assert e.value.checkpoint == tmp_path / "last.pt"
+        model = MultVAE(**cfg)  # a new process: nothing but the checkpoint survives
+    fit(model, users_ds, TRAIN, checkpoint_dir=tmp_path, resume=True)
+    assert model.fit_info_["beta"] == straight.fit_info_["beta"]
+    assert model.fit_info_["epochs"] == straight.fit_info_["epochs"]
+    assert _curves(model) == _curves(straight)
+    h = users_ds.test.history
+    assert torch.equal(model.score(h), straight.score(h))
 
 
 def test_multdae_folds_in(users_ds, pop_ndcg):
-    dae = get_model_class("multdae")(**TINY_VAE).fit(users_ds)
+    dae = fit(get_model_class("multdae")(**TINY_VAE), users_ds, TRAIN)
     assert _ndcg(dae, users_ds) > 1.3 * pop_ndcg
     assert "beta" not in dae.fit_info_
 
@@ -97,7 +143,8 @@ def test_sparse_input_path_equals_dense():
 
 @pytest.mark.parametrize("name", ["multvae", "cfgan"])
 def test_save_load_round_trip_identical_scores(tmp_path, users_ds, vae, name):
-    model = vae if name == "multvae" else CFGAN(**{**TINY_GAN, "epochs": 2, "eval_every": 1}).fit(users_ds)
+    gan = CFGAN(**{**TINY_GAN, "epochs": 2, "eval_every": 1})
+    model = vae if name == "multvae" else fit(gan, users_ds, TRAIN)
     model.save(tmp_path / name)
     loaded = Recommender.load(tmp_path / name)
     h = users_ds.test.history.take(slice(0, 20))
@@ -105,12 +152,23 @@ def test_save_load_round_trip_identical_scores(tmp_path, users_ds, vae, name):
     assert loaded.config == model.config
 
 
-class _FrozenGenerator(CFGAN):
+class _Watched(CFGAN):
+    """CFGAN that keeps its generator's initial parameters."""
+
+    def setup_phase(self, phase, data, device):
+        fitting = super().setup_phase(phase, data, device)
+        self.init_gen = _gen_params(self)
+        return fitting
+
+
+class _FrozenGenerator(_Watched):
     """CFGAN whose generator update is broken: gradients are computed but never applied."""
 
-    def _update_generator(self, opt, loss):
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+    def setup_phase(self, phase, data, device):
+        fitting = super().setup_phase(phase, data, device)
+        for group in fitting.optimizers["g"].param_groups:
+            group["lr"] = 0.0
+        return fitting
 
 
 def _gen_params(model: CFGAN) -> torch.Tensor:
@@ -119,21 +177,19 @@ def _gen_params(model: CFGAN) -> torch.Tensor:
 
 @pytest.mark.slow
 def test_cfgan_trains_stably_and_a_broken_generator_update_is_caught(users_ds, pop_ndcg):
-    torch.manual_seed(0)
-    init = _gen_params(CFGAN(**TINY_GAN)._init_nets(users_ds.n_items))
-
-    def quality_ok(model: CFGAN) -> bool:
-        curve = model.fit_info_["curve"]
-        changed = not torch.equal(_gen_params(model), init)
+    def quality_ok(model: _Watched) -> bool:
+        curve = model.fit_info_["phases"][0]["curve"]
+        changed = not torch.equal(_gen_params(model), model.init_gen)
         g_moved = abs(curve[-1]["g_loss"] - curve[0]["g_loss"]) > 1e-3
         return changed and g_moved and _ndcg(model, users_ds) > 1.3 * pop_ndcg
 
-    good = CFGAN(**TINY_GAN).fit(users_ds)
-    curve = good.fit_info_["curve"]
+    good = fit(_Watched(**TINY_GAN), users_ds, TRAIN)
+    curve = good.fit_info_["phases"][0]["curve"]
+    assert [r["epoch"] for r in curve if "valid_ndcg@100" in r] == [6, 12, 18, 24]  # every eval_every epochs
     assert all(np.isfinite([r["d_loss"], r["g_loss"]]).all() for r in curve)
     assert min(r["d_loss"] for r in curve[:3]) > 0.05  # D does not win outright in the first epochs
     assert quality_ok(good)
 
-    broken = _FrozenGenerator(**TINY_GAN).fit(users_ds)
-    assert torch.equal(_gen_params(broken), init)  # nothing moved the generator
+    broken = fit(_FrozenGenerator(**TINY_GAN), users_ds, TRAIN)
+    assert torch.equal(_gen_params(broken), broken.init_gen)  # nothing moved the generator
     assert not quality_ok(broken)

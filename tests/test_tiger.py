@@ -20,14 +20,9 @@ from genrec.generation import Constraints
 from genrec.generation import generate as generate_lists
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import CodeTrieModel
-from genrec.models.rqvae import (
-    RQVAEConfig,
-    add_collision_level,
-    extend_collision_level,
-    train_rqvae,
-    uniqueness,
-)
+from genrec.models.rqvae import add_collision_level, extend_collision_level, uniqueness
 from genrec.models.tiger import TigerConfig
+from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
 SMALL = dict(
     text_encoder="tfidf",
@@ -45,8 +40,8 @@ SMALL = dict(
     patience=3,
     dropout=0.1,
     lr=5e-3,
-    threads=1,
 )
+TRAIN = TrainConfig(threads=1)  # tiny models on shared CPUs: threads only add contention
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -66,8 +61,7 @@ def cold_setup():
     cold_meta = raw.items.loc[cold]
     raw.items = raw.items.drop(index=cold)
     ds = prepare(raw, DataConfig(), cache=False)
-    torch.manual_seed(0)
-    model = get_model_class("tiger")(TigerConfig(**SMALL)).fit(ds)
+    model = fit(get_model_class("tiger")(TigerConfig(**SMALL)), ds, TRAIN)
     return ds, cold_meta, model
 
 
@@ -87,37 +81,33 @@ def _assert_valid_lists(items: np.ndarray, hist: Histories, n_items: int) -> Non
         assert not set(row.tolist()) & set(hist.row(b).tolist()), "a seen item was generated"
 
 
-def test_rqvae_reconstruction_improves_and_reports():
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(10, 24))
-    x = (centres[rng.integers(0, 10, 600)] + 0.3 * rng.normal(size=(600, 24))).astype(np.float32)
-    cfg = RQVAEConfig(levels=2, codebook_size=8, latent_dim=8, hidden=[32], epochs=40, batch_size=128)
-    model, rep = train_rqvae(x, cfg)
-    assert rep["recon_loss"] < 0.5 * rep["recon_loss_first_epoch"]
+def test_rqvae_reconstruction_improves_and_reports(cold_setup):
+    ds, _, model = cold_setup
+    rep = model.fit_info_["rqvae"]
+    assert rep["recon_loss"] < 0.5 * rep["recon_loss_init"]  # trained well past its k-means start
     assert len(rep["codebook_usage"]) == 2 and all(0 < u <= 1 for u in rep["codebook_usage"])
     assert rep["codebook_usage"][0] == 1.0  # dead-code reset + k-means: every first-level code in use
-    codes = model.codes(torch.from_numpy(x)).numpy()
-    assert codes.shape == (600, 2) and codes.max() < 8
-    assert 0 <= rep["collision_rate"] <= 1
+    assert 0 <= rep["collision_rate"] <= 1 and rep["n_items"] == ds.n_items
+    phase = model.fit_info_["phases"][0]
+    assert (phase["name"], phase["epochs"], phase["metric"]) == ("rq-vae", SMALL["rq_epochs"], None)
+    assert phase["curve"][-1]["recon"] < phase["curve"][0]["recon"]
+    codes = model.rqvae_.codes(torch.randn(5, model.rqvae_.encoder[0].in_features))
+    assert codes.shape == (5, 2) and codes.max() < 16
 
 
-def test_rqvae_cache_reuses_the_trained_model(tmp_path, monkeypatch):
-    import genrec.models.rqvae as rq
-
-    x = np.random.default_rng(1).normal(size=(200, 12)).astype(np.float32)
-    cfg = RQVAEConfig(levels=2, codebook_size=4, latent_dim=4, hidden=[16], epochs=3, batch_size=64)
-    first, rep = rq.train_rqvae_cached(x, cfg, seed=3, cache_dir=tmp_path)
-
-    def no_training(*args, **kwargs):
-        raise AssertionError("trained again although the RQ-VAE is cached")
-
-    monkeypatch.setattr(rq, "train_rqvae", no_training)
-    again, rep2 = rq.train_rqvae_cached(x, cfg, seed=3, cache_dir=tmp_path)
-    assert rep2["cached"] and rep2["collision_rate"] == rep["collision_rate"]
-    X = torch.from_numpy(x)
-    assert torch.equal(first.codes(X), again.codes(X))
-    with pytest.raises(AssertionError, match="trained again"):  # another seed is another model
-        rq.train_rqvae_cached(x, cfg, seed=4, cache_dir=tmp_path)
+def test_rqvae_cache_reuses_the_trained_model(synthetic_ds, tmp_path, monkeypatch):
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path))
+    cfg = TigerConfig(**{**SMALL, "rq_epochs": 3, "epochs": 1})
+    first = fit(get_model_class("tiger")(cfg), synthetic_ds, TRAIN)
+    again = fit(get_model_class("tiger")(cfg), synthetic_ds, TRAIN)
+    assert [p["epochs"] for p in first.fit_info_["phases"]] == [3, 1]
+    assert [p["epochs"] for p in again.fit_info_["phases"]] == [0, 1]  # no RQ-VAE training
+    assert again.fit_info_["rqvae"]["cached"] and "cached" not in first.fit_info_["rqvae"]
+    assert again.fit_info_["rqvae"]["collision_rate"] == first.fit_info_["rqvae"]["collision_rate"]
+    assert torch.equal(first.codes_, again.codes_)
+    other = fit(get_model_class("tiger")(cfg), synthetic_ds, TrainConfig(threads=1, seed=1))
+    assert other.fit_info_["phases"][0]["epochs"] == 3  # another seed is another RQ-VAE
+    assert len(list((tmp_path / "rqvae").glob("rqvae-*.pt"))) == 2
 
 
 def test_collision_level_makes_ids_unique():
@@ -138,18 +128,65 @@ def test_trained_model_ids_unique_and_fit_info(cold_setup):
     rq = model.fit_info_["rqvae"]
     assert {"recon_loss", "codebook_usage", "collision_rate"} <= set(rq)
     assert rq["unique_after_collision_level"] == 1.0
-    assert model.fit_info_["epochs"] >= 1
-    assert model.fit_info_["stop_reason"] in {"epochs", "early stopping"}
+    info = model.fit_info_
+    assert [p["name"] for p in info["phases"]] == ["rq-vae", "generator"]
+    assert info["valid_metric"] == "ndcg@10" and info["best_valid"] > 0
+    assert 1 <= info["phases"][1]["epochs"] <= SMALL["epochs"]
+    assert info["stopped_by"] in {"epochs", "early stopping"}
 
 
 @pytest.mark.slow
-def test_time_budget_stops_training(cold_setup):
+def test_time_budget_stops_training(cold_setup, tmp_path, monkeypatch):
+    """The budget covers the whole fit and is checked between epochs: each phase runs one epoch."""
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path))
     ds, _, _ = cold_setup
-    cfg = TigerConfig(**{**SMALL, "rq_epochs": 5, "epochs": 50, "patience": 50, "max_minutes": 1e-6})
-    model = get_model_class("tiger")(cfg).fit(ds)
-    assert model.fit_info_["stop_reason"] == "time budget"
-    assert model.fit_info_["epochs"] == 1  # the budget is checked between epochs: exactly one ran
-    assert len(model.fit_info_["history"]) == 1
+    cfg = TigerConfig(**{**SMALL, "rq_epochs": 5, "epochs": 50, "patience": 50})
+    model = fit(get_model_class("tiger")(cfg), ds, TrainConfig(threads=1, max_minutes=1e-6))
+    assert model.fit_info_["stopped_by"] == "time budget"
+    assert [p["epochs"] for p in model.fit_info_["phases"]] == [1, 1]
+    assert model.fit_info_["epochs"] == 2
+    assert not list(tmp_path.rglob("rqvae-*.pt"))  # an RQ-VAE cut short is not cached as a trained one
+
+
+class StopAt(Callback):
+    """Ctrl-C during the `n`-th epoch of `phase` (at its end, before its checkpoint is written)."""
+
+    def __init__(self, phase: str, n: int) -> None:
+        self.phase, self.n = phase, n
+
+    def on_epoch_end(self, model, phase, row) -> None:
+        if phase.name == self.phase:
+            self.n -= 1
+            if self.n == 0:
+                raise KeyboardInterrupt
+
+
+def test_resumed_run_equals_an_uninterrupted_one(synthetic_ds, tmp_path, monkeypatch):
+    """Interrupted in the RQ-VAE phase, at the start of the generator phase and inside it, resumed from
+    the checkpoints (the later resumes find the RQ-VAE the interrupted run cached): same codes, curves
+    and scores as a run that was never interrupted."""
+    cfg = TigerConfig(**{**SMALL, "rq_epochs": 6, "epochs": 4, "patience": 4})
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache-a"))
+    straight = fit(get_model_class("tiger")(cfg), synthetic_ds, TRAIN)
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache-b"))
+    model, ckpt = get_model_class("tiger")(cfg), tmp_path / "run"
+    for stop, resume in ((StopAt("rq-vae", 2), False), (StopAt("generator", 1), True),
+                         (StopAt("generator", 3), True)):
+        with pytest.raises(TrainingInterrupted) as e:
+            fit(model, synthetic_ds, TRAIN, checkpoint_dir=ckpt, callbacks=(stop,), resume=resume)
+        assert e.value.checkpoint == ckpt / "last.pt"
+        model = get_model_class("tiger")(cfg)  # a new process: nothing but the checkpoint survives
+    fit(model, synthetic_ds, TRAIN, checkpoint_dir=ckpt, resume=True)
+    assert model.fit_info_["rqvae"]["cached"]  # the replayed RQ-VAE phase took the cached model
+    assert torch.equal(model.codes_, straight.codes_)
+
+    def curves(m):
+        return [[{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in p["curve"]]
+                for p in m.fit_info_["phases"]]
+
+    assert curves(model) == curves(straight)
+    h = synthetic_ds.test.history
+    assert torch.equal(model.score(h), straight.score(h))
 
 
 @pytest.mark.slow
@@ -254,8 +291,8 @@ def test_cold_items_in_the_catalogue_rank_above_chance():
     ds = prepare(generate(), DataConfig(), cache=False)
     cold = np.arange(1, ds.n_items + 1)[np.arange(1, ds.n_items + 1) % 20 == 0]  # 5% of the items
     warm = without_items(ds, cold)
-    torch.manual_seed(0)
-    model = get_model_class("tiger")(TigerConfig(**SMALL, id_input=False)).fit(warm)  # codes-only input
+    codes_only = TigerConfig(**SMALL, id_input=False)
+    model = fit(get_model_class("tiger")(codes_only), warm, TRAIN)
     assert model.net_.item_in is None
     assert model.fit_info_["items_in_training_softmax"] <= ds.n_items - len(cold)
     rows = np.flatnonzero(np.isin(warm.test.targets.items, cold))
@@ -278,16 +315,21 @@ def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     ds = prepare(generate(), DataConfig(), cache=False)
     cold = np.arange(1, ds.n_items + 1)[np.arange(1, ds.n_items + 1) % 20 == 0]
     warm = without_items(ds, cold)
-    torch.manual_seed(0)
-    model = get_model_class("tiger")(TigerConfig(**SMALL, id_input=True)).fit(warm)
+    model = fit(get_model_class("tiger")(TigerConfig(**SMALL, id_input=True)), warm, TRAIN)
     table = model.net_.item_in.weight
     warm_items = np.setdiff1d(np.arange(1, ds.n_items + 1), cold)
     assert table[torch.from_numpy(cold)].abs().sum() == 0, "a cold item's embedding was trained"
     assert table[torch.from_numpy(warm_items)].abs().sum(1).gt(0).float().mean() > 0.9
-    rows = np.flatnonzero(np.isin(warm.test.targets.items, cold))
-    sl = EvalSet(warm.test.history.take(rows), warm.test.targets.take(rows))
-    # measured: cold Recall@10 0.095 vs chance 0.025 (codes-only input: 0.127)
-    assert evaluate(model.score, sl, ks=(10,))["recall@10"] > 2 * 10 / ds.n_items
+    # the cold events of validation and test together (58 + 63): on the test ones alone a hit moves
+    # Recall@10 by 0.016, and across seeds it ranged 0.03-0.27 (validation only chose the epoch, on
+    # overall NDCG@10). Measured: 0.091 vs chance 0.025; seeds 0-7: 0.09-0.26
+    hits, events = 0.0, 0
+    for es in (warm.valid, warm.test):
+        rows = np.flatnonzero(np.isin(es.targets.items, cold))
+        sl = EvalSet(es.history.take(rows), es.targets.take(rows))
+        hits += evaluate(model.score, sl, ks=(10,))["recall@10"] * len(rows)
+        events += len(rows)
+    assert hits / events > 2 * 10 / ds.n_items
 
     texts = [str(t) for t in ds.item_text[cold[:3]]]
     new = model.add_items(["n1", "n2", "n3"], texts, texts, ["", "", ""])

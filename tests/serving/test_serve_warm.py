@@ -16,11 +16,10 @@ from genrec.cli import main
 from genrec.data.dataset import Dataset, Histories
 from genrec.data.sources import SourceSpec, load_dataset
 from genrec.data.types import DataConfig
-from genrec.models import Recommender
-from genrec.models.base import grow_into
+from genrec.models import Recommender, get_model_class
+from genrec.models.base import WarmStartable, grow_into
 from genrec.serving.registry import Registry
-from genrec.training import fit
-from genrec.training.runs import build_model
+from genrec.training import TrainConfig, fit
 
 
 def grown(ds: Dataset, extra: int) -> Dataset:
@@ -30,22 +29,24 @@ def grown(ds: Dataset, extra: int) -> Dataset:
 
 
 @pytest.mark.parametrize("name", ["sasrec", "multdae"])
-def test_warm_start_begins_at_the_old_weights(name, sasrec_run, monkeypatch):
+def test_warm_start_begins_at_the_old_weights(name, request, monkeypatch):
     """With every optimiser step disabled, a warm-started fit returns the old model: equal scores on the
     old items (new items get fresh rows); from scratch it does not."""
     ds = load_dataset(SourceSpec(synthetic=True), DataConfig())
+    one_thread = TrainConfig(threads=1)
     if name == "sasrec":
-        old = Recommender.load(sasrec_run / "model")
+        old = Recommender.load(request.getfixturevalue("sasrec_run") / "model")
     else:
-        old = fit(build_model("multdae", {"epochs": 1, "hidden": [32]}), ds)
+        old = fit(get_model_class("multdae")(epochs=1, hidden=[32]), ds, one_thread)
     big = grown(ds, 7)
     for opt in (torch.optim.Adam, torch.optim.AdamW):
         monkeypatch.setattr(opt, "step", lambda self, *a, **k: None)
     cfg = {**dataclasses.asdict(old.config), "epochs": 1}
-    warm, cold = build_model(name, cfg), build_model(name, cfg)
+    warm, cold = get_model_class(name)(**cfg), get_model_class(name)(**cfg)
+    assert isinstance(warm, WarmStartable)
     warm.start_from(old)
-    fit(warm, big)
-    fit(cold, big)
+    fit(warm, big, one_thread)
+    fit(cold, big, one_thread)
     h = Histories.from_lists([ds.train.row(u) for u in range(1, 40)])
     ref, got, fresh = old.score(h), warm.score(h), cold.score(h)
     n = ds.n_items + 1

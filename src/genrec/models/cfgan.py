@@ -15,7 +15,8 @@ outputting all ones, so the paper adds, per user and batch, samples of unpurchas
     J_G = -log D(r_hat_u * (e_u + k_u) | c_u) + alpha * ZR_u       (non-saturating G loss)
 
 Training alternates one D update and one G update per minibatch of users (the paper's Algorithm 1),
-with D learning slower than G; Glorot-initialised weights as the authors' code.
+with D learning slower than G; Glorot-initialised weights as the authors' code. The loop (epochs,
+validation every `eval_every` epochs, early stopping) is genrec.training's.
 
 Scores are G's pre-sigmoid outputs (same order as r_hat_u, no ties from saturation). Any history
 vector can be scored, which is folding in for users never seen in training.
@@ -23,8 +24,6 @@ vector can be scored, which is folding in for users never seen in training.
 
 from __future__ import annotations
 
-import copy
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender, check_positive
+from genrec.models.base import Fitting, IterativeRecommender, ModelConfig, Phase, StepContext, check_positive
 from genrec.models.sparse_input import SparseLinear, SparseRows
 
 SCHEMES = ("ZR", "PM", "ZP")
@@ -57,8 +56,7 @@ class CFGANConfig(ModelConfig):
     g_steps: int = 1  # G updates per minibatch, after D's
     epochs: int = 300  # upper bound; early stopping on validation NDCG
     eval_every: int = 5
-    patience: int = 30  # epochs without validation improvement before stopping
-    seed: int = 0
+    patience: int = 6  # validation evaluations without improvement before stopping (30 epochs)
 
     def validate(self) -> None:
         if self.scheme not in SCHEMES:
@@ -82,7 +80,7 @@ class Generator(nn.Module):
         self.out = nn.Linear(hidden, n_items + 1)
 
     def forward(self, c: SparseRows) -> torch.Tensor:
-        h = torch.sigmoid(self.inp(c.items, c.offsets, torch.ones(len(c.items))))
+        h = torch.sigmoid(self.inp(c.items, c.offsets, torch.ones_like(c.items, dtype=torch.float)))
         return self.out(h)  # (B, I+1) logits; r_hat = sigmoid(logits)
 
 
@@ -97,7 +95,8 @@ class Discriminator(nn.Module):
 
     def forward(self, c: SparseRows, r: torch.Tensor) -> torch.Tensor:
         # concat(c, r) @ W == c @ W_c + r @ W_r
-        h = torch.sigmoid(self.cond(c.items, c.offsets, torch.ones(len(c.items))) + self.vec(r))
+        ones = torch.ones_like(c.items, dtype=torch.float)
+        h = torch.sigmoid(self.cond(c.items, c.offsets, ones) + self.vec(r))
         return self.out(h).squeeze(1)  # (B,)
 
 
@@ -115,82 +114,57 @@ def _l2(module: nn.Module) -> torch.Tensor:
     return 0.5 * sum(p.pow(2).sum() for p in module.parameters())
 
 
-class CFGAN(Recommender):
+class CFGAN(IterativeRecommender):
     """CFGAN: conditional GAN over users' purchase vectors with ZR / PM negatives (Chae et al. 2018)."""
 
     name = "cfgan"
     config_cls = CFGANConfig
 
-    def fit(self, data: Dataset) -> CFGAN:
-        from genrec.evaluation import evaluate  # evaluation sits above models
-
+    # --- Trainable (the loop is genrec.training's) ---------------------------------------------
+    def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
-        self.n_items_ = n = data.n_items
-        users = np.flatnonzero(data.train.lengths > 0)
-        if len(users) == 0:
+        self.n_items_ = data.n_items
+        self._train, self._users = data.train, np.flatnonzero(data.train.lengths > 0)
+        if len(self._users) == 0:
             raise ValueError(f"{data.name}: no training interactions to fit cfgan on")
-        self._init_nets(n)
-        rng = np.random.default_rng(cfg.seed)
-        opt_g = torch.optim.Adam(self.gen_.parameters(), lr=cfg.lr_g)
-        opt_d = torch.optim.Adam(self.dis_.parameters(), lr=cfg.lr_d)
-        metric = "ndcg@100" if data.protocol == "users" else "ndcg@10"
-        k = int(metric.split("@")[1])
-        curve: list[dict[str, float]] = []
-        best, best_state, best_epoch = -1.0, None, 0
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            self.gen_.train()
-            row: dict[str, float] = {"epoch": epoch}
-            d_sums = np.zeros(3)  # loss, mean D(real), mean D(fake)
-            g_sums = np.zeros(3)  # loss, adversarial part, ZR part
-            # the paper's Algorithm 1 alternates per minibatch: D never goes stale for a whole epoch,
-            # so G cannot drift into D's blind spots instead of reproducing the purchases
-            for x in self._batches(data, users, rng):
-                for _ in range(cfg.d_steps):
-                    d_loss, p_real, p_fake = self._d_loss(x)
-                    self._update_discriminator(opt_d, d_loss)
-                    d_sums += np.array([float(d_loss.detach()), float(p_real), float(p_fake)]) * x.n_rows
-                for _ in range(cfg.g_steps):
-                    g_loss, adv, zr = self._g_loss(x)
-                    self._update_generator(opt_g, g_loss)
-                    g_sums += np.array([float(g_loss.detach()), float(adv), float(zr)]) * x.n_rows
-            d_sums /= len(users) * cfg.d_steps
-            g_sums /= len(users) * cfg.g_steps
-            row.update(d_loss=d_sums[0], d_real=d_sums[1], d_fake=d_sums[2], g_loss=g_sums[0],
-                       g_adv=g_sums[1], g_zr=g_sums[2], seconds=time.perf_counter() - t0)
-            if not (np.isfinite(d_sums).all() and np.isfinite(g_sums).all()):
-                raise FloatingPointError(f"cfgan: non-finite loss at epoch {epoch} ({row}); "
-                                         "lower lr_g / lr_d")
-            if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
-                self.gen_.eval()
-                value = evaluate(self.score, data.valid, ks=(k,), batch_size=cfg.batch_size)[metric]
-                row["valid_" + metric] = value
-                if value > best:
-                    best, best_epoch, best_state = value, epoch, copy.deepcopy(self.gen_.state_dict())
-                elif epoch - best_epoch >= cfg.patience:
-                    curve.append(row)
-                    break
-            curve.append(row)
-        self.gen_.load_state_dict(best_state)
-        self.gen_.eval()
-        self.fit_info_ = {"metric": metric, "curve": curve, "best_epoch": best_epoch, "valid_" + metric: best,
-                          "epoch_seconds": float(np.mean([r["seconds"] for r in curve])),
-                          "epochs_trained": len(curve)}
-        return self
+        self.fit_info_ = {}
+        return [Phase("train", cfg.epochs, cfg.patience, cfg.eval_every, eval_batch=cfg.batch_size)]
 
-    def _init_nets(self, n_items: int) -> CFGAN:
-        """Fresh G and D, deterministic from `seed` (fit starts here)."""
-        torch.manual_seed(self.config.seed)
-        self.gen_ = Generator(n_items, self.config.g_hidden)
-        self.dis_ = Discriminator(n_items, self.config.d_hidden)
+    def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
+        cfg = self.config
+        self.gen_ = Generator(self.n_items_, cfg.g_hidden)
+        self.dis_ = Discriminator(self.n_items_, cfg.d_hidden)
         _xavier(self.gen_)
         _xavier(self.dis_)
-        return self
+        self.gen_.to(device)
+        self.dis_.to(device)
+        return Fitting({"gen": self.gen_, "dis": self.dis_},
+                       {"g": torch.optim.Adam(self.gen_.parameters(), lr=cfg.lr_g),
+                        "d": torch.optim.Adam(self.dis_.parameters(), lr=cfg.lr_d)})
 
-    def _batches(self, data: Dataset, users: np.ndarray, rng: np.random.Generator):
-        perm, bs = rng.permutation(users), self.config.batch_size
-        for s in range(0, len(perm), bs):
-            yield SparseRows.from_histories(data.train.take(perm[s : s + bs]), self.n_items_)
+    def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
+        perm, bs = rng.permutation(self._users), self.config.batch_size
+        return [perm[s : s + bs] for s in range(0, len(perm), bs)]
+
+    def train_step(self, users: np.ndarray, ctx: StepContext) -> dict[str, float]:
+        """The paper's Algorithm 1 alternates per minibatch: D never goes stale for a whole epoch, so G
+        cannot drift into D's blind spots instead of reproducing the purchases. G's loss is computed
+        after D's update, against the updated D."""
+        cfg = self.config
+        x = SparseRows.from_histories(self._train.take(users), self.n_items_).to(ctx.device)
+        d = np.zeros(3)  # loss, mean D(real), mean D(fake)
+        for _ in range(cfg.d_steps):
+            d_loss, p_real, p_fake = self._d_loss(x)
+            ctx.update(d_loss, "d")
+            d += [float(d_loss.detach()), float(p_real), float(p_fake)]
+        g = np.zeros(3)  # loss, adversarial part, ZR part
+        for _ in range(cfg.g_steps):
+            g_loss, adv, zr = self._g_loss(x)
+            ctx.update(g_loss, "g")  # also fills D's gradients; D's next update clears them first
+            g += [float(g_loss.detach()), float(adv), float(zr)]
+        d, g = d / cfg.d_steps, g / cfg.g_steps
+        return {"d_loss": d[0], "d_real": d[1], "d_fake": d[2], "g_loss": g[0], "g_adv": g[1], "g_zr": g[2],
+                "n": x.n_rows}
 
     def _negatives(self, e: torch.Tensor, ratio: float) -> torch.Tensor:
         """(B, I+1) float mask: each unpurchased item (not padding) sampled with probability `ratio`."""
@@ -220,33 +194,21 @@ class CFGAN(Recommender):
         fake, logits = self._fake(x, e)
         d_fake = self.dis_(x, fake)
         adv = F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
-        zr = torch.zeros(())
+        zr = adv.new_zeros(())
         if self.config.scheme != "PM":
             zr_mask = self._negatives(e, self.config.zr_ratio)
             zr = (torch.sigmoid(logits).pow(2) * zr_mask).sum(1).mean()  # push sampled non-purchases to 0
         loss = adv + self.config.zr_coef * zr + self.config.reg_g * _l2(self.gen_)
         return loss, adv.detach(), zr.detach()
 
-    # one method per network's update so a test can break exactly one of them
-    def _update_discriminator(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def _update_generator(self, opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        self.dis_.zero_grad(set_to_none=True)  # G's loss also reaches D's weights; D rebuilds its grads
-        loss.backward()
-        opt.step()
-
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
         """Fold-in: G's logits for each history vector, (B, I+1); column 0 (padding) is -inf."""
         was_training = self.gen_.training
         self.gen_.eval()
-        logits = self.gen_(SparseRows.from_histories(histories, self.n_items_))
+        logits = self.gen_(SparseRows.from_histories(histories, self.n_items_).to(self.gen_.out.bias.device))
         self.gen_.train(was_training)
-        return logits.index_fill(1, torch.zeros(1, dtype=torch.long), -torch.inf)
+        return logits.float().cpu().index_fill(1, torch.zeros(1, dtype=torch.long), -torch.inf)
 
     def _state(self) -> dict[str, Any]:
         return {"gen": self.gen_.state_dict()}

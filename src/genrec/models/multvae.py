@@ -8,9 +8,10 @@ the decoder outputs logits f(z) over all items and the likelihood is multinomial
     Mult-VAE:  loss = -E_q[log p(x | z)] + beta * KL(q(z | x) || N(0, I)),  beta annealed 0 -> cap
     Mult-DAE:  loss = -log p(x | g(x))    (deterministic bottleneck, no KL)
 
-"Best beta" as in the paper (section 2.2.2): a first run anneals beta linearly towards `beta_max`
-while recording validation NDCG; the beta at the best validation epoch becomes the cap of the final
-run (annealing stops there). `fit_info_` keeps both curves and the chosen beta.
+"Best beta" as in the paper (section 2.2.2), two training phases: "beta search" anneals beta linearly
+towards `beta_max` while recording validation NDCG; the beta at its best validation epoch becomes the
+cap of the "final" phase, which continues from that epoch (annealing stops at the cap). `fit_info_`
+keeps both phases' curves and the chosen `beta`. The loop is genrec.training's.
 
 Scoring a history is folding in: any history vector (also of a user never seen in training) is
 encoded and decoded; z = mu at inference. Inputs are sparse (`SparseLinear`), never users x items.
@@ -18,8 +19,7 @@ encoded and decoded; z = mu at inference. Inputs are sparse (`SparseLinear`), ne
 
 from __future__ import annotations
 
-import copy
-import time
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +29,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from genrec.data.dataset import Dataset, Histories
-from genrec.models.base import ModelConfig, Recommender, check_positive, grow_into
+from genrec.models.base import (
+    Fitting,
+    IterativeRecommender,
+    ModelConfig,
+    Phase,
+    Recommender,
+    StepContext,
+    WarmStartable,
+    check_positive,
+    grow_into,
+)
 from genrec.models.sparse_input import SparseLinear, SparseRows
 
 
@@ -42,7 +52,6 @@ class MultDAEConfig(ModelConfig):
     batch_size: int = 500
     epochs: int = 200  # upper bound; early stopping on validation NDCG
     patience: int = 20  # epochs without a validation improvement before stopping
-    seed: int = 0
 
     def validate(self) -> None:
         check_positive(self, "lr", "batch_size", "epochs", "patience")
@@ -121,108 +130,59 @@ class AutoEncoder(nn.Module):
         h = z
         for i, lin in enumerate(self.dec):
             h = lin(h if i == 0 else torch.tanh(h))
-        return h.index_fill(1, torch.zeros(1, dtype=torch.long), -torch.inf)  # (B, I+1), padding never wins
+        pad = torch.zeros(1, dtype=torch.long, device=h.device)
+        return h.index_fill(1, pad, -torch.inf)  # (B, I+1), padding never wins
 
 
-class MultDAE(Recommender):
+class MultDAE(IterativeRecommender, WarmStartable):
     """Mult-DAE: denoising autoencoder with a multinomial likelihood (Liang et al. 2018)."""
 
     name = "multdae"
     config_cls = MultDAEConfig
     variational = False
-    warm_starts = True
-    next_item_logits = True  # multinomial likelihood: softmax(scores) is the distribution over items
+    next_item_logits = True  # decoder outputs are the logits of the multinomial over items
 
-    # --- training ------------------------------------------------------------------------------
-    def fit(self, data: Dataset) -> MultDAE:
-        self.n_items_ = data.n_items
-        self.fit_info_ = {"metric": self._metric(data)}
-        train_users = np.flatnonzero(data.train.lengths > 0)
-        if len(train_users) == 0:
-            raise ValueError(f"{data.name}: no training interactions to fit {self.name} on")
-        self._train(data, train_users, cap=None, record="curve")
-        self.__dict__.pop("_snapshot", None)
-        return self
+    def __init__(self, config: MultDAEConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        self._init_from: Recommender | None = None
 
-    @staticmethod
-    def _metric(data: Dataset) -> str:
-        # the paper's model selection metric under strong generalization; the LOO table's otherwise
-        return "ndcg@100" if data.protocol == "users" else "ndcg@10"
+    # --- Trainable (the loop is genrec.training's) ---------------------------------------------
+    def start_from(self, trained: Recommender) -> None:
+        self._init_from = trained
 
-    def _train(self, data: Dataset, users: np.ndarray, cap: float | None, record: str,
-               anneal_steps: int = 0, beta_max: float = 1.0, resume: dict | None = None) -> float:
-        """One training run with early stopping; keeps the best-validation weights. Returns best metric.
-
-        `resume`: the snapshot a previous run took at its best epoch (weights, optimizer, RNG states,
-        step, curve so far); training continues from there exactly as a fresh run with the same seed
-        would have reached it.
-        """
-        from genrec.evaluation import evaluate  # evaluation sits above models
-
+    def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
-        self.net_ = AutoEncoder(self.n_items_, cfg.hidden, self.variational, cfg.dropout)
-        if self.warm_start is not None:
-            grow_into(self.net_, self.warm_start._state()["net"])
-        opt = torch.optim.Adam(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        metric, k = self.fit_info_["metric"], int(self.fit_info_["metric"].split("@")[1])
-        curve: list[dict[str, float]] = []
-        best, best_state, best_epoch, step, start = -1.0, None, 0, 0, 1
-        if resume is not None:
-            self.net_.load_state_dict(resume["net"])
-            opt.load_state_dict(resume["opt"])
-            rng.bit_generator.state = resume["rng"]
-            torch.set_rng_state(resume["torch_rng"])
-            step, best_epoch, curve = resume["step"], resume["epoch"], list(resume["curve"])
-            best, best_state, start = curve[-1]["valid_" + metric], resume["net"], resume["epoch"] + 1
-        for epoch in range(start, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            self.net_.train()
-            perm = rng.permutation(users)
-            sums = {"loss": 0.0, "nll": 0.0, "kl": 0.0}
-            for s in range(0, len(perm), cfg.batch_size):
-                x = SparseRows.from_histories(data.train.take(perm[s : s + cfg.batch_size]), self.n_items_)
-                beta = beta_schedule(step, anneal_steps, beta_max, cap) if self.variational else 0.0
-                nll, kl = self._losses(x)
-                loss = nll + beta * kl
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                n = x.n_rows
-                sums["loss"] += float(loss.detach()) * n
-                sums["nll"] += float(nll.detach()) * n
-                sums["kl"] += float(kl.detach()) * n
-            seconds = time.perf_counter() - t0
-            self.net_.eval()
-            # validation in training-sized batches: peak memory follows batch_size, not the user count
-            value = evaluate(self.score, data.valid, ks=(k,), batch_size=cfg.batch_size)[metric]
-            row = {"epoch": epoch, "seconds": seconds, "valid_" + metric: value,
-                   **{key: v / len(perm) for key, v in sums.items()}}
-            if self.variational:
-                row["beta"] = beta_schedule(step, anneal_steps, beta_max, cap)
-            curve.append(row)
-            if not np.isfinite(row["loss"]):
-                raise FloatingPointError(f"{self.name}: training loss became {row['loss']} at epoch {epoch}; "
-                                         "lower lr (--set lr=...)")
-            if value > best:
-                best, best_epoch, best_state = value, epoch, copy.deepcopy(self.net_.state_dict())
-                self._snapshot = {"net": best_state, "opt": copy.deepcopy(opt.state_dict()),
-                                  "rng": copy.deepcopy(rng.bit_generator.state),
-                                  "torch_rng": torch.get_rng_state(), "step": step, "epoch": epoch,
-                                  "curve": list(curve)}
-            elif epoch - best_epoch >= cfg.patience:
-                break
-        self.net_.load_state_dict(best_state)
-        self.net_.eval()
-        self.fit_info_[record] = curve
-        self.fit_info_[record + "_best_epoch"] = best_epoch
-        self.fit_info_["valid_" + metric] = best
-        self.fit_info_["epoch_seconds"] = float(np.mean([r["seconds"] for r in curve]))
-        ran = len(curve) - (resume["epoch"] if resume else 0)
-        self.fit_info_["epochs_trained"] = self.fit_info_.get("epochs_trained", 0) + ran
-        return best
+        self.n_items_ = data.n_items
+        self._train, self._users = data.train, np.flatnonzero(data.train.lengths > 0)
+        if len(self._users) == 0:
+            raise ValueError(f"{data.name}: no training interactions to fit {self.name} on")
+        self.fit_info_ = {}
+        return [Phase("train", cfg.epochs, cfg.patience, eval_batch=cfg.batch_size)]
+
+    def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
+        cfg = self.config
+        net = AutoEncoder(self.n_items_, cfg.hidden, self.variational, cfg.dropout)
+        if self._init_from is not None:  # fine-tuning: start at the trained weights, new items fresh
+            grow_into(net, self._init_from._state()["net"])
+        self.net_ = net.to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return Fitting({"net": net}, {"main": opt})
+
+    def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
+        perm, bs = rng.permutation(self._users), self.config.batch_size
+        return [perm[s : s + bs] for s in range(0, len(perm), bs)]
+
+    def train_step(self, users: np.ndarray, ctx: StepContext) -> dict[str, float]:
+        x = SparseRows.from_histories(self._train.take(users), self.n_items_).to(ctx.device)
+        nll, kl = self._losses(x)
+        loss = nll + self._beta(ctx.step) * kl
+        ctx.update(loss)
+        self._steps = ctx.step + 1
+        return {"loss": float(loss.detach()), "nll": float(nll.detach()), "kl": float(kl.detach()),
+                "n": x.n_rows}
+
+    def _beta(self, step: int) -> float:
+        return 0.0
 
     def _losses(self, x: SparseRows) -> tuple[torch.Tensor, torch.Tensor]:
         """Batch-mean multinomial NLL and KL (0 for the DAE)."""
@@ -231,7 +191,7 @@ class MultDAE(Recommender):
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)  # reparameterisation
             kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum(1).mean()
         else:
-            z, kl = mu, torch.zeros(())
+            z, kl = mu, mu.new_zeros(())
         logp = F.log_softmax(self.net_.decode(z), dim=1)  # (B, I+1)
         nll = -logp[x.rows, x.items].sum() / x.n_rows  # only the user's items: x_i = 1
         return nll, kl
@@ -242,10 +202,11 @@ class MultDAE(Recommender):
         """Fold-in: logits of every item given each history vector (z = mu). (B, I+1)."""
         was_training = self.net_.training
         self.net_.eval()
-        mu, _ = self.net_.encode(SparseRows.from_histories(histories, self.n_items_))
+        device = self.net_.inp.bias.device
+        mu, _ = self.net_.encode(SparseRows.from_histories(histories, self.n_items_).to(device))
         out = self.net_.decode(mu)
         self.net_.train(was_training)
-        return out
+        return out.float().cpu()
 
     @torch.no_grad()
     def score_dense(self, x: torch.Tensor) -> torch.Tensor:
@@ -269,31 +230,28 @@ class MultVAE(MultDAE):
     config_cls = MultVAEConfig
     variational = True
 
-    def fit(self, data: Dataset) -> MultVAE:
+    def prepare_training(self, data: Dataset) -> list[Phase]:
+        """Search phase + final phase, or one phase when `beta_cap` is given (see the module docstring)."""
         cfg = self.config
-        self.n_items_ = data.n_items
-        self.fit_info_ = {"metric": self._metric(data)}
-        users = np.flatnonzero(data.train.lengths > 0)
-        if len(users) == 0:
-            raise ValueError(f"{data.name}: no training interactions to fit {self.name} on")
-        n_batches = -(-len(users) // cfg.batch_size)
-        anneal = cfg.anneal_steps or cfg.epochs * n_batches
-        self.fit_info_["anneal_steps"] = anneal
-        cap = cfg.beta_cap
-        if cap is None:
-            # search run: anneal towards beta_max, record validation NDCG per epoch, take the best beta
-            self._train(data, users, cap=None, record="beta_search", anneal_steps=anneal,
-                        beta_max=cfg.beta_max)
-            search = self.fit_info_["beta_search"]
-            cap = search[self.fit_info_["beta_search_best_epoch"] - 1]["beta"]
-            self.fit_info_["beta_search_valid"] = self.fit_info_["valid_" + self.fit_info_["metric"]]
-            # the final run (anneal to the chosen beta, then hold it) equals the search run up to the
-            # chosen epoch, so it continues from the snapshot taken there instead of restarting
-            resume = self._snapshot
-        else:
-            resume = None
-        self.fit_info_["beta"] = cap
-        self._train(data, users, cap=cap, record="curve", anneal_steps=anneal, beta_max=cfg.beta_max,
-                    resume=resume)
-        self.__dict__.pop("_snapshot", None)
-        return self
+        train = super().prepare_training(data)[0]
+        n_batches = -(-len(self._users) // cfg.batch_size)
+        self._anneal = cfg.anneal_steps or cfg.epochs * n_batches
+        self._cap = cfg.beta_cap
+        self.fit_info_.update(anneal_steps=self._anneal, beta=self._cap)
+        if self._cap is not None:
+            return [train]
+        # the final run (anneal to the chosen beta, then hold it) equals the search run up to the chosen
+        # epoch, so it continues from the search's state at that epoch instead of restarting
+        return [dataclasses.replace(train, name="beta search"),
+                dataclasses.replace(train, name="final", continue_from_best=True)]
+
+    def end_epoch(self, phase: Phase) -> dict[str, float]:
+        # the beta reached at the end of the epoch: the one its weights were trained to
+        return {"beta": self._beta(self._steps)}
+
+    def end_phase(self, phase: Phase, data: Dataset, best: dict[str, Any]) -> None:
+        if phase.name == "beta search":  # the final phase anneals up to the best epoch's beta only
+            self._cap = self.fit_info_["beta"] = best["beta"]
+
+    def _beta(self, step: int) -> float:
+        return beta_schedule(step, self._anneal, self.config.beta_max, self._cap)

@@ -7,7 +7,8 @@
 
 Codebooks are initialised by k-means on the first encoder outputs (level by level, on the
 residuals), and codes no item used during an epoch are reset to random residuals (dead-code
-reset). `add_collision_level` appends a final code that makes every item's tuple unique.
+reset). `add_collision_level` appends a final code that makes every item's tuple unique. Training
+runs as tiger's first phase in genrec.training's loop.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 from torch import nn
 
 log = logging.getLogger("genrec")
+CACHE_FORMAT = 2  # part of the cache key: raised when the training or the saved report changes
 
 
 @dataclass
@@ -119,76 +121,45 @@ def kmeans(x: torch.Tensor, k: int, iters: int, gen: torch.Generator) -> torch.T
     return c
 
 
-def train_rqvae(x: np.ndarray, cfg: RQVAEConfig, seed: int = 0, progress: bool = False) -> tuple[RQVAE, dict]:
-    """Fit an RQ-VAE on item vectors `x` (n, d_in); returns the model and a report."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    X = torch.as_tensor(x, dtype=torch.float32)
-    n = X.shape[0]
-    model = RQVAE(X.shape[1], cfg)
-    model.kmeans_init(X, gen)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    L, K = cfg.levels, cfg.codebook_size
-    bs = min(cfg.batch_size, n)
-    epochs = range(cfg.epochs)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc="rq-vae", unit="epoch", leave=False)
-    first_recon = None
-    for _ in epochs:
-        perm = torch.randperm(n, generator=gen)
-        used = torch.zeros(L, K, dtype=torch.bool)
-        for s in range(0, n, bs):
-            xb = X[perm[s : s + bs]]
-            recon, quant, codes, residuals = model(xb)
-            opt.zero_grad()
-            (recon + quant).backward()
-            opt.step()
-            used[torch.arange(L)[:, None], codes.T] = True
-        if first_recon is None:
-            first_recon = float(recon.detach())
-        _reset_dead_codes(model, used, residuals.detach(), gen)
-    report = rqvae_report(model, X)
-    report["recon_loss_first_epoch"] = first_recon
-    return model, report
-
-
-def train_rqvae_cached(
-    x: np.ndarray, cfg: RQVAEConfig, seed: int, cache_dir: Path | None, progress: bool = False
-) -> tuple[RQVAE, dict]:
-    """`train_rqvae`, memoised on disk under hash(x, cfg, seed): the RQ-VAE sees only item text, so
-    runs that differ in interactions alone (other models' settings, a cold-start variant) share it."""
-    if cache_dir is None:
-        return train_rqvae(x, cfg, seed=seed, progress=progress)
+def cache_path(x: np.ndarray, cfg: RQVAEConfig, seed: int, cache_dir: Path) -> Path:
+    """Where the RQ-VAE trained on item vectors `x` with `cfg` and `seed` is kept: it sees only item text,
+    so runs that differ in interactions alone (other models' settings, a cold-start variant) share it."""
     h = hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes())
-    h.update(json.dumps([dataclasses.asdict(cfg), x.shape, seed], sort_keys=True).encode())
-    path = Path(cache_dir) / f"rqvae-{h.hexdigest()[:16]}.pt"
-    if path.exists():
-        saved = torch.load(path, weights_only=True)
-        model = RQVAE(x.shape[1], cfg)
-        model.load_state_dict(saved["state"])
-        log.info("rq-vae from cache %s", path)
-        return model, dict(saved["report"], cached=True)
-    model, report = train_rqvae(x, cfg, seed=seed, progress=progress)
+    h.update(json.dumps([dataclasses.asdict(cfg), x.shape, seed, CACHE_FORMAT], sort_keys=True).encode())
+    return Path(cache_dir) / f"rqvae-{h.hexdigest()[:16]}.pt"
+
+
+def load_cached(path: Path, d_in: int, cfg: RQVAEConfig) -> tuple[RQVAE, dict] | None:
+    """The cached RQ-VAE and its training report, or None when there is none."""
+    if not path.exists():
+        return None
+    saved = torch.load(path, weights_only=True)
+    model = RQVAE(d_in, cfg)
+    model.load_state_dict(saved["state"])
+    log.info("rq-vae from cache %s", path)
+    return model, dict(saved["report"], cached=True)
+
+
+def save_cached(path: Path, model: RQVAE, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     torch.save({"state": model.state_dict(), "report": report}, tmp)
     os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
-    return model, report
 
 
 @torch.no_grad()
-def _reset_dead_codes(
-    model: RQVAE, used: torch.Tensor, residuals: torch.Tensor, gen: torch.Generator
-) -> None:
-    """Codes no item picked this epoch move onto random residuals of the last batch (slightly jittered)."""
+def reset_dead_codes(model: RQVAE, used: torch.Tensor, residuals: torch.Tensor) -> int:
+    """Codes no item picked this epoch move onto random residuals of the last batch (slightly jittered);
+    returns how many moved."""
+    n = 0
     for level, C in enumerate(model.quantizer.codebooks):
         dead = (~used[level]).nonzero().ravel()
         if len(dead):
             r = residuals[level]
-            pick = torch.randint(0, r.shape[0], (len(dead),), generator=gen)
-            C[dead] = r[pick] + 1e-3 * r.std() * torch.randn(len(dead), r.shape[1], generator=gen)
+            pick = torch.randint(0, r.shape[0], (len(dead),))
+            C[dead] = r[pick] + 1e-3 * r.std() * torch.randn(len(dead), r.shape[1])
+            n += len(dead)
+    return n
 
 
 @torch.no_grad()
@@ -252,7 +223,9 @@ __all__ = [
     "RQVAE",
     "RQVAEConfig",
     "add_collision_level",
+    "cache_path",
     "extend_collision_level",
-    "train_rqvae",
-    "train_rqvae_cached",
+    "load_cached",
+    "reset_dead_codes",
+    "save_cached",
 ]

@@ -39,9 +39,13 @@ class SparseRows:
         return SparseRows(torch.from_numpy(items), torch.from_numpy(offsets), torch.from_numpy(rows),
                           torch.from_numpy(lengths), len(h))
 
+    def to(self, device: torch.device) -> SparseRows:
+        return SparseRows(self.items.to(device), self.offsets.to(device), self.rows.to(device),
+                          self.lengths.to(device), self.n_rows)
+
     def dense(self, n_items: int) -> torch.Tensor:
         """(B, n_items + 1) binary matrix; for tests and small batches only."""
-        x = torch.zeros(self.n_rows, n_items + 1)
+        x = torch.zeros(self.n_rows, n_items + 1, device=self.items.device)
         x[self.rows, self.items] = 1.0
         return x
 

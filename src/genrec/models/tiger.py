@@ -42,14 +42,26 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrec.data.dataset import Dataset, EvalSet, Histories
-from genrec.models.base import CodeTrieModel, ModelConfig, Recommender, check_positive
+from genrec.data.dataset import Dataset, Histories
+from genrec.models.base import (
+    CodeTrieModel,
+    Fitting,
+    IterativeRecommender,
+    ModelConfig,
+    Phase,
+    StepContext,
+    check_positive,
+)
 from genrec.models.rqvae import (
     RQVAE,
     RQVAEConfig,
     add_collision_level,
+    cache_path,
     extend_collision_level,
-    train_rqvae_cached,
+    load_cached,
+    reset_dead_codes,
+    rqvae_report,
+    save_cached,
     uniqueness,
 )
 from genrec.models.text import encode_texts, encoder_from_state, get_text_encoder, text_cache_dir
@@ -86,9 +98,7 @@ class TigerConfig(ModelConfig):
     lr: float = 2e-3
     weight_decay: float = 0.0
     patience: int = 4  # epochs without validation NDCG@10 gain before stopping
-    max_minutes: float = 0.0  # wall-clock budget for the generator's training (after the RQ-VAE); 0 = none
     eval_users: int = 5000  # validation users sampled for early stopping (0 = all)
-    threads: int = 0  # torch CPU threads while fitting (0 = torch's default)
 
     def validate(self) -> None:
         check_positive(
@@ -110,11 +120,8 @@ class TigerConfig(ModelConfig):
             )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
-        if self.max_minutes < 0 or self.patience < 1:
-            raise ValueError(
-                f"TigerConfig: need max_minutes >= 0 and patience >= 1, "
-                f"got max_minutes={self.max_minutes}, patience={self.patience}"
-            )
+        if self.patience < 1:
+            raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
 
 
 # --- the code trie -------------------------------------------------------------------------------
@@ -306,68 +313,20 @@ class TigerNet(nn.Module):
 
 
 # --- the recommender -----------------------------------------------------------------------------
-class Tiger(Recommender, CodeTrieModel):
-    """Semantic-ID generative retrieval (TIGER-style): RQ-VAE codes of item text + a code transformer."""
+class Tiger(IterativeRecommender, CodeTrieModel):
+    """Semantic-ID generative retrieval (TIGER-style): RQ-VAE codes of item text + a code transformer.
+
+    Trained in two phases of genrec.training's loop: "rq-vae" (item vectors -> codes; skipped when an
+    RQ-VAE trained on the same vectors, settings and seed is cached) and "generator" (the transformer,
+    early stopping on validation NDCG@10). Both run on the CPU: the trie decoder is CPU code.
+    """
 
     name = "tiger"
     config_cls = TigerConfig
     next_item_logits = True  # scores are log p(item | history)
 
-    # --- semantic IDs ------------------------------------------------------------------------------
-    def _semantic_ids(self, texts: list[str], name: str) -> None:
-        cfg = self.config
-        enc = get_text_encoder(cfg.text_encoder)
-        t = time.time()
-        enc.fit(texts[1:])
-        X = encode_texts(enc, texts[1:], name=name)
-        self.text_encoder_state_ = enc.state()
-        self.fit_info_["text_encoder"] = enc.spec
-        self.fit_info_["text_seconds"] = time.time() - t
-        rq_cfg = RQVAEConfig(
-            levels=cfg.levels,
-            codebook_size=cfg.codebook_size,
-            latent_dim=cfg.rq_latent,
-            hidden=list(cfg.rq_hidden),
-            epochs=cfg.rq_epochs,
-            beta=cfg.rq_beta,
-        )
-        t = time.time()
-        seed = torch.initial_seed() % (2**31)
-        cache = text_cache_dir().parent / "rqvae" if cfg.cache_rqvae else None
-        self.rqvae_, report = train_rqvae_cached(X, rq_cfg, seed, cache, progress=True)
-        report["seconds"] = time.time() - t
-        Xt = torch.from_numpy(X)
-        codes = add_collision_level(self.rqvae_.codes(Xt).numpy())
-        report["unique_after_collision_level"] = uniqueness(codes)
-        report["collision_codes"] = int(codes[:, -1].max()) + 1
-        self.fit_info_["rqvae"] = report
-        took = "from cache" if report.get("cached") else f"{report['seconds']:.1f}s"
-        usage = ", ".join(f"{u:.0%}" for u in report["codebook_usage"])
-        _say(
-            f"rq-vae: recon loss {report['recon_loss_first_epoch']:.4f} -> {report['recon_loss']:.4f}, "
-            f"codebook usage per level [{usage}], collision rate {report['collision_rate']:.2%} "
-            f"({report['unique_tuples']} distinct tuples for {report['n_items']} items; max "
-            f"{report['max_items_per_tuple']} per tuple) -> unique after collision level: "
-            f"{report['unique_after_collision_level']:.0%} ({took})"
-        )
-        self.codes_ = torch.from_numpy(np.r_[np.zeros((1, codes.shape[1]), np.int64), codes])
-        self.latent_ = torch.cat([torch.zeros(1, cfg.rq_latent), self.rqvae_.latent(Xt)])
-        self.sizes_ = [cfg.codebook_size] * cfg.levels + [int(codes[:, -1].max()) + 1]
-        self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
-
-    # --- training ----------------------------------------------------------------------------------
-    def fit(self, data: Dataset) -> Tiger:
-        threads = torch.get_num_threads()
-        if self.config.threads > 0:  # oversubscribed shared CPUs: fewer threads can be much faster
-            torch.set_num_threads(self.config.threads)
-        try:
-            return self._fit(data)
-        finally:
-            torch.set_num_threads(threads)
-
-    def _fit(self, data: Dataset) -> Tiger:
-        from genrec.evaluation import evaluate
-
+    # --- Trainable ---------------------------------------------------------------------------------
+    def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
         texts = data.item_text if data.item_text is not None else data.item_title
         if texts is None:
@@ -378,75 +337,130 @@ class Tiger(Recommender, CodeTrieModel):
             )
         self.n_items_ = data.n_items
         self.added_: dict[str, list] = {"item_id": [], "title": [], "text": [], "category": []}
-        self._semantic_ids([str(t) for t in texts], data.name)
-        self.net_ = TigerNet(cfg, self.sizes_, cfg.rq_latent, data.n_items)
+        self.fit_info_ = {}
+        enc = get_text_encoder(cfg.text_encoder)
+        t = time.time()
+        item_texts = [str(x) for x in texts[1:]]  # row 0 is padding
+        enc.fit(item_texts)
+        X = encode_texts(enc, item_texts, name=data.name)
+        self.text_encoder_state_ = enc.state()
+        self.fit_info_.update(text_encoder=enc.spec, text_seconds=time.time() - t)
+        self._X = torch.as_tensor(X, dtype=torch.float32)
+        self._rq_cfg = RQVAEConfig(
+            levels=cfg.levels,
+            codebook_size=cfg.codebook_size,
+            latent_dim=cfg.rq_latent,
+            hidden=list(cfg.rq_hidden),
+            epochs=cfg.rq_epochs,
+            beta=cfg.rq_beta,
+        )
+        self._rq_seed = torch.initial_seed() % (2**31)  # the run's seed: genrec.training seeds torch with it
+        self._rq_cache = (cache_path(X, self._rq_cfg, self._rq_seed, text_cache_dir().parent / "rqvae")
+                          if cfg.cache_rqvae else None)
+        self._rq_cached = load_cached(self._rq_cache, X.shape[1], self._rq_cfg) if self._rq_cache else None
         train = data.train.take(np.flatnonzero(data.train.lengths >= 2))
         seqs = torch.from_numpy(train.padded(cfg.max_len + 1))
-        inputs, targets = seqs[:, :-1], seqs[:, 1:]
-        lengths = (inputs > 0).sum(1)
+        self._inputs, self._targets = seqs[:, :-1], seqs[:, 1:]
+        self._lengths = (self._inputs > 0).sum(1).numpy()
+        # a cached RQ-VAE is a phase of 0 epochs, so a resumed run has the phases of the run it resumes
+        return [Phase("rq-vae", 0 if self._rq_cached else cfg.rq_epochs),
+                Phase("generator", cfg.epochs, cfg.patience, eval_users=cfg.eval_users, metric="ndcg@10")]
+
+    def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
+        self._phase = phase.name
+        if phase.name == "rq-vae":
+            return self._setup_rqvae()
+        cfg = self.config
+        self.net_ = TigerNet(cfg, self.sizes_, cfg.rq_latent, self.n_items_)
         # Items that are never a training target (e.g. cold items kept in the catalogue) are left out of the
         # training softmax: otherwise every step pushes their subtrees down as never-chosen siblings
         # and they end below chance. Left out, they are scored from shared code parameters at
         # inference, exactly like items added after training (`add_items`).
-        seen = torch.unique(targets[(targets > 0) & (inputs > 0)])  # every item some step is trained on
-        train_masks = self.trie_.masks_for(seen, self.codes_)
+        seen = torch.unique(self._targets[(self._targets > 0) & (self._inputs > 0)])
+        self._train_masks = self.trie_.masks_for(seen, self.codes_)
         self.fit_info_["items_in_training_softmax"] = len(seen)
         opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        gen = torch.Generator().manual_seed(int(torch.initial_seed() % (2**31)))
-        valid = _subsample(data.valid, cfg.eval_users, gen)
-        best, best_state, bad, history = -1.0, None, 0, []
-        t_train = time.time()
-        stop_reason = "epochs"
-        for epoch in range(1, cfg.epochs + 1):
-            if cfg.max_minutes and time.time() - t_train > cfg.max_minutes * 60:
-                stop_reason = "time budget"
-                break
-            t = time.time()
-            self.net_.train()
-            total, n_batches = 0.0, 0
-            for rows in _length_buckets(lengths, cfg.batch_size, gen):
-                T = int(lengths[rows].max())  # left-padded: the last T columns hold every real item
-                x, y = inputs[rows, -T:], targets[rows, -T:]
-                h = self.net_(x, self.codes_, self.latent_)
-                keep = (y > 0) & (x > 0)
-                loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep], train_masks)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total, n_batches = total + float(loss.detach()), n_batches + 1
-            epoch_s = time.time() - t
-            self.net_.eval()
-            ndcg = evaluate(self.score, valid, ks=(10,))["ndcg@10"] if len(valid) else 0.0
-            history.append(
-                {"epoch": epoch, "loss": total / max(n_batches, 1), "valid_ndcg@10": ndcg, "seconds": epoch_s}
-            )
-            _say(
-                f"tiger epoch {epoch}: loss {total / max(n_batches, 1):.4f}, valid ndcg@10 {ndcg:.4f} "
-                f"({epoch_s:.1f}s)"
-            )
-            if ndcg > best:
-                best, bad = ndcg, 0
-                best_state = {k: v.clone() for k, v in self.net_.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= cfg.patience:
-                    stop_reason = "early stopping"
-                    break
-        _say(f"tiger: stopped by {stop_reason} after {len(history)} epochs; best valid ndcg@10 {best:.4f}")
-        if best_state is not None:
-            self.net_.load_state_dict(best_state)
-        self.net_.eval()
-        self.fit_info_.update(
-            {
-                "epochs": len(history),
-                "stop_reason": stop_reason,
-                "best_valid_ndcg@10": best,
-                "history": history,
-                "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])) if history else 0.0,
-                "train_seconds": time.time() - t_train,
-            }
+        return Fitting({"net": self.net_}, {"main": opt})
+
+    def _setup_rqvae(self) -> Fitting:
+        self._rq_t0 = time.time()
+        if self._rq_cached is not None:
+            self.rqvae_, self._rq_report = self._rq_cached
+        else:
+            self.rqvae_ = RQVAE(self._X.shape[1], self._rq_cfg)
+            self.rqvae_.kmeans_init(self._X, torch.Generator().manual_seed(self._rq_seed))
+            with torch.no_grad():
+                self._rq_report = {"recon_loss_init": float(self.rqvae_(self._X)[0])}
+        self._used = torch.zeros(self._rq_cfg.levels, self._rq_cfg.codebook_size, dtype=torch.bool)
+        return Fitting({"rqvae": self.rqvae_}, {"main": torch.optim.Adam(self.rqvae_.parameters(),
+                                                                         lr=self._rq_cfg.lr)})
+
+    def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
+        if phase.name == "rq-vae":
+            n = len(self._X)
+            perm, bs = rng.permutation(n), min(self._rq_cfg.batch_size, n)
+            return [perm[s : s + bs] for s in range(0, n, bs)]
+        return _length_buckets(self._lengths, self.config.batch_size, rng)
+
+    def train_step(self, batch: np.ndarray, ctx: StepContext) -> dict[str, float]:
+        if self._phase == "rq-vae":
+            recon, quant, codes, residuals = self.rqvae_(self._X[batch])
+            ctx.update(recon + quant)
+            self._used[torch.arange(codes.shape[1])[:, None], codes.T] = True
+            self._residuals = residuals.detach()
+            recon, quant = float(recon.detach()), float(quant.detach())
+            return {"loss": recon + quant, "recon": recon, "quant": quant, "n": len(batch)}
+        rows = torch.from_numpy(batch)
+        T = int(self._lengths[batch].max())  # left-padded: the last T columns hold every real item
+        x, y = self._inputs[rows, -T:], self._targets[rows, -T:]
+        h = self.net_(x, self.codes_, self.latent_)
+        keep = (y > 0) & (x > 0)
+        loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep], self._train_masks)
+        ctx.update(loss)
+        return {"loss": float(loss.detach()), "n": int(keep.sum())}
+
+    def end_epoch(self, phase: Phase) -> dict[str, float]:
+        if phase.name != "rq-vae":
+            return {}
+        dead = reset_dead_codes(self.rqvae_, self._used, self._residuals)
+        self._used.zero_()
+        return {"dead_codes": dead}
+
+    def end_phase(self, phase: Phase, data: Dataset, best: dict[str, Any]) -> None:
+        if phase.name == "rq-vae":
+            # an RQ-VAE cut short by the time budget is not the one its cache key stands for
+            self._semantic_ids(complete=best.get("epoch") == phase.epochs)
+
+    def _semantic_ids(self, complete: bool) -> None:
+        """Codes (+ the collision level), content latents and the trie from the trained RQ-VAE; report."""
+        cfg, X = self.config, self._X
+        self.rqvae_.eval()
+        if self._rq_cached is not None:
+            report = dict(self._rq_report)
+        else:
+            report = {**rqvae_report(self.rqvae_, X), **self._rq_report}
+            if self._rq_cache is not None and complete:
+                save_cached(self._rq_cache, self.rqvae_, report)
+            report["seconds"] = time.time() - self._rq_t0
+        codes = add_collision_level(self.rqvae_.codes(X).numpy())
+        report["unique_after_collision_level"] = uniqueness(codes)
+        report["collision_codes"] = int(codes[:, -1].max()) + 1
+        self.fit_info_["rqvae"] = report
+        took = "from cache" if report.get("cached") else f"{report['seconds']:.1f}s"
+        usage = ", ".join(f"{u:.0%}" for u in report["codebook_usage"])
+        msg = (
+            f"rq-vae: recon loss {report['recon_loss_init']:.4f} -> {report['recon_loss']:.4f}, "
+            f"codebook usage per level [{usage}], collision rate {report['collision_rate']:.2%} "
+            f"({report['unique_tuples']} distinct tuples for {report['n_items']} items; max "
+            f"{report['max_items_per_tuple']} per tuple) -> unique after collision level: "
+            f"{report['unique_after_collision_level']:.0%} ({took})"
         )
-        return self
+        log.info(msg)
+        print(msg, file=sys.stderr, flush=True)  # stderr: JSON on stdout stays clean
+        self.codes_ = torch.from_numpy(np.r_[np.zeros((1, codes.shape[1]), np.int64), codes])
+        self.latent_ = torch.cat([torch.zeros(1, cfg.rq_latent), self.rqvae_.latent(X)])
+        self.sizes_ = [cfg.codebook_size] * cfg.levels + [int(codes[:, -1].max()) + 1]
+        self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
 
     # --- scoring and generation --------------------------------------------------------------------
     def _hidden(self, histories: Histories) -> torch.Tensor:
@@ -550,22 +564,9 @@ class Tiger(Recommender, CodeTrieModel):
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
 
 
-def _length_buckets(lengths: torch.Tensor, batch_size: int, gen: torch.Generator) -> list[torch.Tensor]:
+def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Batches of similar-length sequences (little padding), in random order, random within a length."""
-    perm = torch.randperm(len(lengths), generator=gen)
-    order = perm[torch.argsort(lengths[perm], stable=True)]
-    batches = list(torch.split(order, batch_size))
-    return [batches[i] for i in torch.randperm(len(batches), generator=gen).tolist()]
-
-
-def _subsample(es: EvalSet, n: int, gen: torch.Generator) -> EvalSet:
-    if n <= 0 or len(es) <= n:
-        return es
-    rows = np.sort(torch.randperm(len(es), generator=gen)[:n].numpy())
-    return EvalSet(es.history.take(rows), es.targets.take(rows))
-
-
-def _say(msg: str) -> None:
-    """Progress for `genrec train` (stderr, so JSON on stdout stays clean) and the run's train.log."""
-    log.info(msg)
-    print(msg, file=sys.stderr, flush=True)
+    perm = rng.permutation(len(lengths))
+    order = perm[np.argsort(lengths[perm], kind="stable")]
+    batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]

@@ -177,7 +177,8 @@ class _Loop:
         self.budget_s = config.max_minutes * 60
         # everything that must survive a restart; module and optimiser states are saved beside it
         self.state: dict[str, Any] = {"phase": 0, "epoch": 0, "step": 0, "elapsed": 0.0, "rows": [],
-                                      "best": None, "best_epoch": 0, "bad": 0, "done": []}
+                                      "best": None, "best_epoch": 0, "bad": 0, "done": [],
+                                      "from_epoch": 0}
         self.best_modules: dict[str, dict] | None = None
         self.best_full: dict[str, Any] | None = None  # for a next phase that continues from the best epoch
         self.finished_modules: list[dict[str, dict]] = []
@@ -205,14 +206,16 @@ class _Loop:
             while self.state["phase"] < len(phases):
                 p = self.state["phase"]
                 phase = phases[p]
+                inside = saved is not None and saved["current"] is not None  # resumed inside this phase
+                if saved is not None and not inside:  # resumed at its start: build its nets as a run would
+                    torch.set_rng_state(saved["torch_rng"].cpu())
                 fitting = model.setup_phase(phase, data, self.device)
-                if saved is not None and saved["current"] is not None:  # resumed inside this phase
+                if inside:
                     _restore_fitting(fitting, saved["current"])
+                    torch.set_rng_state(saved["torch_rng"].cpu())
                 elif phase.continue_from_best:
                     self._continue_from_best(fitting)
-                if saved is not None:
-                    torch.set_rng_state(saved["torch_rng"].cpu())
-                    saved = None
+                saved = None
                 keep_full = p + 1 < len(phases) and phases[p + 1].continue_from_best
                 self._run_phase(phase, fitting, t_start, keep_full, len(phases) > 1)
         except KeyboardInterrupt:
@@ -262,10 +265,11 @@ class _Loop:
         best_row = next((r for r in rows if r["epoch"] == st["best_epoch"]), rows[-1] if rows else {})
         st["done"].append({"name": phase.name, "metric": metric if valid is not None else None,
                            "best_epoch": st["best_epoch"], "best_valid": st["best"], "stopped_by": stopped_by,
-                           "epochs": st["epoch"], "curve": rows, "best_row": best_row})
+                           "epochs": st["epoch"], "from_epoch": st["from_epoch"], "curve": rows,
+                           "best_row": best_row})
         model.end_phase(phase, self.data, best_row)
         self.finished_modules.append(_snapshot_modules(fitting))
-        st.update(phase=st["phase"] + 1, epoch=0, rows=[], best=None, best_epoch=0, bad=0)
+        st.update(phase=st["phase"] + 1, epoch=0, rows=[], best=None, best_epoch=0, bad=0, from_epoch=0)
         self.best_modules = None
         self._save_checkpoint(None)
 
@@ -339,7 +343,7 @@ class _Loop:
         last = done[-1]
         info = self.model.fit_info_
         info.update(
-            stopped_by=last["stopped_by"], epochs=sum(d["epochs"] for d in done),
+            stopped_by=last["stopped_by"], epochs=sum(d["epochs"] - d["from_epoch"] for d in done),
             best_epoch=last["best_epoch"], best_valid=last["best_valid"], valid_metric=last["metric"],
             train_seconds=seconds,
             seconds_per_epoch=float(np.mean([r["seconds"] for r in last["curve"]])) if last["curve"] else 0.0,
@@ -362,7 +366,7 @@ class _Loop:
         torch.set_rng_state(full["torch_rng"])
         prev = self.state["done"][-1]
         self.state.update(step=full["step"], epoch=prev["best_epoch"], best=prev["best_valid"],
-                          best_epoch=prev["best_epoch"], bad=0,
+                          best_epoch=prev["best_epoch"], bad=0, from_epoch=prev["best_epoch"],
                           rows=[r for r in prev["curve"] if r["epoch"] <= prev["best_epoch"]])
         self.best_modules = _snapshot_modules(fitting)
         self.best_full = None
@@ -383,7 +387,9 @@ class _Loop:
         tmp = self.ckpt.with_suffix(".tmp")
         torch.save(payload, tmp)
         os.replace(tmp, self.ckpt)  # atomic: an interrupted save never leaves a broken checkpoint
-        self.saved_epochs = sum(d["epochs"] for d in self.state["done"]) + self.state["epoch"]
+        st = self.state
+        done = sum(d["epochs"] - d["from_epoch"] for d in st["done"])
+        self.saved_epochs = done + st["epoch"] - st["from_epoch"]
 
     def _identity(self) -> dict[str, Any]:
         cfg = self.model.config
