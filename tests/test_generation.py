@@ -18,6 +18,7 @@ from genrec.generation.decoders import RecomputeDecoder, decoder_for, extend_his
 from genrec.models import get_model_class
 from genrec.models.base import ExportsEmbeddings, IncrementalModel, Recommender
 from genrec.ranking import gumbel, nucleus, row_keys
+from genrec.training import fit
 
 
 class DecayRNN(Recommender, IncrementalModel, ExportsEmbeddings):
@@ -291,7 +292,7 @@ def test_batched_equals_per_user(strategy, rnn, hist, synthetic_ds):
 def test_models_without_the_protocol(synthetic_ds, hist):
     """Mult-DAE's softmax is its next-item distribution but it has no KV cache: beam and sample
     re-score the extended history."""
-    dae = get_model_class("multdae")(epochs=1, hidden=[32]).fit(synthetic_ds)
+    dae = fit(get_model_class("multdae")(epochs=1, hidden=[32]), synthetic_ds)
     assert not isinstance(dae, IncrementalModel)
     cons = Constraints(category_cap=2, item_category=synthetic_ds.item_category)
     for strategy in ("beam", "sample"):

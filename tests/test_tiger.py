@@ -69,7 +69,7 @@ def _with_cold(cold_setup):
     ds, meta, model = cold_setup
     model = copy.deepcopy(model)
     texts = [f"{t}; Categories: {c}" for t, c in zip(meta["title"], meta["categories"])]
-    new = model.add_items(list(meta.index), list(meta["title"]), texts, list(meta["categories"]))
+    new = model.add_items(texts)
     return model, new
 
 
@@ -332,7 +332,7 @@ def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     assert hits / events > 2 * 10 / ds.n_items
 
     texts = [str(t) for t in ds.item_text[cold[:3]]]
-    new = model.add_items(["n1", "n2", "n3"], texts, texts, ["", "", ""])
+    new = model.add_items(texts)
     assert model.net_.item_in.num_embeddings == model.n_items_ + 1 == ds.n_items + 4
     assert model.net_.item_in.weight[torch.from_numpy(new)].abs().sum() == 0
     model.save(tmp_path / "m")

@@ -89,7 +89,7 @@ def test_update_fine_tunes_on_shifted_taste(multdae_run, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fine-tuning multdae" in out and "published v0002" in out, out
     v2 = reg.load()
-    assert v2.meta["update"]["warm_start"] and v2.model.fit_info_["epochs_trained"] <= 3
+    assert v2.meta["update"]["warm_start"] and v2.model.fit_info_["epochs"] <= 3
     n_total = v2.catalog.n_items
     old, new = future_ndcg(v1, plan, 12, n_total), future_ndcg(v2, plan, 12, n_total)
     print(f"Mult-DAE NDCG@10 on the next new-taste item: v0001 {old:.4f}, fine-tuned v0002 {new:.4f}")

@@ -13,7 +13,7 @@ def cmd_items_add(a: argparse.Namespace) -> int:
     ids, codes = add_items(a.run, a.csv)
     print(f"added {len(ids)} item(s) to {a.run}; they are recommendable now (no retraining):")
     for rid, c in list(zip(ids, codes))[:20]:
-        print(f"  {rid!s:>12}  semantic id {tuple(int(x) for x in c)}")
+        print(f"  {rid!s:>12}  {c}")
     if len(ids) > 20:
         print(f"  ... and {len(ids) - 20} more")
     return 0

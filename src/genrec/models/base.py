@@ -43,7 +43,6 @@ class Recommender:
 
     name: ClassVar[str] = "base"
     config_cls: ClassVar[type[ModelConfig]] = ModelConfig
-    warm_starts: ClassVar[bool] = False  # TODO(one-engine): replaced by WarmStartable
     # True when softmax(scores) is the model's distribution over the next item (scores are logits or
     # log-probabilities): beam search and sampling need that; generation refuses them for other models
     next_item_logits: ClassVar[bool] = False
@@ -54,7 +53,6 @@ class Recommender:
         self.config.validate()
         self.n_items_: int = 0
         self.fit_info_: dict[str, Any] = {}
-        self.warm_start: Recommender | None = None  # TODO(one-engine): replaced by WarmStartable
 
     # --- to implement ------------------------------------------------------------------------
     def fit(self, data: Dataset) -> Recommender:
@@ -215,8 +213,12 @@ class DotProductScores(ExportsEmbeddings, Protocol):
 class AddsItems(Protocol):
     """Items can join the catalogue without retraining (items known by their content, e.g. tiger)."""
 
-    def add_items(self, titles: list[str], texts: list[str]) -> np.ndarray:
+    def add_items(self, texts: list[str]) -> np.ndarray:
         """Give new items (by their text) internal ids n_items + 1, ...; returns those ids."""
+        ...
+
+    def item_codes(self, items: np.ndarray) -> list[str]:
+        """How the model knows these items, for people (e.g. their semantic IDs)."""
         ...
 
 

@@ -44,6 +44,7 @@ from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
 from genrec.models.base import (
+    AddsItems,
     CodeTrieModel,
     Fitting,
     IterativeRecommender,
@@ -313,7 +314,7 @@ class TigerNet(nn.Module):
 
 
 # --- the recommender -----------------------------------------------------------------------------
-class Tiger(IterativeRecommender, CodeTrieModel):
+class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
     """Semantic-ID generative retrieval (TIGER-style): RQ-VAE codes of item text + a code transformer.
 
     Trained in two phases of genrec.training's loop: "rq-vae" (item vectors -> codes; skipped when an
@@ -336,7 +337,6 @@ class Tiger(IterativeRecommender, CodeTrieModel):
                 "no item metadata; use a reader that provides it (e.g. MovieLens, amazon)"
             )
         self.n_items_ = data.n_items
-        self.added_: dict[str, list] = {"item_id": [], "title": [], "text": [], "category": []}
         self.fit_info_ = {}
         enc = get_text_encoder(cfg.text_encoder)
         t = time.time()
@@ -491,9 +491,7 @@ class Tiger(IterativeRecommender, CodeTrieModel):
 
     # --- cold start --------------------------------------------------------------------------------
     @torch.no_grad()
-    def add_items(
-        self, item_ids: list, titles: list[str], texts: list[str], categories: list[str]
-    ) -> np.ndarray:
+    def add_items(self, texts: list[str]) -> np.ndarray:
         """Give new items (text only) semantic IDs with the trained RQ-VAE; returns their internal ids."""
         enc = encoder_from_state(self.text_encoder_state_)
         X = torch.from_numpy(np.asarray(enc.encode(list(texts)), dtype=np.float32))
@@ -508,34 +506,10 @@ class Tiger(IterativeRecommender, CodeTrieModel):
         self.n_items_ += len(new)
         self.net_.grow_items(self.n_items_)
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
-        new_meta = {"item_id": item_ids, "title": titles, "text": texts, "category": categories}
-        for key, vals in new_meta.items():
-            self.added_[key].extend(str(v) for v in vals)
         return np.arange(first, self.n_items_ + 1)
 
-    def extend_catalogue(self, ds: Dataset) -> Dataset:
-        """The dataset with the items added after training appended (ids continue after ds.n_items)."""
-        n_added = len(self.added_["item_id"])
-        if n_added == 0 or ds.n_items == self.n_items_:
-            return ds
-        if ds.n_items != self.n_items_ - n_added:
-            raise ValueError(
-                f"catalogue mismatch: dataset has {ds.n_items} items, model {self.n_items_} "
-                f"with {n_added} added"
-            )
-        raw = np.asarray(self.added_["item_id"], dtype=object)
-        if np.issubdtype(ds.item_raw.dtype, np.integer):
-            raw = raw.astype(np.int64)
-        ds.item_raw = np.concatenate([ds.item_raw, raw.astype(ds.item_raw.dtype)])
-        for attr, key in (("item_title", "title"), ("item_text", "text"), ("item_category", "category")):
-            cur = getattr(ds, attr)
-            if cur is not None:
-                added = np.asarray(self.added_[key], object)
-                setattr(ds, attr, np.concatenate([cur.astype(object), added]).astype(str))
-        for cache in ("_item_ids",):
-            if hasattr(ds, cache):
-                delattr(ds, cache)
-        return ds
+    def item_codes(self, items: np.ndarray) -> list[str]:
+        return [f"semantic id {tuple(int(c) for c in self.codes_[i])}" for i in items]
 
     # --- persistence -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
@@ -548,7 +522,6 @@ class Tiger(IterativeRecommender, CodeTrieModel):
             "latent": self.latent_,
             "sizes": self.sizes_,
             "text_encoder": self.text_encoder_state_,
-            "added": self.added_,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
@@ -560,7 +533,6 @@ class Tiger(IterativeRecommender, CodeTrieModel):
         self.net_.load_state_dict(state["net"])
         self.net_.eval()
         self.text_encoder_state_ = state["text_encoder"]
-        self.added_ = state["added"]
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
 
 

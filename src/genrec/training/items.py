@@ -1,8 +1,9 @@
 """`genrec items add RUN new_items.csv`: cold-start items for models that know items by content.
 
 The CSV has a header with `item_id,title` and optionally `categories,brand,description,price`.
-The whole file is checked first (errors name file:line:field); the run's model directory is then
-replaced atomically, so a failure never leaves a half-updated run.
+The whole file is checked first (errors name file:line:field); the run's model/ and dataset/ folders
+are then written beside the old ones and renamed into place, so a failure never leaves a half-updated
+run.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pandas as pd
 from genrec.data.cleaning import item_text
 from genrec.data.dataset import Dataset
 from genrec.data.types import DataError
+from genrec.models.base import AddsItems
+from genrec.training.runs import load_run
 
 REQUIRED = ("item_id", "title")
 OPTIONAL = ("categories", "brand", "description", "price")
@@ -97,31 +100,45 @@ def read_items_csv(path: Path, ds: Dataset) -> pd.DataFrame:
     return df.replace("", np.nan)
 
 
-def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, np.ndarray]:
-    """Add the CSV's items to the run's catalogue; returns (raw ids, their semantic-ID codes)."""
-    from genrec.training.runs import load_run
-
+def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, list[str]]:
+    """Add the CSV's items to the run's catalogue (model and dataset/); returns (raw ids, how the model
+    knows each new item, e.g. its semantic ID)."""
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    model = run.model
-    if not hasattr(model, "add_items"):
+    model, ds = run.model, run.dataset
+    if not isinstance(model, AddsItems):
         raise ValueError(
             f"model {model.name!r} knows items only by their ids and cannot add items without "
             "retraining; content-based generators (tiger) can"
         )
-    meta = read_items_csv(Path(csv_path), run.dataset)
+    meta = read_items_csv(Path(csv_path), ds)
     ids = list(meta.index)
     title, text, category = item_text(meta, np.asarray(ids, dtype=object))
-    category = category if category is not None else np.full(len(ids), "", dtype=object)
-    new = model.add_items(ids, list(title), list(text), list(category))
-    # write the whole model next to the old one, then swap: readers see the old or the new run
-    target = run_dir / "model"
-    tmp, old = run_dir / f"model.tmp{os.getpid()}", run_dir / f"model.old{os.getpid()}"
+    n_old = ds.n_items
+    new = model.add_items(list(text))
+    ds.item_raw = np.concatenate([ds.item_raw, np.asarray(ids, dtype=ds.item_raw.dtype)])
+    for attr, values in (("item_title", title), ("item_text", text), ("item_category", category)):
+        old = getattr(ds, attr)
+        if old is None and values is None:
+            continue
+        old = np.full(n_old + 1, "", dtype=object) if old is None else old.astype(object)
+        values = np.full(len(ids), "", dtype=object) if values is None else np.asarray(values, dtype=object)
+        setattr(ds, attr, np.concatenate([old, values]).astype(str))
+    ds.manifest["n_items"] = ds.n_items
+    ds.manifest["added_items"] = ds.manifest.get("added_items", 0) + len(ids)
+    # write model and dataset next to the old ones, then swap; load_run refuses a half-swapped run
+    tmp = {name: run_dir / f"{name}.tmp{os.getpid()}" for name in ("model", "dataset")}
+    old = {name: run_dir / f"{name}.old{os.getpid()}" for name in ("model", "dataset")}
     try:
-        model.save(tmp)
-        os.replace(target, old)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
-    return ids, model.codes_[new].numpy()
+        model.save(tmp["model"])
+        ds.save(tmp["dataset"])
+    except BaseException:
+        for path in tmp.values():
+            shutil.rmtree(path, ignore_errors=True)
+        raise
+    for name in ("model", "dataset"):  # renames in one folder: the run is never without either
+        os.replace(run_dir / name, old[name])
+        os.replace(tmp[name], run_dir / name)
+    for path in old.values():
+        shutil.rmtree(path, ignore_errors=True)
+    return ids, model.item_codes(new)

@@ -199,8 +199,9 @@ class _Loop:
                 _load_modules(fitting, saved["finished_modules"][p])
                 model.end_phase(phases[p], data, done["best_row"])
             self.finished_modules = saved["finished_modules"]
-            log.info("resumed from %s after epoch %d of phase %s", self.ckpt, self.state["epoch"],
-                     phases[self.state["phase"]].name)
+            where = (f"epoch {self.state['epoch']} of phase {phases[self.state['phase']].name}"
+                     if self.state["phase"] < len(phases) else "the end of training")
+            log.info("resumed from %s after %s", self.ckpt, where)
         t_start = time.time() - self.state["elapsed"]
         try:
             while self.state["phase"] < len(phases):
@@ -293,14 +294,15 @@ class _Loop:
             for k, v in out.items():
                 if k != "n":
                     sums[k] = sums.get(k, 0.0) + float(v)
+            losses = {k: f"{v / i:.4f}" for k, v in sums.items() if k.endswith("loss")}
             if i % 10 == 0 or i == len(batches):
-                bar.set_postfix(loss=f"{sums.get('loss', 0.0) / i:.4f}")
+                bar.set_postfix(losses)
             if time.time() - last_log >= LOG_EVERY_S:  # a plain line for train.log on long epochs
                 last_log = time.time()
                 rate = i / (last_log - t0)
-                log.info("%s epoch %d/%d: batch %d/%d, loss %.4f, %.1f batches/s, epoch ETA %.0fs", label,
-                         epoch, phase.epochs, i, len(batches), sums.get("loss", 0.0) / i, rate,
-                         (len(batches) - i) / max(rate, 1e-9))
+                log.info("%s epoch %d/%d: batch %d/%d, %s, %.1f batches/s, epoch ETA %.0fs", label, epoch,
+                         phase.epochs, i, len(batches), ", ".join(f"{k} {v}" for k, v in losses.items()),
+                         rate, (len(batches) - i) / max(rate, 1e-9))
         seconds = time.time() - t0
         n = max(len(batches), 1)
         row = {"epoch": epoch, "seconds": seconds, **{k: v / n for k, v in sums.items()}}
