@@ -34,7 +34,7 @@ from torch.nn import functional as F
 
 from genrec.data.dataset import Dataset, Histories
 from genrec.models.base import Fitting, IterativeRecommender, ModelConfig, Phase, StepContext, check_positive
-from genrec.models.sparse_input import SparseLinear, SparseRows
+from genrec.models.sparse_input import SparseLinear, SparseRows, training_users
 
 SCHEMES = ("ZR", "PM", "ZP")
 
@@ -124,9 +124,7 @@ class CFGAN(IterativeRecommender):
     def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
         self.n_items_ = data.n_items
-        self._train, self._users = data.train, np.flatnonzero(data.train.lengths > 0)
-        if len(self._users) == 0:
-            raise ValueError(f"{data.name}: no training interactions to fit cfgan on")
+        self._train, self._users = data.train, training_users(data, self.name)
         self.fit_info_ = {}
         return [Phase("train", cfg.epochs, cfg.patience, cfg.eval_every, eval_batch=cfg.batch_size)]
 

@@ -40,7 +40,7 @@ from genrec.models.base import (
     check_positive,
     grow_into,
 )
-from genrec.models.sparse_input import SparseLinear, SparseRows
+from genrec.models.sparse_input import SparseLinear, SparseRows, training_users
 
 
 @dataclass
@@ -153,9 +153,7 @@ class MultDAE(IterativeRecommender, WarmStartable):
     def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
         self.n_items_ = data.n_items
-        self._train, self._users = data.train, np.flatnonzero(data.train.lengths > 0)
-        if len(self._users) == 0:
-            raise ValueError(f"{data.name}: no training interactions to fit {self.name} on")
+        self._train, self._users = data.train, training_users(data, self.name)
         self.fit_info_ = {}
         return [Phase("train", cfg.epochs, cfg.patience, eval_batch=cfg.batch_size)]
 

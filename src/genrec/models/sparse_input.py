@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from genrec.data.dataset import Histories
+from genrec.data.dataset import Dataset, Histories
 
 
 @dataclass
@@ -64,3 +64,11 @@ class SparseLinear(nn.Module):
     def dense(self, x: torch.Tensor) -> torch.Tensor:
         """The same layer on a dense (B, n_in) input: the reference the sparse path must match."""
         return x @ self.bag.weight + self.bias
+
+
+def training_users(data: Dataset, model: str) -> np.ndarray:
+    """Internal ids of the users with training interactions: the rows an autoencoder-style model fits."""
+    users = np.flatnonzero(data.train.lengths > 0)
+    if len(users) == 0:
+        raise ValueError(f"{data.name}: no training interactions to fit {model} on")
+    return users
