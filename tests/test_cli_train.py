@@ -111,4 +111,16 @@ def test_moved_run_gives_identical_recommendations(tmp_path, capsys, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert main(["recommend", str(moved), "--user", "7", "-k", "10", "--json"]) == 0
     assert capsys.readouterr().out == before
+    # ... and serves the same list
+    from fastapi.testclient import TestClient
+
+    from genrec.serving.app import create_app
+    from genrec.serving.engine import Engine
+    from genrec.serving.events import open_store
+
+    engine = Engine(str(moved), open_store(f"sqlite:///{tmp_path / 'events.db'}"))
+    with TestClient(create_app(engine, api_key="k", watch_interval_s=0)) as client:
+        r = client.get("/recommend", params={"user_id": "7", "k": 10}, headers={"X-API-Key": "k"})
+    assert r.status_code == 200
+    assert [x["item_id"] for x in r.json()["items"]] == [x["item_id"] for x in json.loads(before)["items"]]
     assert not cache.exists()  # nothing was rebuilt
