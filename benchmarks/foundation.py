@@ -47,8 +47,9 @@ def beauty_source() -> tuple[SourceSpec, str]:
         read(folder)
         return SourceSpec(data=str(folder)), f"--data {folder}"
     except DataError:
-        return SourceSpec(data=str(folder / "Beauty.txt"), format="sequences"), \
-            f"--data {folder / 'Beauty.txt'} --format sequences"
+        return SourceSpec(
+            data=str(folder / "Beauty.txt"), format="sequences"
+        ), f"--data {folder / 'Beauty.txt'} --format sequences"
 
 
 def datasets() -> list[tuple[str, SourceSpec, str]]:
@@ -76,19 +77,32 @@ def accuracy(only: list[str] | None, save) -> list[dict]:
             t = time.perf_counter()
             m = evaluate(model.score, ds.test, ks=KS, item_popularity=ds.item_popularity)
             eval_s = time.perf_counter() - t
-            rows.append({
-                "dataset": name, "model": model_name, "users": ds.n_users, "items": ds.n_items,
-                "interactions": ds.manifest["n_interactions"], "test_users": len(ds.test),
-                **{key: m[key] for key in ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "coverage@10",
-                                           "avg_pop@10")},
-                "l2": model.fit_info_.get("l2"), "l2_search": model.fit_info_.get("search", {}).get("tried"),
-                "fit_s": fit_s, "eval_s": eval_s, "prepare_s": prep_s,
-                "command": f"genrec train {args} --model {model_name} --k 10,50",
-            })
+            rows.append(
+                {
+                    "dataset": name,
+                    "model": model_name,
+                    "users": ds.n_users,
+                    "items": ds.n_items,
+                    "interactions": ds.manifest["n_interactions"],
+                    "test_users": len(ds.test),
+                    **{
+                        key: m[key]
+                        for key in ("hr@10", "ndcg@10", "hr@50", "ndcg@50", "coverage@10", "avg_pop@10")
+                    },
+                    "l2": model.fit_info_.get("l2"),
+                    "l2_search": model.fit_info_.get("search", {}).get("tried"),
+                    "fit_s": fit_s,
+                    "eval_s": eval_s,
+                    "prepare_s": prep_s,
+                    "command": f"genrec train {args} --model {model_name} --k 10,50",
+                }
+            )
             r = rows[-1]
-            print(f"  {name:<16} {model_name:<5} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} "
-                  f"HR@50 {r['hr@50']:.4f} NDCG@50 {r['ndcg@50']:.4f} fit {fit_s:6.1f}s l2 {r['l2']}",
-                  flush=True)
+            print(
+                f"  {name:<16} {model_name:<5} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} "
+                f"HR@50 {r['hr@50']:.4f} NDCG@50 {r['ndcg@50']:.4f} fit {fit_s:6.1f}s l2 {r['l2']}",
+                flush=True,
+            )
         save(rows)  # after each dataset: a long run keeps what it has measured
     return rows
 
@@ -123,8 +137,10 @@ def time_eval(score_fn, evalset, repeats: int = 5, **kw) -> tuple[float, float, 
 def score_all(model, evalset, batch_size: int = 1024) -> tuple[torch.Tensor, float]:
     t = time.perf_counter()
     with torch.no_grad():
-        parts = [model.score(evalset.history.take(slice(s, s + batch_size)))
-                 for s in range(0, len(evalset), batch_size)]
+        parts = [
+            model.score(evalset.history.take(slice(s, s + batch_size)))
+            for s in range(0, len(evalset), batch_size)
+        ]
     return torch.cat(parts), time.perf_counter() - t
 
 
@@ -149,11 +165,24 @@ def speed() -> list[dict]:
     def run(label: str, evalset: EvalSet, n_items: int, scores: torch.Tensor, score_s: float, pop) -> None:
         fn = lookup_scores(scores, evalset.history.users)
         eval_s, cpu_s, m = time_eval(fn, evalset, item_popularity=pop)
-        rows.append({"case": label, "users": len(evalset), "items": n_items,
-                     "history_nnz": len(evalset.history.items), "eval_s": eval_s, "eval_cpu_s": cpu_s,
-                     "scoring_s": score_s, "ndcg@10": m["ndcg@10"], "ks": "10,20,50"})
-        print(f"  {label:<36} {len(evalset):>5} users x {n_items:>5} items: evaluate {eval_s:.3f}s wall, "
-              f"{cpu_s:.3f}s CPU (scoring {score_s:.3f}s, not included)", flush=True)
+        rows.append(
+            {
+                "case": label,
+                "users": len(evalset),
+                "items": n_items,
+                "history_nnz": len(evalset.history.items),
+                "eval_s": eval_s,
+                "eval_cpu_s": cpu_s,
+                "scoring_s": score_s,
+                "ndcg@10": m["ndcg@10"],
+                "ks": "10,20,50",
+            }
+        )
+        print(
+            f"  {label:<36} {len(evalset):>5} users x {n_items:>5} items: evaluate {eval_s:.3f}s wall, "
+            f"{cpu_s:.3f}s CPU (scoring {score_s:.3f}s, not included)",
+            flush=True,
+        )
 
     ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
     for name, model in (("pop", get_model_class("pop")()), ("ease", get_model_class("ease")(l2=500.0))):
@@ -177,17 +206,22 @@ def print_tables(acc: list[dict], spd: list[dict]) -> None:
         print("|---|---|---|---|---|---|---|---|")
         for r in acc:
             lam = "-" if r["model"] == "pop" else f"{r['l2']:g}"
-            print(f"| {r['dataset']} | {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} "
-                  f"| {r['hr@50']:.4f} "
-                  f"| {r['ndcg@50']:.4f} | {r['fit_s']:.1f} | {lam} |")
+            print(
+                f"| {r['dataset']} | {r['model']} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} "
+                f"| {r['hr@50']:.4f} "
+                f"| {r['ndcg@50']:.4f} | {r['fit_s']:.1f} | {lam} |"
+            )
     if spd:
-        print("\n| case | users x items | history nnz | evaluate s wall | evaluate s CPU "
-              "| scoring s (apart) |")
+        print(
+            "\n| case | users x items | history nnz | evaluate s wall | evaluate s CPU | scoring s (apart) |"
+        )
         print("|---|---|---|---|---|---|")
         for r in spd:
-            print(f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['history_nnz']:,} "
-                  f"| {r['eval_s']:.3f} | {r['eval_cpu_s']:.3f} "
-                  f"| {r['scoring_s']:.3f} |")
+            print(
+                f"| {r['case']} | {r['users']:,} x {r['items']:,} | {r['history_nnz']:,} "
+                f"| {r['eval_s']:.3f} | {r['eval_cpu_s']:.3f} "
+                f"| {r['scoring_s']:.3f} |"
+            )
 
 
 def main() -> None:
@@ -199,11 +233,19 @@ def main() -> None:
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
-    env = {"python": sys.version.split()[0], "torch": torch.__version__, "threads": torch.get_num_threads(),
-           "cpus": os.cpu_count(), "machine": platform.machine(),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_start": os.getloadavg()[0]}
-    print(f"foundation benchmark: torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, "
-          f"load average {env['load_avg_start']:.1f} (the machine is shared: timings scale with it)")
+    env = {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_start": os.getloadavg()[0],
+    }
+    print(
+        f"foundation benchmark: torch {env['torch']}, {env['threads']} threads, {env['cpus']} CPUs, "
+        f"load average {env['load_avg_start']:.1f} (the machine is shared: timings scale with it)"
+    )
     out = Path(a.out)
 
     def save(rows: list[dict], part: str = "accuracy") -> None:

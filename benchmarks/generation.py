@@ -79,29 +79,44 @@ def main() -> None:
 
         models = [(f"{load_run(r).config.model} ({Path(r).name})", load_run(r).model) for r in a.run]
     else:
-        models = [(f"{m} {a.size} (fresh)", fresh_model(m, ds.n_items, a.size, a.max_len))
-                  for m in a.models.split(",")]
-    print(f"{ds.name}: {len(users)} users (history used: median {int(np.median(lens))}, max {lens.max()} "
-          f"items), {ds.n_items} items, slate of {a.k}, beam {a.beam_size}, {a.chunk} users per call, "
-          f"torch threads {torch.get_num_threads()}")
+        models = [
+            (f"{m} {a.size} (fresh)", fresh_model(m, ds.n_items, a.size, a.max_len))
+            for m in a.models.split(",")
+        ]
+    print(
+        f"{ds.name}: {len(users)} users (history used: median {int(np.median(lens))}, max {lens.max()} "
+        f"items), {ds.n_items} items, slate of {a.k}, beam {a.beam_size}, {a.chunk} users per call, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     rows = []
     with torch.no_grad():
         for label, model in models:
             beam_search(model, hist.take(slice(0, 8)), a.k, a.beam_size)  # warm-up (allocator, kernels)
             beam_search(model, hist.take(slice(0, 8)), a.k, a.beam_size, use_cache=False)
             for strategy in ("beam", "sample"):
+
                 def run(h, cache, m=model, strategy=strategy):
                     if strategy == "beam":
                         return beam_search(m, h, a.k, a.beam_size, cons, use_cache=cache, batch_size=a.chunk)
-                    return sample(m, h, a.k, temperature=1.0, top_p=0.95, seed=0, constraints=cons,
-                                  use_cache=cache, batch_size=a.chunk)
+                    return sample(
+                        m,
+                        h,
+                        a.k,
+                        temperature=1.0,
+                        top_p=0.95,
+                        seed=0,
+                        constraints=cons,
+                        use_cache=cache,
+                        batch_size=a.chunk,
+                    )
+
                 # alternate the two paths chunk by chunk (and which goes first), so load changes on a
                 # shared machine hit both alike; each path still sees `chunk` users per call
                 t_cache = t_full = 0.0
                 items_cache, items_full = [], []
                 for i, s in enumerate(range(0, len(hist), a.chunk)):
                     h = hist.take(slice(s, s + a.chunk))
-                    for cache in ((True, False) if i % 2 == 0 else (False, True)):
+                    for cache in (True, False) if i % 2 == 0 else (False, True):
                         t, out = timed(lambda h=h, c=cache: run(h, c))
                         if cache:
                             t_cache += t
@@ -113,25 +128,52 @@ def main() -> None:
                 same = float(equal.mean())
                 fits = lens + a.k <= a.max_len
                 same_fit = float(equal[fits].mean()) if fits.any() else 1.0
-                rows.append({"model": label, "strategy": strategy, "users": len(users), "k": a.k,
-                             "beam_size": a.beam_size if strategy == "beam" else 1, "chunk": a.chunk,
-                             "cache_s": t_cache, "recompute_s": t_full, "speedup": t_full / t_cache,
-                             "same_lists": same, "same_lists_when_fits_max_len": same_fit})
+                rows.append(
+                    {
+                        "model": label,
+                        "strategy": strategy,
+                        "users": len(users),
+                        "k": a.k,
+                        "beam_size": a.beam_size if strategy == "beam" else 1,
+                        "chunk": a.chunk,
+                        "cache_s": t_cache,
+                        "recompute_s": t_full,
+                        "speedup": t_full / t_cache,
+                        "same_lists": same,
+                        "same_lists_when_fits_max_len": same_fit,
+                    }
+                )
                 r = rows[-1]
-                print(f"{label:<22} {strategy:<7} cache {t_cache:8.2f}s  recompute {t_full:8.2f}s  "
-                      f"speedup {r['speedup']:6.1f}x  identical lists {same:.1%} "
-                      f"({same_fit:.1%} where history + slate <= max_len)", flush=True)
-    result = {"dataset": ds.name, "n_items": ds.n_items, "users": len(users), "k": a.k,
-              "beam_size": a.beam_size, "chunk": a.chunk, "max_len": a.max_len, "size": a.size,
-              "history_median": int(np.median(lens)), "threads": torch.get_num_threads(),
-              "machine": platform.platform(), "cpu_count": os.cpu_count(), "rows": rows,
-              "command": " ".join(["python benchmarks/generation.py", *sys.argv[1:]])}
+                print(
+                    f"{label:<22} {strategy:<7} cache {t_cache:8.2f}s  recompute {t_full:8.2f}s  "
+                    f"speedup {r['speedup']:6.1f}x  identical lists {same:.1%} "
+                    f"({same_fit:.1%} where history + slate <= max_len)",
+                    flush=True,
+                )
+    result = {
+        "dataset": ds.name,
+        "n_items": ds.n_items,
+        "users": len(users),
+        "k": a.k,
+        "beam_size": a.beam_size,
+        "chunk": a.chunk,
+        "max_len": a.max_len,
+        "size": a.size,
+        "history_median": int(np.median(lens)),
+        "threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "rows": rows,
+        "command": " ".join(["python benchmarks/generation.py", *sys.argv[1:]]),
+    }
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(result, indent=2))
     print(f"\n{'model':<22} {'strategy':<8} {'cache s':>9} {'recompute s':>12} {'speedup':>8}")
     for r in rows:
-        print(f"{r['model']:<22} {r['strategy']:<8} {r['cache_s']:>9.2f} {r['recompute_s']:>12.2f} "
-              f"{r['speedup']:>7.1f}x")
+        print(
+            f"{r['model']:<22} {r['strategy']:<8} {r['cache_s']:>9.2f} {r['recompute_s']:>12.2f} "
+            f"{r['speedup']:>7.1f}x"
+        )
     print(f"written to {a.out}")
 
 

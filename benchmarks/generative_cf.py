@@ -34,15 +34,22 @@ MOVIELENS = {"ml-1m-u2999", "ml-latest-small", "ml-100k", "ml-20m"}
 LARGE = {"ml-20m"}  # epoch budgets cut to fit 2 cores; see docs/benchmarks.md
 # CFGAN per dataset: (epochs, patience in validation evaluations, epochs between validations); others
 # (ML-20M): (5, 20, 1)
-CFGAN_BUDGETS = {"ml-1m-u2999": (60, 4, 5), "ml-latest-small": (300, 12, 5), "ml-100k": (150, 4, 5),
-                 "amazon-beauty": (15, 6, 1)}
+CFGAN_BUDGETS = {
+    "ml-1m-u2999": (60, 4, 5),
+    "ml-latest-small": (300, 12, 5),
+    "ml-100k": (150, 4, 5),
+    "amazon-beauty": (15, 6, 1),
+}
 BY_SIZE = ["ml-100k", "ml-latest-small", "ml-1m-u2999", "amazon-beauty", "ml-20m"]  # interactions
 
 
 def data_config(dataset: str, protocol: str) -> dict:
     if protocol == "users":
-        return {"protocol": "users", "rating_threshold": 4.0 if dataset in MOVIELENS else None,
-                "min_user_interactions": 5}
+        return {
+            "protocol": "users",
+            "rating_threshold": 4.0 if dataset in MOVIELENS else None,
+            "min_user_interactions": 5,
+        }
     return {"protocol": "loo"}
 
 
@@ -59,8 +66,12 @@ def model_config(model: str, dataset: str) -> dict:
         # a budget in updates, not epochs: ml-1m-u2999 (~75 minibatches per epoch) needed ~2,250 updates
         # to its best epoch; ml-latest-small has 16 minibatches per epoch, amazon-beauty ~560
         epochs, patience, eval_every = CFGAN_BUDGETS.get(dataset, (5, 20, 1))
-        return {"epochs": epochs, "eval_every": eval_every, "patience": patience,
-                "batch_size": 256 if large else 32}
+        return {
+            "epochs": epochs,
+            "eval_every": eval_every,
+            "patience": patience,
+            "batch_size": 256 if large else 32,
+        }
     return {}
 
 
@@ -88,17 +99,31 @@ def run_one(job: dict) -> dict:
     info = model.fit_info_
     curves = {p["name"]: p["curve"] for p in info.get("phases", [])}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    out = {**job, "n_users": ds.n_users, "n_items": ds.n_items, "n_train": int(len(ds.train.items)),
-           "n_test_users": len(ds.test), "fit_seconds": fit_s,
-           "epochs": info.get("epochs"), "epoch_seconds": info.get("seconds_per_epoch"),
-           "peak_rss_mb": peak, "peak_rss_fit_mb": peak_fit, "rss_after_data_mb": rss_data, "test": test,
-           "fit_info": {k: v for k, v in info.items() if k != "phases"}}
+    out = {
+        **job,
+        "n_users": ds.n_users,
+        "n_items": ds.n_items,
+        "n_train": int(len(ds.train.items)),
+        "n_test_users": len(ds.test),
+        "fit_seconds": fit_s,
+        "epochs": info.get("epochs"),
+        "epoch_seconds": info.get("seconds_per_epoch"),
+        "peak_rss_mb": peak,
+        "peak_rss_fit_mb": peak_fit,
+        "rss_after_data_mb": rss_data,
+        "test": test,
+        "fit_info": {k: v for k, v in info.items() if k != "phases"},
+    }
     if "beta search" in curves:
-        out["beta_search"] = [{k: r[k] for k in r if k in ("epoch", "beta") or k.startswith("valid_")}
-                              for r in curves["beta search"]]
+        out["beta_search"] = [
+            {k: r[k] for k in r if k in ("epoch", "beta") or k.startswith("valid_")}
+            for r in curves["beta search"]
+        ]
     if job["model"] == "cfgan":
-        out["loss_curve"] = [{k: r[k] for k in ("epoch", "d_loss", "g_loss", "d_real", "d_fake") if k in r}
-                             for r in curves["train"]]
+        out["loss_curve"] = [
+            {k: r[k] for k in ("epoch", "d_loss", "g_loss", "d_real", "d_fake") if k in r}
+            for r in curves["train"]
+        ]
     return out
 
 
@@ -128,14 +153,20 @@ def run_probe(job: dict) -> dict:
         (nll + 0.2 * kl).backward()
         opt.step()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {**job, "n_users": ds.n_users, "n_items": ds.n_items, "peak_rss_mb": peak,
-            "rss_after_data_mb": rss_data}
+    return {
+        **job,
+        "n_users": ds.n_users,
+        "n_items": ds.n_items,
+        "peak_rss_mb": peak,
+        "rss_after_data_mb": rss_data,
+    }
 
 
 def spawn(job: dict) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(job)], capture_output=True,
-                          text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", json.dumps(job)], capture_output=True, text=True, env=env
+    )
     if proc.returncode != 0:
         return {**job, "error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -156,8 +187,10 @@ def table(rows: list[dict]) -> str:
             eps = r.get("epoch_seconds")
             metrics = "".join(f"{r['test'][c]:>11.4f}" for c in cols)
             eps_s = f"{eps:.2f}" if eps else "-"
-            lines.append(f"{r['dataset']:<16}{r['model']:<9}{metrics}{r['epochs'] or '-':>8}{eps_s:>9}"
-                         f"{r['fit_seconds']:>8.0f}{r['peak_rss_mb']:>9.0f}")
+            lines.append(
+                f"{r['dataset']:<16}{r['model']:<9}{metrics}{r['epochs'] or '-':>8}{eps_s:>9}"
+                f"{r['fit_seconds']:>8.0f}{r['peak_rss_mb']:>9.0f}"
+            )
     return "\n".join(lines)
 
 
@@ -166,10 +199,17 @@ def main() -> None:
     p.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated; absent ones are skipped")
     p.add_argument("--protocols", default="users,loo")
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--memory-batches", default="100,1000", help="Mult-VAE batch sizes for the memory check "
-                   "on the largest dataset present ('' = skip)")
-    p.add_argument("--probe-batches", default="", help="e.g. 100,5000: two Mult-VAE training steps per "
-                   "batch size on the largest dataset (no evaluation), peak RSS of each; '' = skip")
+    p.add_argument(
+        "--memory-batches",
+        default="100,1000",
+        help="Mult-VAE batch sizes for the memory check on the largest dataset present ('' = skip)",
+    )
+    p.add_argument(
+        "--probe-batches",
+        default="",
+        help="e.g. 100,5000: two Mult-VAE training steps per "
+        "batch size on the largest dataset (no evaluation), peak RSS of each; '' = skip",
+    )
     p.add_argument("--out", default=str(HERE / "results" / "generative_cf.json"))
     p.add_argument("--one", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -194,8 +234,12 @@ def main() -> None:
     for protocol in a.protocols.split(","):
         for dataset in present:
             for model in [m for m in a.models.split(",") if m]:
-                job = {"dataset": dataset, "model": model, "data": data_config(dataset, protocol),
-                       "config": model_config(model, dataset)}
+                job = {
+                    "dataset": dataset,
+                    "model": model,
+                    "data": data_config(dataset, protocol),
+                    "config": model_config(model, dataset),
+                }
                 r = spawn(job)
                 rows.append(r)
                 save()
@@ -203,28 +247,44 @@ def main() -> None:
     if a.memory_batches:
         largest = max(present, key=BY_SIZE.index)
         for bs in [int(b) for b in a.memory_batches.split(",")]:
-            job = {"dataset": largest, "model": "multvae", "memory_check": bs,
-                   "data": data_config(largest, "loo"),
-                   "config": {"batch_size": bs, "epochs": 1, "beta_cap": 0.2, "patience": 1}}
+            job = {
+                "dataset": largest,
+                "model": "multvae",
+                "memory_check": bs,
+                "data": data_config(largest, "loo"),
+                "config": {"batch_size": bs, "epochs": 1, "beta_cap": 0.2, "patience": 1},
+            }
             r = spawn(job)
             rows.append(r)
             save()
             if "error" not in r:
                 dense_mb = r["n_users"] * r["n_items"] * 4 / 2**20
-                print(f"memory check {largest}: batch {bs}: peak RSS {r['peak_rss_fit_mb']:.0f} MB "
-                      f"(after data {r['rss_after_data_mb']:.0f} MB); a dense users x items float32 matrix "
-                      f"would be {dense_mb:.0f} MB", flush=True)
+                print(
+                    f"memory check {largest}: batch {bs}: peak RSS {r['peak_rss_fit_mb']:.0f} MB "
+                    f"(after data {r['rss_after_data_mb']:.0f} MB); a dense users x items float32 matrix "
+                    f"would be {dense_mb:.0f} MB",
+                    flush=True,
+                )
     if a.probe_batches:
         largest = max(present, key=BY_SIZE.index)
         for bs in [int(b) for b in a.probe_batches.split(",")]:
-            job = {"dataset": largest, "model": "multvae", "memory_check": f"probe-{bs}", "probe": bs,
-                   "steps": 2, "data": data_config(largest, "loo")}
+            job = {
+                "dataset": largest,
+                "model": "multvae",
+                "memory_check": f"probe-{bs}",
+                "probe": bs,
+                "steps": 2,
+                "data": data_config(largest, "loo"),
+            }
             r = spawn(job)
             rows.append(r)
             save()
             if "error" not in r:
-                print(f"probe {largest}: 2 training steps at batch {bs}: peak RSS {r['peak_rss_mb']:.0f} MB "
-                      f"(after data {r['rss_after_data_mb']:.0f} MB)", flush=True)
+                print(
+                    f"probe {largest}: 2 training steps at batch {bs}: peak RSS {r['peak_rss_mb']:.0f} MB "
+                    f"(after data {r['rss_after_data_mb']:.0f} MB)",
+                    flush=True,
+                )
     print(table(rows))
 
 

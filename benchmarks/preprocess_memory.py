@@ -64,10 +64,14 @@ def generate(folder: Path, rows: int, seed: int = 0) -> None:
             keep = np.sort(rng.choice(len(users), min(n, len(users)), replace=False))
             users, items = users[keep], items[keep]
             n = len(users)
-            tbl = pa.table({
-                "userId": users, "movieId": items,
-                "rating": rng.integers(1, 11, n) / 2.0, "timestamp": rng.integers(T0, T1, n),
-            })
+            tbl = pa.table(
+                {
+                    "userId": users,
+                    "movieId": items,
+                    "rating": rng.integers(1, 11, n) / 2.0,
+                    "timestamp": rng.integers(T0, T1, n),
+                }
+            )
             pacsv.write_csv(tbl, f, opts)
             start += n
     with open(folder / "movies.csv", "w") as f:
@@ -81,8 +85,12 @@ def measure(folder: Path, cache: Path) -> dict:
     env = {**os.environ, "GENREC_CACHE_DIR": str(cache), "PYTHONUNBUFFERED": "1"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "genrec.cli", "data", "prepare", "--data", str(folder)],
-                         env=env, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "genrec.cli", "data", "prepare", "--data", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     secs = time.perf_counter() - t
     if out.returncode != 0:
         raise SystemExit(f"prepare failed:\n{out.stderr}")
@@ -108,19 +116,29 @@ def main() -> None:
             size_mb = (folder / "ratings.csv").stat().st_size / 2**20
             r = measure(folder, Path(d) / "cache")
             peak = r["peak_rss_mb"]
-            r.update(rows=rows, csv_mb=size_mb, generate_seconds=gen_s, rss_over_csv=peak / size_mb,
-                     bytes_per_row=peak * 2**20 / rows)
+            r.update(
+                rows=rows,
+                csv_mb=size_mb,
+                generate_seconds=gen_s,
+                rss_over_csv=peak / size_mb,
+                bytes_per_row=peak * 2**20 / rows,
+            )
             results.append(r)
-            print(f"{rows:>12,} rows: peak RSS {peak:,.0f} MB, {r['seconds']:.1f}s ({r['summary']})",
-                  flush=True)
+            print(
+                f"{rows:>12,} rows: peak RSS {peak:,.0f} MB, {r['seconds']:.1f}s ({r['summary']})", flush=True
+            )
     print(f"\n{'rows':>12} {'csv MB':>8} {'peak RSS MB':>12} {'B/row':>7} {'RSS/csv':>8} {'seconds':>8}")
     for r in results:
-        print(f"{r['rows']:>12,} {r['csv_mb']:>8.0f} {r['peak_rss_mb']:>12,.0f} {r['bytes_per_row']:>7.0f} "
-              f"{r['rss_over_csv']:>8.2f} {r['seconds']:>8.1f}")
+        print(
+            f"{r['rows']:>12,} {r['csv_mb']:>8.0f} {r['peak_rss_mb']:>12,.0f} {r['bytes_per_row']:>7.0f} "
+            f"{r['rss_over_csv']:>8.2f} {r['seconds']:>8.1f}"
+        )
     if len(results) > 1:
         a0, a1 = results[0], results[-1]
-        print(f"ratio {a1['rows'] / a0['rows']:.0f}x rows -> {a1['peak_rss_mb'] / a0['peak_rss_mb']:.2f}x "
-              f"peak RSS, {a1['seconds'] / a0['seconds']:.2f}x time")
+        print(
+            f"ratio {a1['rows'] / a0['rows']:.0f}x rows -> {a1['peak_rss_mb'] / a0['peak_rss_mb']:.2f}x "
+            f"peak RSS, {a1['seconds'] / a0['seconds']:.2f}x time"
+        )
     out = HERE / "results" / "preprocess_memory.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"results": results, "python": sys.version.split()[0]}, indent=1))

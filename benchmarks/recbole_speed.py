@@ -43,8 +43,22 @@ HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("GENREC_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
 VENV = HERE / ".venv-recbole"
 RESULTS = HERE / "results" / "recbole_speed.json"
-RECBOLE_DEPS = ["numpy<2", "scipy", "pandas", "tqdm", "colorlog==4.7.2", "colorama==0.4.4", "scikit-learn",
-                "pyyaml", "tensorboard", "tabulate", "texttable", "psutil", "thop", "plotly"]
+RECBOLE_DEPS = [
+    "numpy<2",
+    "scipy",
+    "pandas",
+    "tqdm",
+    "colorlog==4.7.2",
+    "colorama==0.4.4",
+    "scikit-learn",
+    "pyyaml",
+    "tensorboard",
+    "tabulate",
+    "texttable",
+    "psutil",
+    "thop",
+    "plotly",
+]
 COMMON = {"n_layers": 2, "n_heads": 2, "hidden_size": 64, "inner_size": 256, "dropout": 0.5, "batch": 2048}
 
 
@@ -64,8 +78,12 @@ def write_atomic(folder: Path, users_limit: int | None) -> tuple[int, int]:
     """ml-1m-u2999 as a RecBole atomic .inter file; returns (users, interactions) written."""
     import pandas as pd
 
-    df = pd.read_csv(ROOT / "ml-1m-u2999" / "ratings.dat", sep="::", engine="python",
-                     names=["user_id:token", "item_id:token", "rating:float", "timestamp:float"])
+    df = pd.read_csv(
+        ROOT / "ml-1m-u2999" / "ratings.dat",
+        sep="::",
+        engine="python",
+        names=["user_id:token", "item_id:token", "rating:float", "timestamp:float"],
+    )
     if users_limit:
         keep = df["user_id:token"].drop_duplicates().iloc[:users_limit]
         df = df[df["user_id:token"].isin(keep)]
@@ -74,7 +92,7 @@ def write_atomic(folder: Path, users_limit: int | None) -> tuple[int, int]:
     return df["user_id:token"].nunique(), len(df)
 
 
-RECBOLE_CHILD = r'''
+RECBOLE_CHILD = r"""
 import json, sys, time, torch
 torch.set_num_threads(1)
 from recbole.config import Config
@@ -112,7 +130,7 @@ import resource
 print("RESULT " + json.dumps({"batches_timed": n, "sec_per_batch": sum(times[1:]) / max(1, len(times) - 1),
                               "batches_in_epoch": len(train), "samples": len(train.dataset),
                               "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
-'''
+"""
 
 
 def recbole_epoch(py: Path, max_len: int, n_batches: int, users_limit: int | None, batch: int) -> dict:
@@ -120,8 +138,9 @@ def recbole_epoch(py: Path, max_len: int, n_batches: int, users_limit: int | Non
         users, inter = write_atomic(Path(tmp), users_limit)
         args = dict(COMMON, data=tmp, max_len=max_len, batches=n_batches, tmp=tmp, batch=batch)
         t = time.time()
-        out = subprocess.run([str(py), "-c", RECBOLE_CHILD, json.dumps(args)], capture_output=True,
-                             text=True, cwd=tmp)
+        out = subprocess.run(
+            [str(py), "-c", RECBOLE_CHILD, json.dumps(args)], capture_output=True, text=True, cwd=tmp
+        )
         if out.returncode != 0:
             raise RuntimeError(f"RecBole failed:\n{out.stderr[-3000:]}")
         res = json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
@@ -137,13 +156,23 @@ def genrec_epoch(max_len: int) -> dict:
     from genrec.training import TrainConfig, fit
 
     ds = load_dataset(SourceSpec(data=str(ROOT / "ml-1m-u2999")), DataConfig())
-    cfg = SASRecConfig(dim=COMMON["hidden_size"], n_layers=COMMON["n_layers"], n_heads=COMMON["n_heads"],
-                       ffn_mult=COMMON["inner_size"] // COMMON["hidden_size"], dropout=COMMON["dropout"],
-                       max_len=max_len, epochs=1, loss="ce")
+    cfg = SASRecConfig(
+        dim=COMMON["hidden_size"],
+        n_layers=COMMON["n_layers"],
+        n_heads=COMMON["n_heads"],
+        ffn_mult=COMMON["inner_size"] // COMMON["hidden_size"],
+        dropout=COMMON["dropout"],
+        max_len=max_len,
+        epochs=1,
+        loss="ce",
+    )
     model = fit(SASRec(cfg), ds, TrainConfig(threads=1))
-    return {"sec_per_epoch": model.fit_info_["seconds_per_epoch"], "valid_ndcg@10_after_1_epoch":
-            model.fit_info_["best_valid"], "train_interactions": int(len(ds.train.items)),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "sec_per_epoch": model.fit_info_["seconds_per_epoch"],
+        "valid_ndcg@10_after_1_epoch": model.fit_info_["best_valid"],
+        "train_interactions": int(len(ds.train.items)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def genrec_time_to(target: float, max_epochs: int) -> dict:
@@ -174,14 +203,19 @@ def genrec_time_to(target: float, max_epochs: int) -> dict:
     except TrainingInterrupted:
         pass
     hit = next((i for i, (_, _, v) in enumerate(curve) if v >= target), None)
-    return {"target_valid_ndcg@10": target, "reached": hit is not None,
-            "epochs": None if hit is None else hit + 1,
-            "seconds": None if hit is None else curve[hit][0],
-            "cpu_seconds": None if hit is None else curve[hit][1], "data_load_seconds": load_s,
-            "curve_wall_s_cpu_s_ndcg": curve, "recbole_seconds": 33 * 60,
-            "ratio_genrec_over_recbole": None if hit is None else curve[hit][0] / (33 * 60),
-            "ratio_cpu_genrec_over_recbole": None if hit is None else curve[hit][1] / (33 * 60),
-            "load_average": os.getloadavg()[0]}
+    return {
+        "target_valid_ndcg@10": target,
+        "reached": hit is not None,
+        "epochs": None if hit is None else hit + 1,
+        "seconds": None if hit is None else curve[hit][0],
+        "cpu_seconds": None if hit is None else curve[hit][1],
+        "data_load_seconds": load_s,
+        "curve_wall_s_cpu_s_ndcg": curve,
+        "recbole_seconds": 33 * 60,
+        "ratio_genrec_over_recbole": None if hit is None else curve[hit][0] / (33 * 60),
+        "ratio_cpu_genrec_over_recbole": None if hit is None else curve[hit][1] / (33 * 60),
+        "load_average": os.getloadavg()[0],
+    }
 
 
 def save(rows: list[dict], time_to: dict | None = None) -> None:
@@ -189,8 +223,9 @@ def save(rows: list[dict], time_to: dict | None = None) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     done = {r["max_len"] for r in rows}
-    merged = sorted([r for r in old.get("rows", []) if r["max_len"] not in done] + rows,
-                    key=lambda r: r["max_len"])
+    merged = sorted(
+        [r for r in old.get("rows", []) if r["max_len"] not in done] + rows, key=lambda r: r["max_len"]
+    )
     out = {"config": COMMON, "rows": merged}
     if time_to or old.get("time_to_recbole_ndcg"):
         out["time_to_recbole_ndcg"] = time_to or old["time_to_recbole_ndcg"]
@@ -201,13 +236,26 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lengths", default="50,200")
     p.add_argument("--batches", type=int, default=4, help="RecBole batches to time (the first is dropped)")
-    p.add_argument("--users-200", type=int, default=500,
-                   help="users RecBole reads at lengths > 50 (its data preparation is memory-hungry)")
-    p.add_argument("--batch-200", type=int, default=256,
-                   help="RecBole samples per timed batch at lengths > 50 (attention memory; the epoch "
-                        "estimate scales seconds per sample to the full data)")
-    p.add_argument("--time-to-ndcg", type=float, default=None, metavar="X",
-                   help="also time genrec's default SASRec until validation NDCG@10 >= X (e.g. 0.0808)")
+    p.add_argument(
+        "--users-200",
+        type=int,
+        default=500,
+        help="users RecBole reads at lengths > 50 (its data preparation is memory-hungry)",
+    )
+    p.add_argument(
+        "--batch-200",
+        type=int,
+        default=256,
+        help="RecBole samples per timed batch at lengths > 50 (attention memory; the epoch "
+        "estimate scales seconds per sample to the full data)",
+    )
+    p.add_argument(
+        "--time-to-ndcg",
+        type=float,
+        default=None,
+        metavar="X",
+        help="also time genrec's default SASRec until validation NDCG@10 >= X (e.g. 0.0808)",
+    )
     p.add_argument("--max-epochs", type=int, default=10, help="give up the --time-to-ndcg run after this")
     a = p.parse_args()
     rows = []
@@ -221,16 +269,24 @@ def main() -> int:
         # samples of a full-data epoch: one per training interaction except each user's first
         full_samples = g["train_interactions"] - 2999
         rb_epoch = rb["sec_per_batch"] / batch * full_samples
-        rows.append({"max_len": L, "recbole_sec_per_batch": rb["sec_per_batch"], "recbole_batch": batch,
-                     "recbole_batches_timed": rb["batches_timed"],
-                     "recbole_full_epoch_samples": full_samples,
-                     "recbole_full_epoch_batches_of_2048": -(-full_samples // COMMON["batch"]),
-                     "recbole_sec_per_epoch_est": rb_epoch,
-                     "recbole_users_read": rb["users"], "recbole_peak_rss_mb": rb["peak_rss_mb"],
-                     "genrec_sec_per_epoch": g["sec_per_epoch"], "genrec_peak_rss_mb": g["peak_rss_mb"],
-                     "ratio_genrec_over_recbole": g["sec_per_epoch"] / rb_epoch,
-                     "genrec_valid_ndcg@10_1_epoch": g["valid_ndcg@10_after_1_epoch"],
-                     "load_average": os.getloadavg()[0]})
+        rows.append(
+            {
+                "max_len": L,
+                "recbole_sec_per_batch": rb["sec_per_batch"],
+                "recbole_batch": batch,
+                "recbole_batches_timed": rb["batches_timed"],
+                "recbole_full_epoch_samples": full_samples,
+                "recbole_full_epoch_batches_of_2048": -(-full_samples // COMMON["batch"]),
+                "recbole_sec_per_epoch_est": rb_epoch,
+                "recbole_users_read": rb["users"],
+                "recbole_peak_rss_mb": rb["peak_rss_mb"],
+                "genrec_sec_per_epoch": g["sec_per_epoch"],
+                "genrec_peak_rss_mb": g["peak_rss_mb"],
+                "ratio_genrec_over_recbole": g["sec_per_epoch"] / rb_epoch,
+                "genrec_valid_ndcg@10_1_epoch": g["valid_ndcg@10_after_1_epoch"],
+                "load_average": os.getloadavg()[0],
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
         save(rows)
     time_to = None
@@ -239,27 +295,37 @@ def main() -> int:
         print(json.dumps(time_to), flush=True)
         save(rows, time_to)
     if rows:
-        print(f"\n{'max_len':>8}{'RecBole s/epoch (est)':>24}{'RecBole RSS MB':>16}{'genrec s/epoch':>16}"
-              f"{'genrec RSS MB':>15}{'ratio':>8}")
+        print(
+            f"\n{'max_len':>8}{'RecBole s/epoch (est)':>24}{'RecBole RSS MB':>16}{'genrec s/epoch':>16}"
+            f"{'genrec RSS MB':>15}{'ratio':>8}"
+        )
     for r in rows:
-        print(f"{r['max_len']:>8}{r['recbole_sec_per_epoch_est']:>24.0f}{r['recbole_peak_rss_mb']:>16.0f}"
-              f"{r['genrec_sec_per_epoch']:>16.1f}{r['genrec_peak_rss_mb']:>15.0f}"
-              f"{r['ratio_genrec_over_recbole']:>8.4f}")
+        print(
+            f"{r['max_len']:>8}{r['recbole_sec_per_epoch_est']:>24.0f}{r['recbole_peak_rss_mb']:>16.0f}"
+            f"{r['genrec_sec_per_epoch']:>16.1f}{r['genrec_peak_rss_mb']:>15.0f}"
+            f"{r['ratio_genrec_over_recbole']:>8.4f}"
+        )
         if r["recbole_users_read"] < 2999:
-            print(f"{'':>8}(RecBole timed on its first {r['recbole_users_read']} users, "
-                  f"{r['recbole_batch']} samples per batch, scaled to "
-                  f"{r['recbole_full_epoch_samples']} samples)")
+            print(
+                f"{'':>8}(RecBole timed on its first {r['recbole_users_read']} users, "
+                f"{r['recbole_batch']} samples per batch, scaled to "
+                f"{r['recbole_full_epoch_samples']} samples)"
+            )
     if time_to:
         t = time_to
         if t["reached"]:
-            print(f"\ngenrec SASRec (defaults, 1 thread) reached validation NDCG@10 >= "
-                  f"{t['target_valid_ndcg@10']} after {t['epochs']} epoch(s): {t['seconds']:.0f} s wall "
-                  f"({t['cpu_seconds']:.0f} CPU s, load average {t['load_average']:.1f}); RecBole: 1980 s "
-                  f"(33 min) -> ratio {t['ratio_genrec_over_recbole']:.3f} wall, "
-                  f"{t['ratio_cpu_genrec_over_recbole']:.3f} CPU")
+            print(
+                f"\ngenrec SASRec (defaults, 1 thread) reached validation NDCG@10 >= "
+                f"{t['target_valid_ndcg@10']} after {t['epochs']} epoch(s): {t['seconds']:.0f} s wall "
+                f"({t['cpu_seconds']:.0f} CPU s, load average {t['load_average']:.1f}); RecBole: 1980 s "
+                f"(33 min) -> ratio {t['ratio_genrec_over_recbole']:.3f} wall, "
+                f"{t['ratio_cpu_genrec_over_recbole']:.3f} CPU"
+            )
         else:
-            print(f"\ngenrec SASRec did not reach {t['target_valid_ndcg@10']} "
-                  f"in {len(t['curve_wall_s_cpu_s_ndcg'])} epochs")
+            print(
+                f"\ngenrec SASRec did not reach {t['target_valid_ndcg@10']} "
+                f"in {len(t['curve_wall_s_cpu_s_ndcg'])} epochs"
+            )
     return 0
 
 

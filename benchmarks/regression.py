@@ -34,7 +34,7 @@ RESULTS = HERE / "results" / "regression.json"
 DATASETS = ("ml-1m-u2999", "amazon-beauty")
 
 # runs inside the tree under test (PYTHONPATH=TREE/src); adapts to either training API
-JOB = r'''
+JOB = r"""
 import json, sys, time, torch
 from genrec.data.sources import SourceSpec, load_dataset
 try:
@@ -69,7 +69,7 @@ m = evaluate(model.score, ds.test, ks=(10,))
 print("RESULT " + json.dumps({"ndcg@10": m["ndcg@10"], "hr@10": m["hr@10"], "fit_s": fit_s,
       "eval_s": time.time() - t, "seconds_per_epoch": model.fit_info_.get("seconds_per_epoch"),
       "valid_curve": curve}))
-'''
+"""
 
 
 def data_path(name: str) -> str:
@@ -78,8 +78,9 @@ def data_path(name: str) -> str:
 
 def run_job(tree: Path, job: dict) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", JOB, json.dumps(job)], env=env, capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", JOB, json.dumps(job)], env=env, capture_output=True, text=True
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{tree}: {job} failed:\n{out.stderr[-2000:]}")
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
@@ -89,20 +90,32 @@ def jobs(only: set[str], epochs: int) -> list[dict]:
     out = []
     for ds in DATASETS:
         if "foundation" in only:
-            out += [{"kind": "foundation", "dataset": ds, "model": m, "data": data_path(ds), "settings": {}}
-                    for m in ("pop", "ease")]
+            out += [
+                {"kind": "foundation", "dataset": ds, "model": m, "data": data_path(ds), "settings": {}}
+                for m in ("pop", "ease")
+            ]
         if "sequential" in only:
             # patience above the epoch count: both trees train exactly `epochs` epochs
             s = {"max_len": 200, "epochs": epochs, "patience": epochs + 1}
-            out += [{"kind": "sequential", "dataset": ds, "model": m, "data": data_path(ds), "settings": s}
-                    for m in ("sasrec", "hstu")]
+            out += [
+                {"kind": "sequential", "dataset": ds, "model": m, "data": data_path(ds), "settings": s}
+                for m in ("sasrec", "hstu")
+            ]
     return out
 
 
 def serve_load(tree: Path, runs: Path, seconds: float) -> dict:
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
-    cmd = [sys.executable, str(tree / "benchmarks" / "serve_load.py"), "--runs", str(runs),
-           "--seconds", str(seconds), "--data", data_path("ml-1m-u2999")]
+    cmd = [
+        sys.executable,
+        str(tree / "benchmarks" / "serve_load.py"),
+        "--runs",
+        str(runs),
+        "--seconds",
+        str(seconds),
+        "--data",
+        data_path("ml-1m-u2999"),
+    ]
     subprocess.run(cmd, env=env, check=True)
     res = json.loads((tree / "benchmarks" / "results" / "serve_load.json").read_text())
     return {f"{r['model']} {r['mode']} c={r['concurrency']}": r["req_per_s"] for r in res["rows"]}
@@ -127,9 +140,11 @@ def main() -> int:
         rows.append(row)
         b, f = row["before"], row["after"]
         speed = "seconds_per_epoch" if job["kind"] == "sequential" else "fit_s"
-        print(f"{row['kind']:<11}{row['dataset']:<15}{row['model']:<7} NDCG@10 {b['ndcg@10']:.4f} -> "
-              f"{f['ndcg@10']:.4f}  {speed} {b[speed]:.2f} -> {f[speed]:.2f} (x{f[speed] / b[speed]:.3f})",
-              flush=True)
+        print(
+            f"{row['kind']:<11}{row['dataset']:<15}{row['model']:<7} NDCG@10 {b['ndcg@10']:.4f} -> "
+            f"{f['ndcg@10']:.4f}  {speed} {b[speed]:.2f} -> {f[speed]:.2f} (x{f[speed] / b[speed]:.3f})",
+            flush=True,
+        )
     serving = {}
     if "serving" in only:
         for side, tree in trees.items():
@@ -140,12 +155,21 @@ def main() -> int:
                 b, f = serving["before"][key], serving["after"][key]
                 print(f"serving    {key:<28} {b:8.1f} -> {f:8.1f} req/s (x{f / b:.3f})")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "trees": {k: str(v) for k, v in trees.items()}, "epochs": a.epochs, "rows": rows,
-        "serving": serving, "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "wall_seconds": time.time() - t0, "date": time.strftime("%Y-%m-%d"),
-        "command": "python benchmarks/regression.py " + " ".join(sys.argv[1:]),
-    }, indent=2))
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "trees": {k: str(v) for k, v in trees.items()},
+                "epochs": a.epochs,
+                "rows": rows,
+                "serving": serving,
+                "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                "wall_seconds": time.time() - t0,
+                "date": time.strftime("%Y-%m-%d"),
+                "command": "python benchmarks/regression.py " + " ".join(sys.argv[1:]),
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {RESULTS}")
     return 0
 

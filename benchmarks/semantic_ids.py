@@ -58,8 +58,11 @@ def cold_variant(ds, fraction: float = COLD_FRACTION, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(np.arange(1, ds.n_items + 1), round(fraction * ds.n_items), replace=False))
-    out = dataclasses.replace(without_items(ds, cold), name=f"{ds.name}-cold{round(fraction * 100)}",
-                              manifest=dict(ds.manifest, cold_items=len(cold)))
+    out = dataclasses.replace(
+        without_items(ds, cold),
+        name=f"{ds.name}-cold{round(fraction * 100)}",
+        manifest=dict(ds.manifest, cold_items=len(cold)),
+    )
     return out, cold
 
 
@@ -182,8 +185,13 @@ def main() -> int:
         help="models to run (those not registered on this checkout are skipped)",
     )
     ap.add_argument("--variants", default="standard,cold")
-    ap.add_argument("--set", action="append", default=[], metavar="MODEL.KEY=VALUE",
-                    help="override a model setting, e.g. tiger.text_encoder=tfidf (repeatable)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="MODEL.KEY=VALUE",
+        help="override a model setting, e.g. tiger.text_encoder=tfidf (repeatable)",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "semantic_ids.json"))
     a = ap.parse_args()
     for item in a.set:

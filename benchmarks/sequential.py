@@ -70,17 +70,32 @@ def run_one(dataset: str, model_name: str, overrides: dict, minutes: float) -> d
     infer_s = time.time() - t1
     valid = evaluate(model.score, ds.valid, ks=(10,))
     return {
-        "dataset": name, "model": model_name, "settings": settings,
-        "hr@10": m["hr@10"], "ndcg@10": m["ndcg@10"], "hr@50": m["hr@50"], "ndcg@50": m["ndcg@50"],
+        "dataset": name,
+        "model": model_name,
+        "settings": settings,
+        "hr@10": m["hr@10"],
+        "ndcg@10": m["ndcg@10"],
+        "hr@50": m["hr@50"],
+        "ndcg@50": m["ndcg@50"],
         "valid_ndcg@10": valid["ndcg@10"],
-        "seconds_per_epoch": info.get("seconds_per_epoch", train_s), "epochs": info.get("epochs", 1),
-        "best_epoch": info.get("best_epoch"), "stopped_by": info.get("stopped_by"),
-        "train_seconds": train_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "inference_seconds_all_test_users": infer_s, "n_test_users": m["n_users"],
-        "threads": torch.get_num_threads(), "load_average_at_end": os.getloadavg()[0],
+        "seconds_per_epoch": info.get("seconds_per_epoch", train_s),
+        "epochs": info.get("epochs", 1),
+        "best_epoch": info.get("best_epoch"),
+        "stopped_by": info.get("stopped_by"),
+        "train_seconds": train_s,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "inference_seconds_all_test_users": infer_s,
+        "n_test_users": m["n_users"],
+        "threads": torch.get_num_threads(),
+        "load_average_at_end": os.getloadavg()[0],
         "config": info.get("config"),
-        "valid_curve": [(r["epoch"], r[k]) for p in info.get("phases", []) for r in p["curve"]
-                        for k in r if k.startswith("valid_")],
+        "valid_curve": [
+            (r["epoch"], r[k])
+            for p in info.get("phases", [])
+            for r in p["curve"]
+            for k in r
+            if k.startswith("valid_")
+        ],
     }
 
 
@@ -113,21 +128,30 @@ def merge(rows: list[dict]) -> None:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = (f"{'dataset':<15}{'model':<8}{'HR@10':>8}{'NDCG@10':>9}{'HR@50':>8}{'NDCG@50':>9}{'s/epoch':>9}"
-            f"{'epochs':>7}{'train s':>9}{'RSS MB':>8}{'infer s':>9}")
+    head = (
+        f"{'dataset':<15}{'model':<8}{'HR@10':>8}{'NDCG@10':>9}{'HR@50':>8}{'NDCG@50':>9}{'s/epoch':>9}"
+        f"{'epochs':>7}{'train s':>9}{'RSS MB':>8}{'infer s':>9}"
+    )
     print(head)
     for r in rows:
-        print(f"{r['dataset']:<15}{r['model']:<8}{r['hr@10']:>8.4f}{r['ndcg@10']:>9.4f}{r['hr@50']:>8.4f}"
-              f"{r['ndcg@50']:>9.4f}{r['seconds_per_epoch']:>9.1f}{r['epochs']:>7}{r['train_seconds']:>9.0f}"
-              f"{r['peak_rss_mb']:>8.0f}{r['inference_seconds_all_test_users']:>9.1f}")
+        print(
+            f"{r['dataset']:<15}{r['model']:<8}{r['hr@10']:>8.4f}{r['ndcg@10']:>9.4f}{r['hr@50']:>8.4f}"
+            f"{r['ndcg@50']:>9.4f}{r['seconds_per_epoch']:>9.1f}{r['epochs']:>7}{r['train_seconds']:>9.0f}"
+            f"{r['peak_rss_mb']:>8.0f}{r['inference_seconds_all_test_users']:>9.1f}"
+        )
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS))
     p.add_argument("--models", default=",".join(MODELS))
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="setting for the sequence models (e.g. size=base)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="setting for the sequence models (e.g. size=base)",
+    )
     p.add_argument("--minutes", type=float, default=0.0, help="training budget per sequence model (0 = none)")
     p.add_argument("--one", nargs=3, metavar=("DATASET", "MODEL", "RESULT_FILE"), help=argparse.SUPPRESS)
     a = p.parse_args()

@@ -41,8 +41,13 @@ def ensure_run(run: Path, data: Path, model: str, settings: dict) -> Path:
     from genrec.training import TrainConfig
     from genrec.training.runs import RunConfig, read_run_config, train_run
 
-    cfg = RunConfig(source=SourceSpec(data=str(data)), model=model, model_config=settings, ks=[10],
-                    train=TrainConfig(threads=1))
+    cfg = RunConfig(
+        source=SourceSpec(data=str(data)),
+        model=model,
+        model_config=settings,
+        ks=[10],
+        train=TrainConfig(threads=1),
+    )
     if (run / "model" / "model.json").exists():
         try:
             if read_run_config(run)[0].to_json() == cfg.to_json():
@@ -262,8 +267,10 @@ def main() -> int:
             g["batching"] = batched / by[(name, "no batching", top)]
         if name in SEQUENCE and (name, "cached", top) in by and batched:
             g["user_cache"] = by[(name, "cached", top)] / batched
-        print(f"{name}: throughput ratios at concurrency {top} (same run): "
-              + ", ".join(f"{k} x{v:.2f}" for k, v in g.items()))
+        print(
+            f"{name}: throughput ratios at concurrency {top} (same run): "
+            + ", ".join(f"{k} x{v:.2f}" for k, v in g.items())
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -27,8 +27,9 @@ METRICS = ("hr@10", "ndcg@10", "hr@50", "ndcg@50")
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="ml-1m-u2999")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="HSTU setting for both runs")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="HSTU setting for both runs"
+    )
     a = p.parse_args()
     rows = []
     for side in ("none", "rating"):
@@ -40,16 +41,27 @@ def main() -> int:
         rows.append(row)
     base, side = rows
     ratio = {m: side[m] / base[m] for m in METRICS}
-    out = {"dataset": a.dataset, "settings": a.set, "rows": rows, "ratio_rating_over_none": ratio,
-           "load_average_at_end": os.getloadavg()[0]}
+    out = {
+        "dataset": a.dataset,
+        "settings": a.set,
+        "rows": rows,
+        "ratio_rating_over_none": ratio,
+        "load_average_at_end": os.getloadavg()[0],
+    }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(out, indent=2, default=float))
-    print(f"\n{'side_tokens':<12}" + "".join(f"{m:>9}" for m in METRICS)
-          + f"{'valid':>9}{'s/epoch':>9}{'epochs':>7}{'best':>6}{'RSS MB':>8}")
+    print(
+        f"\n{'side_tokens':<12}"
+        + "".join(f"{m:>9}" for m in METRICS)
+        + f"{'valid':>9}{'s/epoch':>9}{'epochs':>7}{'best':>6}{'RSS MB':>8}"
+    )
     for r in rows:
-        print(f"{r['side_tokens']:<12}" + "".join(f"{r[m]:>9.4f}" for m in METRICS)
-              + f"{r['valid_ndcg@10']:>9.4f}{r['seconds_per_epoch']:>9.1f}{r['epochs']:>7}"
-              f"{r['best_epoch']:>6}{r['peak_rss_mb']:>8.0f}")
+        print(
+            f"{r['side_tokens']:<12}"
+            + "".join(f"{r[m]:>9.4f}" for m in METRICS)
+            + f"{r['valid_ndcg@10']:>9.4f}{r['seconds_per_epoch']:>9.1f}{r['epochs']:>7}"
+            f"{r['best_epoch']:>6}{r['peak_rss_mb']:>8.0f}"
+        )
     print(f"{'ratio':<12}" + "".join(f"{ratio[m]:>9.3f}" for m in METRICS))
     return 0
 

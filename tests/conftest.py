@@ -27,8 +27,9 @@ def shared_data() -> Path:
     root = data_root()
     if not (root / "ml-100k" / "u.data").exists():
         # CI has ../shared; a missing folder is a broken checkout, not a reason to skip
-        pytest.fail(f"real datasets not found under {root}; "
-                    "set GENREC_DATA_DIR to the shared datasets folder")
+        pytest.fail(
+            f"real datasets not found under {root}; set GENREC_DATA_DIR to the shared datasets folder"
+        )
     return root
 
 

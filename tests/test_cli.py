@@ -48,8 +48,10 @@ def test_include_seen_switch_is_recorded(pop_run, tmp_path, capsys):
     m = json.loads(capsys.readouterr().out)
     assert m["history_excluded"] is False
     out = tmp_path / "seen"
-    assert main(["train", "--synthetic", "--model", "pop", "--out", str(out), "--k", "10",
-                 "--include-seen"]) == 0
+    assert (
+        main(["train", "--synthetic", "--model", "pop", "--out", str(out), "--k", "10", "--include-seen"])
+        == 0
+    )
     kept = json.loads((out / "metrics.json").read_text())
     assert kept["protocol"]["history_excluded"] is False
     assert kept["test"]["ndcg@10"] == pytest.approx(m["ndcg@10"])
@@ -110,17 +112,20 @@ def test_missing_file(tmp_path, capsys):
 
 
 def test_empty_after_filtering(tmp_path, capsys):
-    err = err_of(capsys, ["train", "--synthetic", "--model", "pop", "--min-user", "1000",
-                          "--out", str(tmp_path / "r")])
+    err = err_of(
+        capsys, ["train", "--synthetic", "--model", "pop", "--min-user", "1000", "--out", str(tmp_path / "r")]
+    )
     assert "no interactions left after filtering" in err and "loosen" in err
 
 
 def test_bad_set_key_lists_settings(tmp_path, capsys):
-    err = err_of(capsys, ["train", "--synthetic", "--model", "ease", "--set", "lamda=5",
-                          "--out", str(tmp_path / "r")])
+    err = err_of(
+        capsys, ["train", "--synthetic", "--model", "ease", "--set", "lamda=5", "--out", str(tmp_path / "r")]
+    )
     assert "lamda" in err and "l2" in err and "l2_grid" in err
-    err = err_of(capsys, ["train", "--synthetic", "--model", "ease", "--set", "l2",
-                          "--out", str(tmp_path / "r")])
+    err = err_of(
+        capsys, ["train", "--synthetic", "--model", "ease", "--set", "l2", "--out", str(tmp_path / "r")]
+    )
     assert "KEY=VALUE" in err
 
 
@@ -153,8 +158,13 @@ def test_help_explains(capsys):
 def test_console_script_exit_status():
     """The installed `genrec` script propagates the exit status and writes errors to stderr."""
     exe = Path(sys.executable).with_name("genrec")
-    bad = subprocess.run([str(exe), "data", "prepare", "--dataset", "no-such-set"], capture_output=True,
-                         text=True, env=dict(os.environ), timeout=120)
+    bad = subprocess.run(
+        [str(exe), "data", "prepare", "--dataset", "no-such-set"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
     assert bad.returncode == 2 and bad.stdout == ""
     assert "genrec: error: unknown dataset 'no-such-set'" in bad.stderr and "ml-100k" in bad.stderr
 

@@ -18,19 +18,33 @@ from genrec.cli import main
 
 def test_bad_setting_exits_2_with_one_line_and_no_run_folder(tmp_path, capsys, shared_data):
     out = tmp_path / "run"
-    code = main(["train", "--data", str(shared_data / "ml-100k"), "--model", "ease", "--set", "l2=abc",
-                 "--out", str(out)])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(shared_data / "ml-100k"),
+            "--model",
+            "ease",
+            "--set",
+            "l2=abc",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert "l2 expects number, got 'abc'" in err
     assert not list(tmp_path.iterdir())  # no run folder, no partial folder
 
 
-@pytest.mark.parametrize("setting, expected", [
-    ("l2_grid=5,x", "l2_grid expects list of number"),
-    ("size=[1]", "ease has no setting 'size'"),
-    ("amp=maybe", "amp expects true/false"),
-])
+@pytest.mark.parametrize(
+    "setting, expected",
+    [
+        ("l2_grid=5,x", "l2_grid expects list of number"),
+        ("size=[1]", "ease has no setting 'size'"),
+        ("amp=maybe", "amp expects true/false"),
+    ],
+)
 def test_more_bad_settings(tmp_path, capsys, setting, expected):
     args = ["train", "--synthetic", "--model", "ease", "--set", setting, "--out", str(tmp_path / "r")]
     assert main(args) == 2
@@ -67,12 +81,30 @@ def test_models_lists_every_default(capsys):
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
-    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=60",
-            "--set", "patience=1", "--set", "lr=0.05",
-            "--set", "threads=1", "--set", "max_len=20", "--out", str(out)]
+    args = [
+        "train",
+        "--synthetic",
+        "--model",
+        "sasrec",
+        "--size",
+        "tiny",
+        "--set",
+        "epochs=60",
+        "--set",
+        "patience=1",
+        "--set",
+        "lr=0.05",
+        "--set",
+        "threads=1",
+        "--set",
+        "max_len=20",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    p = subprocess.Popen([sys.executable, "-m", "genrec.cli", *args], stderr=subprocess.PIPE, text=True,
-                         env=env)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "genrec.cli", *args], stderr=subprocess.PIPE, text=True, env=env
+    )
     err = ""
     deadline = time.time() + 120
     while "epoch 2/60" not in err and time.time() < deadline:

@@ -28,9 +28,20 @@ TINY: dict[str, dict] = {
     "multvae": {"hidden": [32, 8], "batch_size": 100, "epochs": 3},
     "multdae": {"hidden": [32, 8], "batch_size": 100, "epochs": 3},
     "cfgan": {"g_hidden": 32, "d_hidden": 16, "batch_size": 64, "epochs": 3, "eval_every": 1},
-    "tiger": {"text_encoder": "tfidf", "levels": 2, "codebook_size": 8, "rq_latent": 8, "rq_hidden": [32],
-              "rq_epochs": 3, "d_model": 16, "n_layers": 1, "n_heads": 1, "max_len": 20, "epochs": 3,
-              "cache_rqvae": False},
+    "tiger": {
+        "text_encoder": "tfidf",
+        "levels": 2,
+        "codebook_size": 8,
+        "rq_latent": 8,
+        "rq_hidden": [32],
+        "rq_epochs": 3,
+        "d_model": 16,
+        "n_layers": 1,
+        "n_heads": 1,
+        "max_len": 20,
+        "epochs": 3,
+        "cache_rqvae": False,
+    },
 }
 ONE = TrainConfig(threads=1)
 

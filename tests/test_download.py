@@ -19,11 +19,18 @@ from genrec.data.types import DataError
 def _zip(name: str) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:  # stored: big enough to cut in half
-        rows = [f"{u}\t{i}\t{1 + (u * i) % 5}\t{880000000 + u * 100 + i}"
-                for u in range(1, 21) for i in range(1, 31)]
+        rows = [
+            f"{u}\t{i}\t{1 + (u * i) % 5}\t{880000000 + u * 100 + i}"
+            for u in range(1, 21)
+            for i in range(1, 31)
+        ]
         z.writestr(f"{name}/u.data", "\n".join(rows) + "\n")
-        z.writestr(f"{name}/u.item", "".join(f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|0|1"
-                                             + "|0" * 17 + "\n" for i in range(1, 31)))
+        z.writestr(
+            f"{name}/u.item",
+            "".join(
+                f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|0|1" + "|0" * 17 + "\n" for i in range(1, 31)
+            ),
+        )
     return buf.getvalue()
 
 

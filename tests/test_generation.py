@@ -158,8 +158,9 @@ def test_constraints_honoured_by_every_strategy(strategy, rnn, hist, synthetic_d
     n = synthetic_ds.n_items
     allowed = rng.choice(np.arange(1, n + 1), 150, replace=False)
     blocked = allowed[:20]  # blocked wins over allowed
-    cons = Constraints(allowed=allowed, blocked=blocked, category_cap=2,
-                       item_category=synthetic_ds.item_category)
+    cons = Constraints(
+        allowed=allowed, blocked=blocked, category_cap=2, item_category=synthetic_ds.item_category
+    )
     s = generate(rnn, hist, 10, strategy, cons, beam_size=3, temperature=1.5, seed=1)
     check_rules(synthetic_ds, hist, s.items, cons)
     assert (s.items > 0).all()  # 8 categories x cap 2 >= 10: lists stay full
@@ -220,10 +221,12 @@ def test_beam_size_one_is_greedy_and_wider_beams_score_higher(rnn, hist):
 
 def test_low_temperature_approaches_topk_and_greedy(rnn, hist, synthetic_ds):
     fixed = FixedScores(synthetic_ds.n_items)
-    np.testing.assert_array_equal(sample(fixed, hist, 10, temperature=1e-4, seed=5).items,
-                                  top_k_slates(fixed, hist, 10).items)
-    np.testing.assert_array_equal(sample(rnn, hist, 10, temperature=1e-4, seed=5).items,
-                                  beam_search(rnn, hist, 10, beam_size=1).items)
+    np.testing.assert_array_equal(
+        sample(fixed, hist, 10, temperature=1e-4, seed=5).items, top_k_slates(fixed, hist, 10).items
+    )
+    np.testing.assert_array_equal(
+        sample(rnn, hist, 10, temperature=1e-4, seed=5).items, beam_search(rnn, hist, 10, beam_size=1).items
+    )
     hot = sample(fixed, hist, 10, temperature=5.0, seed=5).items
     assert (hot != top_k_slates(fixed, hist, 10).items).any()
 
@@ -310,8 +313,9 @@ def test_beam_and_sample_refused_without_a_next_item_distribution(name, syntheti
     check_rules(synthetic_ds, hist, top.items, Constraints())
     assert (np.diff(top.scores, axis=1) <= 0).all()  # topk scores are the model's, best first
     for strategy in ("beam", "sample"):
-        with pytest.raises(ValueError, match=f"{name} scores are not a distribution over next items.*"
-                                             "use strategy topk"):
+        with pytest.raises(
+            ValueError, match=f"{name} scores are not a distribution over next items.*use strategy topk"
+        ):
             generate(model, hist, 10, strategy)
     with pytest.raises(ValueError, match="not a distribution"):
         beam_search(model, hist, 10)
@@ -325,23 +329,40 @@ def test_per_row_constraints_equal_row_by_row_calls(strategy, rnn, hist, synthet
     h = hist.take(np.arange(9))
     rng = np.random.default_rng(3)
     n = synthetic_ds.n_items
-    blocked = [rng.choice(np.arange(1, n + 1), int(rng.integers(0, 60)), replace=False)
-               for _ in range(len(h))]
+    blocked = [
+        rng.choice(np.arange(1, n + 1), int(rng.integers(0, 60)), replace=False) for _ in range(len(h))
+    ]
     allowed = [None if b % 3 else rng.choice(np.arange(1, n + 1), 80, replace=False) for b in range(len(h))]
     cap = dict(category_cap=3, item_category=synthetic_ds.item_category)
-    batched = generate(rnn, h, 8, strategy, Constraints(allowed=allowed, blocked=blocked, **cap),
-                       beam_size=3, seed=2, batch_size=4)
+    batched = generate(
+        rnn,
+        h,
+        8,
+        strategy,
+        Constraints(allowed=allowed, blocked=blocked, **cap),
+        beam_size=3,
+        seed=2,
+        batch_size=4,
+    )
     for b in range(len(h)):
-        one = generate(rnn, h.take([b]), 8, strategy,
-                       Constraints(allowed=allowed[b], blocked=blocked[b], **cap), beam_size=3, seed=2)
+        one = generate(
+            rnn,
+            h.take([b]),
+            8,
+            strategy,
+            Constraints(allowed=allowed[b], blocked=blocked[b], **cap),
+            beam_size=3,
+            seed=2,
+        )
         np.testing.assert_array_equal(batched.items[b], one.items[0])
         np.testing.assert_allclose(batched.scores[b], one.scores[0], rtol=1e-5)
         assert not set(batched.items[b].tolist()) & set(blocked[b].tolist())
         if allowed[b] is not None:
             assert set(batched.items[b][batched.items[b] > 0].tolist()) <= set(allowed[b].tolist())
     # the rows really differ: the same call with row 0's filters everywhere gives other lists
-    same = generate(rnn, h, 8, strategy, Constraints(allowed=allowed[0], blocked=blocked[0], **cap),
-                    beam_size=3, seed=2)
+    same = generate(
+        rnn, h, 8, strategy, Constraints(allowed=allowed[0], blocked=blocked[0], **cap), beam_size=3, seed=2
+    )
     assert (same.items != batched.items).any()
     with pytest.raises(ValueError, match="2 rows but there are 9 histories"):
         generate(rnn, h, 8, strategy, Constraints(blocked=blocked[:2]))

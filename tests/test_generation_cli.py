@@ -35,8 +35,22 @@ def ease_run(tmp_path_factory):
 def seq_run(tmp_path_factory):
     """A next-item model (SASRec tiny, one epoch): beam search and sampling apply."""
     out = tmp_path_factory.mktemp("gen-cli") / "sasrec"
-    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=1", "--set",
-            "threads=1", "--k", "10", "--out", str(out)]
+    args = [
+        "train",
+        "--synthetic",
+        "--model",
+        "sasrec",
+        "--size",
+        "tiny",
+        "--set",
+        "epochs=1",
+        "--set",
+        "threads=1",
+        "--k",
+        "10",
+        "--out",
+        str(out),
+    ]
     assert main(args) == 0
     return out
 
@@ -52,8 +66,9 @@ def test_recommend_json_schema_and_constraints(strategy, seq_run, capsys, tmp_pa
     ds = load_run(seq_run).dataset
     user = str(ds.user_raw[5])
     seen = {str(ds.item_raw[i]) for i in ds.full_history(np.array([5])).items}
-    out = recommend_json(capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy,
-                         "--beam-size", "3")
+    out = recommend_json(
+        capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy, "--beam-size", "3"
+    )
     assert set(out) == {"user_id", "items"} and out["user_id"] == user
     assert len(out["items"]) == 10 and all(set(r) == {"item_id", "score", "title"} for r in out["items"])
     ids = [r["item_id"] for r in out["items"]]
@@ -64,16 +79,29 @@ def test_recommend_json_schema_and_constraints(strategy, seq_run, capsys, tmp_pa
     # constraints from files of raw ids, and a category cap
     block = tmp_path / "block.txt"
     block.write_text("\n".join(str(i) for i in ids[:3]) + "\n")
-    out2 = recommend_json(capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy, "--block",
-                          str(block), "--category-cap", "2")
+    out2 = recommend_json(
+        capsys,
+        seq_run,
+        "--user",
+        user,
+        "-k",
+        "10",
+        "--strategy",
+        strategy,
+        "--block",
+        str(block),
+        "--category-cap",
+        "2",
+    )
     ids2 = [r["item_id"] for r in out2["items"]]
     assert len(ids2) == 10 and not set(ids2) & set(ids[:3])
     cat = {str(ds.item_raw[i]): c for i, c in enumerate(ds.item_category)}
     assert max(Counter(cat[i] for i in ids2).values()) <= 2
     allow = tmp_path / "allow.txt"
     allow.write_text("\n".join(str(i) for i in ids[3:8]))
-    out3 = recommend_json(capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy, "--allow",
-                          str(allow))
+    out3 = recommend_json(
+        capsys, seq_run, "--user", user, "-k", "10", "--strategy", strategy, "--allow", str(allow)
+    )
     assert sorted(r["item_id"] for r in out3["items"]) == sorted(ids[3:8])
 
 
@@ -114,8 +142,11 @@ def test_beam_and_sample_refused_for_ease(strategy, ease_run, capsys):
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("genrec: error: ease scores are not a distribution over "
-                                                   "next items") and "use strategy topk" in lines[0]
+    assert (
+        len(lines) == 1
+        and lines[0].startswith("genrec: error: ease scores are not a distribution over next items")
+        and "use strategy topk" in lines[0]
+    )
     with pytest.raises(ValueError, match="ease scores are not a distribution over next items"):
         Generator.from_run(ease_run).recommend(["3"], k=5, strategy=strategy)
 
@@ -125,8 +156,20 @@ def test_batched_api_matches_cli(seq_run, capsys):
     users = ["3", "7", "11"]
     lists = gen.recommend(users, k=6, strategy="beam", beam_size=3, category_cap=2)
     for u, rec in zip(users, lists):
-        cli = recommend_json(capsys, seq_run, "--user", u, "-k", "6", "--strategy", "beam",
-                             "--beam-size", "3", "--category-cap", "2")
+        cli = recommend_json(
+            capsys,
+            seq_run,
+            "--user",
+            u,
+            "-k",
+            "6",
+            "--strategy",
+            "beam",
+            "--beam-size",
+            "3",
+            "--category-cap",
+            "2",
+        )
         assert rec["user_id"] == u
         assert [r["item_id"] for r in rec["items"]] == [r["item_id"] for r in cli["items"]]
     raw = gen.dataset.item_raw

@@ -95,8 +95,10 @@ class StopAt(Callback):
 
 def _curves(model) -> list[list[dict]]:
     """Every phase's log rows without the timings."""
-    return [[{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in p["curve"]]
-            for p in model.fit_info_["phases"]]
+    return [
+        [{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in p["curve"]]
+        for p in model.fit_info_["phases"]
+    ]
 
 
 def test_multvae_resumed_run_equals_an_uninterrupted_one(users_ds, tmp_path):
@@ -107,8 +109,11 @@ def test_multvae_resumed_run_equals_an_uninterrupted_one(users_ds, tmp_path):
     straight = fit(MultVAE(**cfg), users_ds, TRAIN)
     assert straight.fit_info_["phases"][0]["best_epoch"] < 8
     model = MultVAE(**cfg)
-    for stop, resume in ((StopAt("beta search", 2), False), (StopAt("final", 1), True),
-                         (StopAt("final", 2), True)):
+    for stop, resume in (
+        (StopAt("beta search", 2), False),
+        (StopAt("final", 1), True),
+        (StopAt("final", 2), True),
+    ):
         with pytest.raises(TrainingInterrupted) as e:
             fit(model, users_ds, TRAIN, checkpoint_dir=tmp_path, callbacks=(stop,), resume=resume)
         assert e.value.checkpoint == tmp_path / "last.pt"

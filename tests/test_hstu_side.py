@@ -17,8 +17,16 @@ from genrec.models import Recommender
 from genrec.models.hstu import HSTU, HSTUConfig, rating_tokens
 from genrec.training import TrainConfig, fit
 
-FAST = {"size": "tiny", "max_len": 30, "batch_tokens": 1024, "lr": 5e-3, "warmup_steps": 10, "dropout": 0.1,
-        "epochs": 4, "patience": 2}
+FAST = {
+    "size": "tiny",
+    "max_len": 30,
+    "batch_tokens": 1024,
+    "lr": 5e-3,
+    "warmup_steps": 10,
+    "dropout": 0.1,
+    "epochs": 4,
+    "patience": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +61,15 @@ def test_ratings_survive_preprocessing_and_the_cache(tmp_path):
     ds.save(tmp_path / "ds")
     assert np.array_equal(Dataset.load(tmp_path / "ds").test.history.ratings, ds.test.history.ratings)
     sub = ds.test.history.take(np.array([3, 1]))
-    assert np.array_equal(sub.ratings, np.concatenate([ds.test.history.ratings[
-        ds.test.history.indptr[r]:ds.test.history.indptr[r + 1]] for r in (3, 1)]))
+    assert np.array_equal(
+        sub.ratings,
+        np.concatenate(
+            [
+                ds.test.history.ratings[ds.test.history.indptr[r] : ds.test.history.indptr[r + 1]]
+                for r in (3, 1)
+            ]
+        ),
+    )
 
 
 def test_rating_tokens_nearest_value_and_unknown():
@@ -95,7 +110,7 @@ def test_kv_cache_matches_recompute_with_ratings(trained, rated_ds):
     h = Histories.from_lists([h.row(b)[-n:] for b, n in enumerate([3, 12, 1, 25])])  # varied lengths
     src = rated_ds.test.history.take(np.array([0, 5, 9, 2]))
     ends = src.indptr[1:]
-    h.ratings = np.concatenate([src.ratings[e - n:e] for e, n in zip(ends, [3, 12, 1, 25])])
+    h.ratings = np.concatenate([src.ratings[e - n : e] for e, n in zip(ends, [3, 12, 1, 25])])
     scores, cache = model.start(h)
     assert torch.allclose(scores, model.score(h), atol=1e-4)
     rng = np.random.default_rng(0)
@@ -108,8 +123,9 @@ def test_kv_cache_matches_recompute_with_ratings(trained, rated_ds):
         assert torch.allclose(scores[:, 1:], full[:, 1:], atol=1e-4), (scores - full)[:, 1:].abs().max()
 
 
-@pytest.mark.parametrize("bad, field", [({"side_tokens": "action"}, "side_tokens"),
-                                        ({"side_dropout": 1.0}, "side_dropout")])
+@pytest.mark.parametrize(
+    "bad, field", [({"side_tokens": "action"}, "side_tokens"), ({"side_dropout": 1.0}, "side_dropout")]
+)
 def test_bad_side_settings_are_clear_errors(bad, field):
     with pytest.raises(ValueError, match=field):
         HSTU(HSTUConfig(**bad))

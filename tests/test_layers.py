@@ -59,9 +59,13 @@ def _targets(node: ast.AST, module: str, is_package: bool, modules: dict[str, Pa
             base = f"{package}.{base}" if base else package
         for alias in node.names:  # `from pkg import mod` names the submodule, `from mod import f` the module
             yield f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base
-    elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
-          and isinstance(node.args[0].value, str)
-          and ast.unparse(node.func) in ("importlib.import_module", "import_module", "__import__")):
+    elif (
+        isinstance(node, ast.Call)
+        and node.args
+        and isinstance(node.args[0], ast.Constant)
+        and isinstance(node.args[0].value, str)
+        and ast.unparse(node.func) in ("importlib.import_module", "import_module", "__import__")
+    ):
         yield node.args[0].value
 
 
@@ -87,14 +91,23 @@ def layer(module: str) -> int | None:
 
 def unranked_packages(src: Path, top: str = TOP) -> list[str]:
     """Subpackages of `top` outside every layer: their imports would go unchecked."""
-    return sorted({m for m, p in find_modules(src, top).items()
-                   if p.name == "__init__.py" and m.count(".") == 1 and layer(m) is None})
+    return sorted(
+        {
+            m
+            for m, p in find_modules(src, top).items()
+            if p.name == "__init__.py" and m.count(".") == 1 and layer(m) is None
+        }
+    )
 
 
 def upward_imports(imports: list[Import]) -> list[Import]:
-    return [i for i in imports
-            if layer(i.importer) is not None and layer(i.imported) is not None
-            and layer(i.imported) > layer(i.importer)]
+    return [
+        i
+        for i in imports
+        if layer(i.importer) is not None
+        and layer(i.imported) is not None
+        and layer(i.imported) > layer(i.importer)
+    ]
 
 
 def cycles(imports: list[Import]) -> list[list[str]]:
@@ -150,8 +163,11 @@ def report(imports: list[Import]) -> str:
     for component in found:
         members = set(component)
         lines.append("  " + " <-> ".join(component))
-        lines += [f"    {i}" for i in imports if i.importer in members and i.imported in members
-                  and not i.imported.startswith(i.importer + ".")]
+        lines += [
+            f"    {i}"
+            for i in imports
+            if i.importer in members and i.imported in members and not i.imported.startswith(i.importer + ".")
+        ]
     return "\n".join(lines)
 
 

@@ -160,7 +160,8 @@ def naive_metrics(scores: np.ndarray, hists, tgts, k: int, exclude: bool) -> dic
         acc["hr"] += bool(hits)
         acc["recall"] += len(hits) / min(k, len(t))
         acc["ndcg"] += sum(1 / math.log2(r + 1) for r in hits) / sum(
-            1 / math.log2(r + 1) for r in range(1, min(k, len(t)) + 1))
+            1 / math.log2(r + 1) for r in range(1, min(k, len(t)) + 1)
+        )
         acc["mrr"] += 1 / min(ranks)
     return {key: v / len(scores) for key, v in acc.items()}
 

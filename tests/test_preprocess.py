@@ -32,8 +32,16 @@ def users_raw(ds: Dataset, h) -> list:
 
 # user 10: 5 items, user 20: 3 items, user 30: 2 items (train only)
 LOO_ROWS = [
-    (10, 101, 5), (20, 201, 1), (10, 102, 1), (30, 301, 1), (10, 103, 2), (20, 202, 2),
-    (10, 104, 3), (30, 302, 2), (20, 203, 3), (10, 105, 4),
+    (10, 101, 5),
+    (20, 201, 1),
+    (10, 102, 1),
+    (30, 301, 1),
+    (10, 103, 2),
+    (20, 202, 2),
+    (10, 104, 3),
+    (30, 302, 2),
+    (20, 203, 3),
+    (10, 105, 4),
 ]
 
 
@@ -76,8 +84,10 @@ def test_contiguous_ids_both_ways_zero_is_padding():
         ds.user_ids.index(99)
 
 
-@pytest.mark.parametrize("keep, expected", [("first", ["x", "y", "z"]), ("last", ["y", "z", "x"]),
-                                            ("none", ["x", "y", "x", "z", "x"])])
+@pytest.mark.parametrize(
+    "keep, expected",
+    [("first", ["x", "y", "z"]), ("last", ["y", "z", "x"]), ("none", ["x", "y", "x", "z", "x"])],
+)
 def test_dedup(keep, expected):
     rows = [(1, "x", 1), (1, "y", 2), (1, "x", 3), (1, "z", 4), (1, "x", 5)]
     ds = preprocess(raw(rows), DataConfig(dedup=keep))
@@ -87,15 +97,27 @@ def test_dedup(keep, expected):
 def test_iterative_k_core_needs_more_than_one_pass():
     # u1, u2 x {p, q} is the 2-core. u4's "s" is rare -> u4 keeps only r -> u4 goes -> r is rare
     # (only u3) -> u3 keeps only p -> u3 goes. A single item+user pass would leave r and u3.
-    rows = [("u1", "p", 1), ("u1", "q", 2), ("u2", "p", 1), ("u2", "q", 2),
-            ("u3", "p", 1), ("u3", "r", 2), ("u4", "r", 1), ("u4", "s", 2)]
+    rows = [
+        ("u1", "p", 1),
+        ("u1", "q", 2),
+        ("u2", "p", 1),
+        ("u2", "q", 2),
+        ("u3", "p", 1),
+        ("u3", "r", 2),
+        ("u4", "r", 1),
+        ("u4", "s", 2),
+    ]
     df = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
     one_pass = df[df.groupby("item")["item"].transform("size") >= 2]
     one_pass = one_pass[one_pass.groupby("user")["user"].transform("size") >= 2]
     assert "r" in set(one_pass["item"])  # the hand-made case really needs a second pass
     core = _k_core(df, 2, 2)
-    assert set(map(tuple, core[["user", "item"]].to_numpy())) == {("u1", "p"), ("u1", "q"), ("u2", "p"),
-                                                                    ("u2", "q")}
+    assert set(map(tuple, core[["user", "item"]].to_numpy())) == {
+        ("u1", "p"),
+        ("u1", "q"),
+        ("u2", "p"),
+        ("u2", "q"),
+    }
     ds = preprocess(RawData("toy", df), DataConfig(min_user_interactions=2, min_item_interactions=2))
     assert sorted(ds.user_raw[1:]) == ["u1", "u2"] and sorted(ds.item_raw[1:]) == ["p", "q"]
 
@@ -132,8 +154,9 @@ def test_temporal_split_global_cut_no_future_leakage():
     # about 10 % of the events are test targets
     assert 0.05 < len(ds.test.targets.items) / n < 0.15
     with pytest.raises(DataError, match="needs timestamps"):
-        preprocess(raw([(1, "a"), (1, "b"), (1, "c")], cols=("user", "item")),
-                   DataConfig(protocol="temporal"))
+        preprocess(
+            raw([(1, "a"), (1, "b"), (1, "c")], cols=("user", "item")), DataConfig(protocol="temporal")
+        )
 
 
 def test_heldout_users_split():
@@ -161,8 +184,9 @@ def test_heldout_users_split():
 
 
 def test_item_text_joined_and_aligned():
-    items = pd.DataFrame({"title": ["Alpha", "Beta"], "categories": ["Books|Poetry", "Music"]},
-                         index=[101, 102])
+    items = pd.DataFrame(
+        {"title": ["Alpha", "Beta"], "categories": ["Books|Poetry", "Music"]}, index=[101, 102]
+    )
     r = raw(LOO_ROWS)
     r.items = items
     ds = preprocess(r, DataConfig())

@@ -22,8 +22,14 @@ pytestmark = pytest.mark.slow  # real data (ML-1M)
 
 def independent_pop_loo(ratings_dat) -> dict[str, float]:
     # "::"-separated; splitting on ":" keeps pandas' fast C parser (the empty fields are dropped)
-    df = pd.read_csv(ratings_dat, sep=":", header=None, usecols=[0, 2, 4, 6],
-                     names=["user", "_a", "item", "_b", "rating", "_c", "ts"], encoding="latin-1")
+    df = pd.read_csv(
+        ratings_dat,
+        sep=":",
+        header=None,
+        usecols=[0, 2, 4, 6],
+        names=["user", "_a", "item", "_b", "rating", "_c", "ts"],
+        encoding="latin-1",
+    )
     df["line"] = np.arange(len(df))
     df = df.sort_values(["user", "ts", "line"])  # line number makes the order total
     df["pos"] = df.groupby("user").cumcount()
@@ -45,8 +51,12 @@ def independent_pop_loo(ratings_dat) -> dict[str, float]:
     ge_hist = h.groupby("user")["ge"].sum().reindex(test["user"], fill_value=0).to_numpy()
     rank = ge_all - ge_hist  # = 1 + #other eligible items with count >= target's
     hit = rank <= 10
-    return {"hr@10": float(hit.mean()), "ndcg@10": float(np.where(hit, 1 / np.log2(rank + 1), 0).mean()),
-            "n_users": len(test), "n_items": len(catalogue)}
+    return {
+        "hr@10": float(hit.mean()),
+        "ndcg@10": float(np.where(hit, 1 / np.log2(rank + 1), 0).mean()),
+        "n_users": len(test),
+        "n_items": len(catalogue),
+    }
 
 
 def test_genrec_pop_matches_independent_protocol(shared_data, tmp_path, capsys):
@@ -56,8 +66,22 @@ def test_genrec_pop_matches_independent_protocol(shared_data, tmp_path, capsys):
     assert (round(ref["hr@10"], 4), round(ref["ndcg@10"], 4)) == (0.0377, 0.0179)
 
     run = tmp_path / "pop"
-    assert main(["train", "--data", str(shared_data / "ml-1m-u2999"), "--model", "pop", "--out", str(run),
-                 "--k", "10"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--data",
+                str(shared_data / "ml-1m-u2999"),
+                "--model",
+                "pop",
+                "--out",
+                str(run),
+                "--k",
+                "10",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["evaluate", str(run), "--split", "test", "--k", "10", "--json"]) == 0
     got = json.loads(capsys.readouterr().out)

@@ -63,31 +63,63 @@ def test_plain_jsonl_2018_and_2023_fields(tmp_path):
     review = {"reviewerID": "U", "asin": "I", "overall": 4.0, "unixReviewTime": 5}
     f.write_text(json.dumps(review) + "\n\n")
     meta = tmp_path / "meta.json"
-    meta.write_text(json.dumps({"asin": "I", "title": "T", "category": ["Beauty", "Skin"],
-                                "price": "$1,299.00", "description": ["Soft", "&quot;nice&quot;"]}) + "\n")
+    meta.write_text(
+        json.dumps(
+            {
+                "asin": "I",
+                "title": "T",
+                "category": ["Beauty", "Skin"],
+                "price": "$1,299.00",
+                "description": ["Soft", "&quot;nice&quot;"],
+            }
+        )
+        + "\n"
+    )
     raw = read(f, items=meta)
     assert raw.items.loc["I", "price"] == 1299.0 and raw.items.loc["I", "description"] == 'Soft "nice"'
     f23 = tmp_path / "All_Beauty.jsonl"
-    f23.write_text(json.dumps({"user_id": "U", "asin": "I2", "parent_asin": "P", "rating": 5.0,
-                               "timestamp": 1588687728923}) + "\n")
+    f23.write_text(
+        json.dumps(
+            {"user_id": "U", "asin": "I2", "parent_asin": "P", "rating": 5.0, "timestamp": 1588687728923}
+        )
+        + "\n"
+    )
     raw = read(f23)
     assert raw.interactions["item"].tolist() == ["P"]
     assert raw.interactions["timestamp"].tolist() == [1588687728]
 
 
-@pytest.mark.parametrize("reviews, meta, where", [
-    (['{"reviewerID": "A1", "asin": "B01", "unixReviewTime": 1}', '{"reviewerID": "A1", "asin": '], None,
-     "reviews_Beauty_5.json.gz:2: invalid JSON"),
-    (['{"asin": "B01", "unixReviewTime": 1}'], None, "reviews_Beauty_5.json.gz:1: field 'reviewerID'"),
-    (['{"reviewerID": "A", "asin": "B", "unixReviewTime": 1}', "",
-      '{"reviewerID": "A", "asin": "B", "unixReviewTime": "May 5"}'],
-     None, "reviews_Beauty_5.json.gz:3: field 'unixReviewTime'"),
-    (['{"reviewerID": "A", "asin": "B", "unixReviewTime": 1, "overall": "five"}'], None,
-     "reviews_Beauty_5.json.gz:1: field 'overall'"),
-    (None, ["{'asin': 'B01', 'title': 'ok'}", "{'asin': 'B02', 'title': 'broken"],
-     "meta_Beauty.json.gz:2: neither JSON nor a python dict literal"),
-    (None, ["{'title': 'no id'}"], "meta_Beauty.json.gz:1: field 'asin'"),
-])
+@pytest.mark.parametrize(
+    "reviews, meta, where",
+    [
+        (
+            ['{"reviewerID": "A1", "asin": "B01", "unixReviewTime": 1}', '{"reviewerID": "A1", "asin": '],
+            None,
+            "reviews_Beauty_5.json.gz:2: invalid JSON",
+        ),
+        (['{"asin": "B01", "unixReviewTime": 1}'], None, "reviews_Beauty_5.json.gz:1: field 'reviewerID'"),
+        (
+            [
+                '{"reviewerID": "A", "asin": "B", "unixReviewTime": 1}',
+                "",
+                '{"reviewerID": "A", "asin": "B", "unixReviewTime": "May 5"}',
+            ],
+            None,
+            "reviews_Beauty_5.json.gz:3: field 'unixReviewTime'",
+        ),
+        (
+            ['{"reviewerID": "A", "asin": "B", "unixReviewTime": 1, "overall": "five"}'],
+            None,
+            "reviews_Beauty_5.json.gz:1: field 'overall'",
+        ),
+        (
+            None,
+            ["{'asin': 'B01', 'title': 'ok'}", "{'asin': 'B02', 'title': 'broken"],
+            "meta_Beauty.json.gz:2: neither JSON nor a python dict literal",
+        ),
+        (None, ["{'title': 'no id'}"], "meta_Beauty.json.gz:1: field 'asin'"),
+    ],
+)
 def test_bad_dumps_name_file_line_field(tmp_path, capsys, reviews, meta, where):
     d = _folder(tmp_path, reviews, meta)
     with pytest.raises(DataError) as e:

@@ -65,8 +65,19 @@ def test_cli_prepare_folder_and_sequences_file(shared_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "22,363 users, 12,101 items, 198,502 interactions" in out and "item titles: yes" in out
     # the same sequences without ids/times/text: the plain S3-Rec format
-    assert main(["data", "prepare", "--data", str(shared_data / "amazon-beauty" / "Beauty.txt"),
-                 "--format", "sequences"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "--data",
+                str(shared_data / "amazon-beauty" / "Beauty.txt"),
+                "--format",
+                "sequences",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "22,363 users, 12,101 items, 198,502 interactions" in out and "timestamps: no" in out
 
@@ -80,15 +91,20 @@ def _folder(tmp_path: Path, **override: str) -> Path:
     d.mkdir()
     files = {
         "Beauty.txt": "1 1 2 3\n2 4 1\n",
-        "datamaps.json": json.dumps({"id2user": {"1": "U1", "2": "U2"}, "user2id": {"U1": "1", "U2": "2"},
-                                     "id2item": {str(i + 1): a for i, a in enumerate(ASINS)},
-                                     "item2id": {a: str(i + 1) for i, a in enumerate(ASINS)}}),
+        "datamaps.json": json.dumps(
+            {
+                "id2user": {"1": "U1", "2": "U2"},
+                "user2id": {"U1": "1", "U2": "2"},
+                "id2item": {str(i + 1): a for i, a in enumerate(ASINS)},
+                "item2id": {a: str(i + 1) for i, a in enumerate(ASINS)},
+            }
+        ),
         # rank ids: B0A=2, B0B=3, B0C=4, A0D=1
         "Beauty_item_org_rank.txt": "1 2 3 4\n2 1 2\n",
         "Beauty_time_org_rank.txt": "1 100 200 200\n2 50 60\n",
         "item_description.csv": "item_id:token\ttitle:token\tcategories:token_seq\tprice:float\tbrand:token\n"
-                                "2\tA &amp; B\t'Beauty', 'Skin'\t1.5\tAcme\n"
-                                "1\tD\t\"'Beauty', \"\"Men's\"\"\"\t\tZed\n",
+        "2\tA &amp; B\t'Beauty', 'Skin'\t1.5\tAcme\n"
+        '1\tD\t"\'Beauty\', ""Men\'s"""\t\tZed\n',
     }
     files.update(override)
     for name, text in files.items():
@@ -108,21 +124,28 @@ def test_small_folder_joins(tmp_path):
 TIME_ERR = "Beauty_time_org_rank.txt:1: field 'timestamp'"
 
 
-@pytest.mark.parametrize("override, where", [
-    ({"Beauty.txt": "1 1 2 3\n2 4 x1\n"}, "Beauty.txt:2: field 'item'"),
-    ({"Beauty.txt": "1 1 2 3\n2 9 1\n"}, "Beauty.txt:2: field 'item'"),
-    ({"Beauty.txt": "1 1 2 3\n\n7 4 1\n"}, "Beauty.txt:3: field 'user'"),
-    ({"datamaps.json": '{"id2user": {"1": "U1",\n "2" "U2"}}'}, "datamaps.json:2:"),
-    ({"Beauty_time_org_rank.txt": "1 100 200\n2 50 60\n"}, TIME_ERR),
-    ({"Beauty_time_org_rank.txt": "1 100 200 2o0\n2 50 60\n"}, TIME_ERR),
-    ({"Beauty_time_org_rank.txt": "1 300 200 200\n2 50 60\n"}, "Beauty.txt:1: field 'item'"),
-    ({"item_description.csv": "item_id:token\ttitle:token\n2\tA\textra\n"}, "item_description.csv:2:"),
-    ({"item_description.csv": "item_id:token\ttitle:token\n2\tA\n99\tB\n"},
-     "item_description.csv:3: field 'item_id'"),
-    ({"item_description.csv": "title:token\nA\n"}, "item_description.csv:1: field 'item_id'"),
-    ({"item_description.csv": "item_id:token\tprice:float\n2\tcheap\n"},
-     "item_description.csv:2: field 'price'"),
-])
+@pytest.mark.parametrize(
+    "override, where",
+    [
+        ({"Beauty.txt": "1 1 2 3\n2 4 x1\n"}, "Beauty.txt:2: field 'item'"),
+        ({"Beauty.txt": "1 1 2 3\n2 9 1\n"}, "Beauty.txt:2: field 'item'"),
+        ({"Beauty.txt": "1 1 2 3\n\n7 4 1\n"}, "Beauty.txt:3: field 'user'"),
+        ({"datamaps.json": '{"id2user": {"1": "U1",\n "2" "U2"}}'}, "datamaps.json:2:"),
+        ({"Beauty_time_org_rank.txt": "1 100 200\n2 50 60\n"}, TIME_ERR),
+        ({"Beauty_time_org_rank.txt": "1 100 200 2o0\n2 50 60\n"}, TIME_ERR),
+        ({"Beauty_time_org_rank.txt": "1 300 200 200\n2 50 60\n"}, "Beauty.txt:1: field 'item'"),
+        ({"item_description.csv": "item_id:token\ttitle:token\n2\tA\textra\n"}, "item_description.csv:2:"),
+        (
+            {"item_description.csv": "item_id:token\ttitle:token\n2\tA\n99\tB\n"},
+            "item_description.csv:3: field 'item_id'",
+        ),
+        ({"item_description.csv": "title:token\nA\n"}, "item_description.csv:1: field 'item_id'"),
+        (
+            {"item_description.csv": "item_id:token\tprice:float\n2\tcheap\n"},
+            "item_description.csv:2: field 'price'",
+        ),
+    ],
+)
 def test_bad_files_name_file_line_field(tmp_path, capsys, override, where):
     d = _folder(tmp_path, **override)
     with pytest.raises(DataError) as e:

@@ -51,12 +51,18 @@ def test_bad_movielens_files(tmp_path, capsys, name, text, where):
     assert where in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name, text, where", [
-    ("movies.csv", 'movieId,title,genres\r\n2,"A, The (1999)",Drama\r\nx,B,C\r\n',
-     "movies.csv:3: field 'movieId'"),
-    ("movies.csv", "movieId,title,genres\n2,A,Drama,Extra\n", "movies.csv:2: wrong number of fields"),
-    ("movies.csv", "id,title,genres\n2,A,Drama\n", "movies.csv:1: header"),
-])
+@pytest.mark.parametrize(
+    "name, text, where",
+    [
+        (
+            "movies.csv",
+            'movieId,title,genres\r\n2,"A, The (1999)",Drama\r\nx,B,C\r\n',
+            "movies.csv:3: field 'movieId'",
+        ),
+        ("movies.csv", "movieId,title,genres\n2,A,Drama,Extra\n", "movies.csv:2: wrong number of fields"),
+        ("movies.csv", "id,title,genres\n2,A,Drama\n", "movies.csv:1: header"),
+    ],
+)
 def test_bad_movies_csv(tmp_path, name, text, where):
     (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,2,3.5,100\n")
     (tmp_path / name).write_text(text)
@@ -76,11 +82,14 @@ def test_bad_item_files_latin1_and_dat(tmp_path):
     assert read(d).items.loc[2, "title"] == "Café (1995)"  # latin-1 decoded
 
 
-@pytest.mark.parametrize("text, where", [
-    ("1 2 3\n2 4 x\n", "s.txt:2: field 'item'"),
-    ("1 2 3\n\n-1 4 5\n", "s.txt:3: field 'user'"),
-    ("1 2 3\n7\n", "s.txt:2: field 'item'"),  # a user with no items
-])
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("1 2 3\n2 4 x\n", "s.txt:2: field 'item'"),
+        ("1 2 3\n\n-1 4 5\n", "s.txt:3: field 'user'"),
+        ("1 2 3\n7\n", "s.txt:2: field 'item'"),  # a user with no items
+    ],
+)
 def test_bad_sequence_files(tmp_path, capsys, text, where):
     f = tmp_path / "s.txt"
     f.write_text(text)
@@ -93,8 +102,6 @@ def test_sequence_file_not_utf8(tmp_path):
     f.write_bytes(b"1 2 3\n2 \xff\xfe 4\n")
     with pytest.raises(DataError, match="s.txt: not UTF-8"):
         read(f, "sequences")
-
-
 
 
 def test_txt_file_is_read_as_sequences_without_format(tmp_path):

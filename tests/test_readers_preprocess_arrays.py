@@ -31,23 +31,31 @@ def _reference(df: pd.DataFrame, thr, dedup, k_user, k_item) -> dict:
     return {u: g["item"].tolist() for u, g in df.groupby("user", sort=True)}
 
 
-@pytest.mark.parametrize("thr, dedup, k_user, k_item, with_time", [
-    (None, "first", 0, 0, True), (3.0, "last", 4, 6, True), (None, "none", 3, 8, True),
-    (None, "first", 2, 0, False),
-])
+@pytest.mark.parametrize(
+    "thr, dedup, k_user, k_item, with_time",
+    [
+        (None, "first", 0, 0, True),
+        (3.0, "last", 4, 6, True),
+        (None, "none", 3, 8, True),
+        (None, "first", 2, 0, False),
+    ],
+)
 def test_matches_pandas_reference(thr, dedup, k_user, k_item, with_time):
     rng = np.random.default_rng(1)
     n = 6000
-    df = pd.DataFrame({
-        "user": np.array([f"u{x:03d}" for x in rng.integers(0, 150, n)], dtype=object),
-        "item": rng.integers(0, 300, n) * 3 + 1,  # sparse raw ids
-        "timestamp": rng.integers(0, 40, n),  # many ties: the file order must break them
-        "rating": rng.integers(1, 6, n).astype(float),
-    })
+    df = pd.DataFrame(
+        {
+            "user": np.array([f"u{x:03d}" for x in rng.integers(0, 150, n)], dtype=object),
+            "item": rng.integers(0, 300, n) * 3 + 1,  # sparse raw ids
+            "timestamp": rng.integers(0, 40, n),  # many ties: the file order must break them
+            "rating": rng.integers(1, 6, n).astype(float),
+        }
+    )
     if not with_time:
         df = df.drop(columns="timestamp")
-    cfg = DataConfig(rating_threshold=thr, dedup=dedup, min_user_interactions=k_user,
-                     min_item_interactions=k_item)
+    cfg = DataConfig(
+        rating_threshold=thr, dedup=dedup, min_user_interactions=k_user, min_item_interactions=k_item
+    )
     ds = preprocess(RawData("t", df), cfg)
     ref = _reference(df, thr, dedup, k_user, k_item)
     assert list(ds.user_raw[1:]) == sorted(ref)

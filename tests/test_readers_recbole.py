@@ -21,8 +21,10 @@ def test_ml100k_as_atomic_files_matches_movielens_reader(shared_data, tmp_path, 
     body = (shared_data / "ml-100k" / "u.data").read_text(encoding="latin-1")
     (d / "ml-100k.inter").write_text(HEAD + body)
     item_head = "item_id:token\tmovie_title:token_seq\trelease_year:token\tgenre:token_seq\n"
-    (d / "ml-100k.item").write_text(item_head + "1\tToy Story\t1995\tAnimation Children's Comedy\n"
-                                    "2\tGoldenEye &amp; Co\t1995\tAction Adventure Thriller\n")
+    (d / "ml-100k.item").write_text(
+        item_head + "1\tToy Story\t1995\tAnimation Children's Comedy\n"
+        "2\tGoldenEye &amp; Co\t1995\tAction Adventure Thriller\n"
+    )
     ref, got = read(shared_data / "ml-100k"), read(d)  # folder auto-detected by NAME.inter
     for col in ("user", "item", "rating", "timestamp"):
         assert np.array_equal(got.interactions[col].to_numpy(), ref.interactions[col].to_numpy()), col
@@ -51,18 +53,24 @@ def test_column_mapping_for_other_field_names(tmp_path):
     assert raw.interactions["timestamp"].tolist() == [1, 2]
 
 
-
-@pytest.mark.parametrize("files, where", [
-    ({"x.inter": HEAD + "1\t2\t3\t4\n1\t2\t3\t4\t5\n"}, "x.inter:3:"),  # too many fields
-    ({"x.inter": HEAD + "1\t2\t3\t4\n1\t2\tgood\t4\n"}, "x.inter:3: field 'rating:float'"),
-    ({"x.inter": HEAD + "1\t2\t3\tnoon\n"}, "x.inter:2: field 'timestamp:float'"),
-    ({"x.inter": "user_id:token\tmovie:token\n1\t2\n"}, "x.inter:1: field 'item_id'"),  # missing column
-    ({"x.inter": "user_id\titem_id\n1\t2\n"}, "x.inter:1: field 'user_id'"),  # untyped header
-    ({"x.inter": HEAD + "1\t2\t3\t4\n", "x.item": "item_id:token\tprice:float\n2\tfree\n"},
-     "x.item:2: field 'price:float'"),
-    ({"x.inter": HEAD + "1\t2\t3\t4\n", "x.item": "item_id:token\ttitle:token\n2\tA\n2\tB\n"},
-     "x.item:3: field 'item_id:token'"),
-])
+@pytest.mark.parametrize(
+    "files, where",
+    [
+        ({"x.inter": HEAD + "1\t2\t3\t4\n1\t2\t3\t4\t5\n"}, "x.inter:3:"),  # too many fields
+        ({"x.inter": HEAD + "1\t2\t3\t4\n1\t2\tgood\t4\n"}, "x.inter:3: field 'rating:float'"),
+        ({"x.inter": HEAD + "1\t2\t3\tnoon\n"}, "x.inter:2: field 'timestamp:float'"),
+        ({"x.inter": "user_id:token\tmovie:token\n1\t2\n"}, "x.inter:1: field 'item_id'"),  # missing column
+        ({"x.inter": "user_id\titem_id\n1\t2\n"}, "x.inter:1: field 'user_id'"),  # untyped header
+        (
+            {"x.inter": HEAD + "1\t2\t3\t4\n", "x.item": "item_id:token\tprice:float\n2\tfree\n"},
+            "x.item:2: field 'price:float'",
+        ),
+        (
+            {"x.inter": HEAD + "1\t2\t3\t4\n", "x.item": "item_id:token\ttitle:token\n2\tA\n2\tB\n"},
+            "x.item:3: field 'item_id:token'",
+        ),
+    ],
+)
 def test_bad_atomic_files_name_file_line_field(tmp_path, capsys, files, where):
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -71,5 +79,3 @@ def test_bad_atomic_files_name_file_line_field(tmp_path, capsys, files, where):
     assert where in str(e.value)
     assert main(["data", "prepare", "--data", str(tmp_path)]) == 2
     assert where in capsys.readouterr().err
-
-

@@ -49,8 +49,10 @@ def test_run_is_self_contained(tmp_path, shared_data, own_cache):
     out = tmp_path / "runs" / "ease"
     train_run(RunConfig(source=src, model="ease", model_config={"l2": 50.0}), out, progress=False)
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["run"]["model_config"] == {"l2": 50.0, "l2_grid": [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0,
-                                                                   2000.0, 5000.0]}
+    assert cfg["run"]["model_config"] == {
+        "l2": 50.0,
+        "l2_grid": [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0],
+    }
     assert cfg["run"]["train"]["threads"] == 0 and cfg["data_hash"] and cfg["versions"]["torch"]
     before = load_run(out)
     h = before.dataset.test.history.take(slice(0, 30))

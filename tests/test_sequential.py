@@ -45,8 +45,11 @@ def test_beats_pop_and_ease(name, trained, baselines, synthetic_ds):
     assert ndcg > 1.3 * baselines["ease"], (ndcg, baselines)
     assert ndcg > 2.0 * baselines["pop"], (ndcg, baselines)
     info = trained[name].fit_info_
-    assert info["best_valid"] > 0 and info["valid_metric"] == "ndcg@10" and info["stopped_by"] in (
-        "epochs", "early stopping")
+    assert (
+        info["best_valid"] > 0
+        and info["valid_metric"] == "ndcg@10"
+        and info["stopped_by"] in ("epochs", "early stopping")
+    )
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
@@ -138,10 +141,17 @@ def test_sampled_softmax_trains(synthetic_ds):
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
-@pytest.mark.parametrize("bad, field", [
-    ({"size": "huge"}, "size"), ({"dropout": 1.5}, "dropout"), ({"loss": "bpr"}, "loss"),
-    ({"max_len": 0}, "max_len"), ({"dim": 30, "n_heads": 4}, "divisible"), ({"lr": -1}, "lr"),
-])
+@pytest.mark.parametrize(
+    "bad, field",
+    [
+        ({"size": "huge"}, "size"),
+        ({"dropout": 1.5}, "dropout"),
+        ({"loss": "bpr"}, "loss"),
+        ({"max_len": 0}, "max_len"),
+        ({"dim": 30, "n_heads": 4}, "divisible"),
+        ({"lr": -1}, "lr"),
+    ],
+)
 def test_bad_config_is_a_clear_error(name, bad, field):
     cls = get_model_class(name)
     with pytest.raises(ValueError, match=field):

@@ -10,8 +10,18 @@ from genrec.training.settings import SettingError, describe, parse_sets, read_co
 
 
 def test_values_are_parsed_by_type():
-    cfg, train = resolve("sasrec", {"lr": "1e-3", "epochs": "7", "loss": "sampled", "dropout": "0.25",
-                                    "threads": "1", "max_minutes": "2.5", "size": "tiny"})
+    cfg, train = resolve(
+        "sasrec",
+        {
+            "lr": "1e-3",
+            "epochs": "7",
+            "loss": "sampled",
+            "dropout": "0.25",
+            "threads": "1",
+            "max_minutes": "2.5",
+            "size": "tiny",
+        },
+    )
     assert (cfg.lr, cfg.epochs, cfg.loss, cfg.dropout, cfg.size) == (1e-3, 7, "sampled", 0.25, "tiny")
     assert (train.threads, train.max_minutes) == (1, 2.5)
     ease, _ = resolve("ease", {"l2_grid": "10,100", "l2": "0"})
@@ -19,19 +29,22 @@ def test_values_are_parsed_by_type():
     assert resolve("ease", {"l2_grid": "[5, 50.5]"})[0].l2_grid == [5.0, 50.5]
 
 
-@pytest.mark.parametrize("model, key, text, expected", [
-    ("ease", "l2", "abc", "l2 expects number, got 'abc'"),
-    ("sasrec", "lr", "fast", "lr expects number"),
-    ("sasrec", "max_minutes", "abc", "max_minutes expects number"),
-    ("sasrec", "max_minutes", "inf", "must be finite"),
-    ("sasrec", "epochs", "2.5", "epochs expects integer"),
-    ("sasrec", "amp", "maybe", "amp expects true/false"),
-    ("sasrec", "loss", "bpr", "loss expects one of auto, ce, sampled"),
-    ("sasrec", "size", "[1]", "size"),
-    ("ease", "l2_grid", "5,x", "l2_grid expects list of number"),
-    ("hstu", "side_tokens", "genre", "side_tokens expects one of none, rating"),
-    ("sasrec", "device", "tpu", "device expects one of auto, cpu, cuda"),
-])
+@pytest.mark.parametrize(
+    "model, key, text, expected",
+    [
+        ("ease", "l2", "abc", "l2 expects number, got 'abc'"),
+        ("sasrec", "lr", "fast", "lr expects number"),
+        ("sasrec", "max_minutes", "abc", "max_minutes expects number"),
+        ("sasrec", "max_minutes", "inf", "must be finite"),
+        ("sasrec", "epochs", "2.5", "epochs expects integer"),
+        ("sasrec", "amp", "maybe", "amp expects true/false"),
+        ("sasrec", "loss", "bpr", "loss expects one of auto, ce, sampled"),
+        ("sasrec", "size", "[1]", "size"),
+        ("ease", "l2_grid", "5,x", "l2_grid expects list of number"),
+        ("hstu", "side_tokens", "genre", "side_tokens expects one of none, rating"),
+        ("sasrec", "device", "tpu", "device expects one of auto, cpu, cuda"),
+    ],
+)
 def test_wrong_type_or_value_is_one_line_naming_key_type_and_values(model, key, text, expected):
     with pytest.raises(SettingError) as e:
         resolve(model, {key: text})
@@ -63,10 +76,13 @@ def test_set_syntax():
         parse_sets(["novalue"])
 
 
-@pytest.mark.parametrize("suffix, text", [
-    (".toml", 'lr = 0.001\nepochs = 3\nloss = "ce"\nthreads = 1\n'),
-    (".yaml", "lr: 0.001\nepochs: 3\nloss: ce\nthreads: 1\n"),
-])
+@pytest.mark.parametrize(
+    "suffix, text",
+    [
+        (".toml", 'lr = 0.001\nepochs = 3\nloss = "ce"\nthreads = 1\n'),
+        (".yaml", "lr: 0.001\nepochs: 3\nloss: ce\nthreads: 1\n"),
+    ],
+)
 def test_config_file_toml_and_yaml(tmp_path, suffix, text):
     f = tmp_path / f"run{suffix}"
     f.write_text(text)

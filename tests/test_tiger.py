@@ -170,8 +170,11 @@ def test_resumed_run_equals_an_uninterrupted_one(synthetic_ds, tmp_path, monkeyp
     straight = fit(get_model_class("tiger")(cfg), synthetic_ds, TRAIN)
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache-b"))
     model, ckpt = get_model_class("tiger")(cfg), tmp_path / "run"
-    for stop, resume in ((StopAt("rq-vae", 2), False), (StopAt("generator", 1), True),
-                         (StopAt("generator", 3), True)):
+    for stop, resume in (
+        (StopAt("rq-vae", 2), False),
+        (StopAt("generator", 1), True),
+        (StopAt("generator", 3), True),
+    ):
         with pytest.raises(TrainingInterrupted) as e:
             fit(model, synthetic_ds, TRAIN, checkpoint_dir=ckpt, callbacks=(stop,), resume=resume)
         assert e.value.checkpoint == ckpt / "last.pt"
@@ -181,8 +184,10 @@ def test_resumed_run_equals_an_uninterrupted_one(synthetic_ds, tmp_path, monkeyp
     assert torch.equal(model.codes_, straight.codes_)
 
     def curves(m):
-        return [[{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in p["curve"]]
-                for p in m.fit_info_["phases"]]
+        return [
+            [{k: v for k, v in r.items() if k not in ("seconds", "examples_per_s")} for r in p["curve"]]
+            for p in m.fit_info_["phases"]
+        ]
 
     assert curves(model) == curves(straight)
     h = synthetic_ds.test.history
@@ -238,8 +243,14 @@ def test_trie_beam_gives_valid_distinct_eligible_items(cold_setup):
         one = generate_lists(model, hist.take([b]), 10, "beam", Constraints(blocked=per_row[b]), beam_size=12)
         np.testing.assert_array_equal(s.items[b], one.items[0])
     # fewer eligible items than k: padded with 0 / -inf, never invalid
-    s = generate_lists(model, hist.take([0]), 10, "beam",
-                 Constraints(allowed=np.array([5, 6, 7]), exclude_seen=False), beam_size=10)
+    s = generate_lists(
+        model,
+        hist.take([0]),
+        10,
+        "beam",
+        Constraints(allowed=np.array([5, 6, 7]), exclude_seen=False),
+        beam_size=10,
+    )
     assert set(s.items[0][:3].tolist()) == {5, 6, 7} and (s.items[0][3:] == 0).all()
     assert np.isinf(s.scores[0][3:]).all()
     with pytest.raises(ValueError, match="category_cap is not supported by beam search over a code trie"):

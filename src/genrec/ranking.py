@@ -66,8 +66,14 @@ def check_filter(name: str, ids: ItemFilter, n_items: int, rows: int) -> None:
         raise ValueError(f"{name} contains item id {bad}, outside the model's items 1..{n_items}")
 
 
-def _fill(t: torch.Tensor, value, histories: Histories | None, exclude_seen: bool,
-          allowed: ItemFilter, blocked: ItemFilter) -> torch.Tensor:
+def _fill(
+    t: torch.Tensor,
+    value,
+    histories: Histories | None,
+    exclude_seen: bool,
+    allowed: ItemFilter,
+    blocked: ItemFilter,
+) -> torch.Tensor:
     """Write `value` into `t` (B, V) wherever an item is ineligible for that row."""
     B, V = t.shape
     t[:, 0] = value
@@ -91,16 +97,26 @@ def _fill(t: torch.Tensor, value, histories: Histories | None, exclude_seen: boo
     return t
 
 
-def mask_scores(scores: torch.Tensor, histories: Histories | None, exclude_seen: bool = True,
-                allowed: ItemFilter = None, blocked: ItemFilter = None) -> torch.Tensor:
+def mask_scores(
+    scores: torch.Tensor,
+    histories: Histories | None,
+    exclude_seen: bool = True,
+    allowed: ItemFilter = None,
+    blocked: ItemFilter = None,
+) -> torch.Tensor:
     """Set ineligible entries of `scores` (B, n_items + 1) to -inf in place and return it: padding,
     the row's history items (when `exclude_seen`), blocked items, items outside `allowed`."""
     return _fill(scores, -torch.inf, histories, exclude_seen, allowed, blocked)
 
 
-def ineligible(histories: Histories | None, n_items: int, exclude_seen: bool = True,
-               allowed: ItemFilter = None, blocked: ItemFilter = None,
-               rows: int | None = None) -> torch.Tensor:
+def ineligible(
+    histories: Histories | None,
+    n_items: int,
+    exclude_seen: bool = True,
+    allowed: ItemFilter = None,
+    blocked: ItemFilter = None,
+    rows: int | None = None,
+) -> torch.Tensor:
     """(B, n_items + 1) bool, True where an item may not appear for that row (padding included).
     B is `len(histories)`, or `rows` without histories."""
     B = len(histories) if histories is not None else (rows if rows is not None else 1)

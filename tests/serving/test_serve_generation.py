@@ -19,8 +19,10 @@ SETTINGS = {"topk": {}, "beam": {"beam_size": 3}, "sample": {"temperature": 1.5,
 def cli_list(capsys, run, user: str, k: int, strategy: str, opts: dict) -> dict:
     flags = [f"--{key.replace('_', '-')}={value}" for key, value in opts.items()]
     capsys.readouterr()
-    assert main(["recommend", str(run), "--user", user, "-k", str(k), "--strategy", strategy, *flags,
-                 "--json"]) == 0
+    assert (
+        main(["recommend", str(run), "--user", user, "-k", str(k), "--strategy", strategy, *flags, "--json"])
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 

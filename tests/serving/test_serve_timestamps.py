@@ -26,8 +26,17 @@ def hstu_run(tmp_path_factory):
 
     out = tmp_path_factory.mktemp("serving") / "hstu-run"
     cfg = {"size": "tiny", "epochs": 1}
-    train_run(RunConfig(source=SourceSpec(synthetic=True), model="hstu", model_config=cfg, ks=[10],
-                        train=TrainConfig(threads=1)), out, progress=False)
+    train_run(
+        RunConfig(
+            source=SourceSpec(synthetic=True),
+            model="hstu",
+            model_config=cfg,
+            ks=[10],
+            train=TrainConfig(threads=1),
+        ),
+        out,
+        progress=False,
+    )
     model = Recommender.load(out / "model")
     g = torch.Generator().manual_seed(0)
     for layer in model.net.layers:

@@ -25,8 +25,6 @@ def same(a: list[dict], b: list[dict]) -> None:
         assert np.allclose([i["score"] for i in x["items"]], [i["score"] for i in y["items"]], atol=1e-5)
 
 
-
-
 def test_cached_user_states_match_uncached_and_follow_feedback(sasrec_run, tmp_path):
     run_a, run_b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(sasrec_run, run_a)

@@ -68,8 +68,11 @@ def multdae_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("warm") / "multdae-run"
     cfg = {"hidden": [64], "epochs": 2, "batch_size": 100}
-    train_run(RunConfig(source=SourceSpec(synthetic=True), model="multdae", model_config=cfg, ks=[10]), out,
-              progress=False)
+    train_run(
+        RunConfig(source=SourceSpec(synthetic=True), model="multdae", model_config=cfg, ks=[10]),
+        out,
+        progress=False,
+    )
     return out
 
 

@@ -26,15 +26,24 @@ def build_parser() -> argparse.ArgumentParser:
         prog="genrec",
         description="genrec: generative recommendation from raw logs to served recommendations.",
         epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
-               "  genrec evaluate runs/NAME --split test --k 10,20,50\n"
-               "  genrec recommend runs/NAME --user 42 -k 10",
+        "  genrec evaluate runs/NAME --split test --k 10,20,50\n"
+        "  genrec recommend runs/NAME --user 42 -k 10",
         formatter_class=RAW,
     )
     sub = p.add_subparsers(dest="command", required=True)
     # in the order `genrec --help` lists them
-    for add in (add_data_command, add_train_command, add_evaluate_command, add_recommend_command,
-                add_models_command, add_demo_command, add_export_command, add_serve_command,
-                add_update_command, add_items_command):
+    for add in (
+        add_data_command,
+        add_train_command,
+        add_evaluate_command,
+        add_recommend_command,
+        add_models_command,
+        add_demo_command,
+        add_export_command,
+        add_serve_command,
+        add_update_command,
+        add_items_command,
+    ):
         add(sub)
     return p
 

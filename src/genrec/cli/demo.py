@@ -44,8 +44,9 @@ def cmd_demo(a: argparse.Namespace) -> int:
 
 
 def add_demo_command(sub: Subparsers) -> None:
-    de = sub.add_parser("demo",
-                        help="end to end on the synthetic dataset: prepare, train, evaluate, recommend")
+    de = sub.add_parser(
+        "demo", help="end to end on the synthetic dataset: prepare, train, evaluate, recommend"
+    )
     de.add_argument("--out", default="runs/demo", help="where the demo runs go")
     de.add_argument("--models", default="pop,ease", help="comma-separated models to train")
     de.set_defaults(func=cmd_demo)

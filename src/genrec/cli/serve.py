@@ -80,9 +80,7 @@ def add_update_command(sub: Subparsers) -> None:
         default=5,
         help="epochs of fine-tuning from the served weights (torch models; others refit)",
     )
-    u.add_argument(
-        "--from-scratch", action="store_true", help="refit from scratch instead of fine-tuning"
-    )
+    u.add_argument("--from-scratch", action="store_true", help="refit from scratch instead of fine-tuning")
     u.add_argument("--dry-run", action="store_true", help="fit and validate, publish nothing")
     u.set_defaults(func=cmd_update)
 

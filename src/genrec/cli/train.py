@@ -41,8 +41,15 @@ def cmd_train(a: argparse.Namespace) -> int:
     if a.seed is not None:
         sets["seed"] = str(a.seed)
     model_config, train_config = resolve(model, sets, file_values, TrainConfig())
-    cfg = RunConfig(source=spec, data=data_cfg, model=model, model_config=dataclasses.asdict(model_config),
-                    train=train_config, ks=a.k, exclude_seen=not a.include_seen)
+    cfg = RunConfig(
+        source=spec,
+        data=data_cfg,
+        model=model,
+        model_config=dataclasses.asdict(model_config),
+        train=train_config,
+        ks=a.k,
+        exclude_seen=not a.include_seen,
+    )
     stem = spec.dataset or Path(spec.data or "synthetic").stem
     name = a.name or f"{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(a.out) if a.out else Path("runs") / name
@@ -53,12 +60,18 @@ def cmd_train(a: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         args = [x for x in a.argv if x not in ("--resume", "--force")]
         if stop.checkpoint is None:
-            print(f"\ngenrec: interrupted before the first epoch ended; nothing to resume "
-                  f"({partial_dir(out)} removed)", file=sys.stderr)
+            print(
+                f"\ngenrec: interrupted before the first epoch ended; nothing to resume "
+                f"({partial_dir(out)} removed)",
+                file=sys.stderr,
+            )
             shutil.rmtree(partial_dir(out), ignore_errors=True)
         else:
-            print(f"\ngenrec: interrupted after {stop.epoch} epoch(s); checkpoint {stop.checkpoint}\n"
-                  f"resume with: {shlex.join(['genrec', *args, '--resume'])}", file=sys.stderr)
+            print(
+                f"\ngenrec: interrupted after {stop.epoch} epoch(s); checkpoint {stop.checkpoint}\n"
+                f"resume with: {shlex.join(['genrec', *args, '--resume'])}",
+                file=sys.stderr,
+            )
         return 130
     print(f"run written to {out}")
     if served:  # `genrec serve` picks the retrained model up as a new version
@@ -97,36 +110,51 @@ def _value(v: object) -> str:
 
 def add_train_command(sub: Subparsers) -> None:
     tr = sub.add_parser(
-        "train", help="train a model and write a run directory",
+        "train",
+        help="train a model and write a run directory",
         formatter_class=RAW,
         description="Prepare the data, fit the model on the training part (hyper-parameters\n"
-                    "are tuned on the validation split only), evaluate on validation and test with\n"
-                    "full ranking, and write a self-contained run directory: config.json (every\n"
-                    "setting, defaults included), dataset/, model/, metrics.json, train.log.\n"
-                    "Ctrl-C keeps the last epoch's checkpoint; --resume continues from it.",
+        "are tuned on the validation split only), evaluate on validation and test with\n"
+        "full ranking, and write a self-contained run directory: config.json (every\n"
+        "setting, defaults included), dataset/, model/, metrics.json, train.log.\n"
+        "Ctrl-C keeps the last epoch's checkpoint; --resume continues from it.",
         epilog="Examples:\n  genrec train --data ../shared/datasets/ml-1m-u2999 --model ease\n"
-               "  genrec train --synthetic --model ease --set l2=200 --out runs/syn-ease\n"
-               "  genrec train --synthetic --model sasrec --config sasrec.toml --set max_minutes=10")
+        "  genrec train --synthetic --model ease --set l2=200 --out runs/syn-ease\n"
+        "  genrec train --synthetic --model sasrec --config sasrec.toml --set max_minutes=10",
+    )
     add_source_args(tr)
     tr.add_argument("--model", help="model name; `genrec models` lists them")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE",
-                    help="a model or training setting, e.g. lr=1e-3, threads=1, max_minutes=30 (repeatable; "
-                         "`genrec models` lists them)")
-    tr.add_argument("--config", metavar="FILE",
-                    help="settings file (.toml, .yaml): KEY = VALUE lines as for --set, and optionally "
-                         "model = NAME; --set wins over it")
+    tr.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model or training setting, e.g. lr=1e-3, threads=1, max_minutes=30 (repeatable; "
+        "`genrec models` lists them)",
+    )
+    tr.add_argument(
+        "--config",
+        metavar="FILE",
+        help="settings file (.toml, .yaml): KEY = VALUE lines as for --set, and optionally "
+        "model = NAME; --set wins over it",
+    )
     tr.add_argument("--size", help="size preset for models that have them (tiny/small/base/large)")
     tr.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
     tr.add_argument("--name", help="run name under runs/")
     tr.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
-    tr.add_argument("--include-seen", action="store_true",
-                    help="keep history items in the evaluation ranking")
+    tr.add_argument(
+        "--include-seen", action="store_true", help="keep history items in the evaluation ranking"
+    )
     tr.add_argument("--seed", type=int, default=None, help="random seed (default 0; same as --set seed=N)")
-    tr.add_argument("--resume", action="store_true",
-                    help="continue an interrupted run (same options and --out) from its last checkpoint")
-    tr.add_argument("--force", action="store_true",
-                    help="replace an existing run directory (a served run gets the new model as a new "
-                         "version)")
+    tr.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run (same options and --out) from its last checkpoint",
+    )
+    tr.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing run directory (a served run gets the new model as a new version)",
+    )
     tr.set_defaults(func=cmd_train)
 
 

@@ -64,11 +64,16 @@ def preprocess(raw: RawData, cfg: DataConfig) -> Dataset:
         parts = (train, valid.history, valid.targets, test.history, test.targets)
         n_inter = int(sum(len(h.items) for h in parts))
     manifest = {
-        "config": dataclasses.asdict(cfg), "n_raw": n_raw,
+        "config": dataclasses.asdict(cfg),
+        "n_raw": n_raw,
         "n_interactions": n_inter,
-        "n_users": len(user_raw), "n_items": len(item_raw), "has_timestamps": cols.timestamps is not None,
+        "n_users": len(user_raw),
+        "n_items": len(item_raw),
+        "has_timestamps": cols.timestamps is not None,
         "has_ratings": cols.ratings is not None,
-        "n_train": int(len(train.items)), "n_valid_users": len(valid), "n_test_users": len(test),
+        "n_train": int(len(train.items)),
+        "n_valid_users": len(valid),
+        "n_test_users": len(test),
     }
     return _dataset(raw, cfg, user_raw, item_raw, (train, valid, test), manifest)
 
@@ -103,21 +108,28 @@ def _clean(cols: _Columns, cfg: DataConfig, n_users: int, n_items: int) -> None:
         cols.take(perm)
         del perm
     keep = _first_occurrences(cols.users, cols.items, n_items, cfg.dedup) if cfg.dedup != "none" else None
-    keep = _k_core_mask(cols.users, cols.items, n_users, n_items, keep, cfg.min_user_interactions,
-                        cfg.min_item_interactions)
+    keep = _k_core_mask(
+        cols.users, cols.items, n_users, n_items, keep, cfg.min_user_interactions, cfg.min_item_interactions
+    )
     if keep is not None:
         cols.take(keep)
 
 
-def _dataset(raw: RawData, cfg: DataConfig, user_raw: np.ndarray, item_raw: np.ndarray, parts: Parts,
-             manifest: dict) -> Dataset:
+def _dataset(
+    raw: RawData, cfg: DataConfig, user_raw: np.ndarray, item_raw: np.ndarray, parts: Parts, manifest: dict
+) -> Dataset:
     """The Dataset of the split parts, raw ids and item text padded at index 0."""
     train, valid, test = parts
     title, text, category = item_text(raw.items, item_raw)
     pad = np.array([""], dtype=object)
     return Dataset(
-        name=raw.name, user_raw=_with_pad(user_raw), item_raw=_with_pad(item_raw),
-        train=train, valid=valid, test=test, protocol=cfg.protocol,
+        name=raw.name,
+        user_raw=_with_pad(user_raw),
+        item_raw=_with_pad(item_raw),
+        train=train,
+        valid=valid,
+        test=test,
+        protocol=cfg.protocol,
         item_title=None if title is None else np.concatenate([pad, title]).astype(str),
         item_text=None if text is None else np.concatenate([pad, text]).astype(str),
         item_category=None if category is None else np.concatenate([pad, category]).astype(str),
@@ -181,8 +193,15 @@ def _k_core(df: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
     return df if keep is None else df[keep]
 
 
-def _k_core_mask(u: np.ndarray, i: np.ndarray, n_users: int, n_items: int, keep: np.ndarray | None,
-                 min_user: int, min_item: int) -> np.ndarray | None:
+def _k_core_mask(
+    u: np.ndarray,
+    i: np.ndarray,
+    n_users: int,
+    n_items: int,
+    keep: np.ndarray | None,
+    min_user: int,
+    min_item: int,
+) -> np.ndarray | None:
     """Iterative k-core on a row mask: drop items, then users, below their threshold until stable."""
     if min_user <= 0 and min_item <= 0:
         return keep
@@ -204,8 +223,13 @@ def _compact(codes: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return new[codes], raw[present]
 
 
-def _csr(users: np.ndarray, items: np.ndarray, ts: np.ndarray | None, n_users: int,
-         ratings: np.ndarray | None = None) -> Histories:
+def _csr(
+    users: np.ndarray,
+    items: np.ndarray,
+    ts: np.ndarray | None,
+    n_users: int,
+    ratings: np.ndarray | None = None,
+) -> Histories:
     """Per-user sequences, row = internal user id (row 0 empty); `users` must be sorted."""
     counts = np.bincount(users, minlength=n_users + 1)
     indptr = np.zeros(n_users + 2, dtype=np.int64)
@@ -223,8 +247,13 @@ def item_text(items: pd.DataFrame | None, item_raw: np.ndarray) -> TextColumns:
     meta = items.reindex(pd.Index(item_raw))
     title = meta["title"].fillna("").astype(str).to_numpy() if "title" in meta else None
     parts = []
-    for col, label in (("title", ""), ("categories", "Categories: "), ("brand", "Brand: "),
-                       ("price", "Price: "), ("description", "")):
+    for col, label in (
+        ("title", ""),
+        ("categories", "Categories: "),
+        ("brand", "Brand: "),
+        ("price", "Price: "),
+        ("description", ""),
+    ):
         if col in meta:
             col_vals = meta[col]
             vals = col_vals.astype(object).where(col_vals.notna(), "").astype(str)  # NaN price -> ""

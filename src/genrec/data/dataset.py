@@ -169,7 +169,7 @@ class Dataset:
             parts = [(self.test.history, r), (self.test.targets, r)] if r >= 0 else [(self.train, u)]
             seqs.append(np.concatenate([h.row(i) for h, i in parts]))
             if rated:  # kept for models that read ratings (HSTU side tokens)
-                ratings.append(np.concatenate([h.ratings[h.indptr[i]:h.indptr[i + 1]] for h, i in parts]))
+                ratings.append(np.concatenate([h.ratings[h.indptr[i] : h.indptr[i + 1]] for h, i in parts]))
             if timed:
                 stamps.append(np.concatenate([h.row_timestamps(i) for h, i in parts]))
         out = Histories.from_lists(seqs, users=users, timestamps=stamps if timed else None)
@@ -211,18 +211,34 @@ class Dataset:
             return np.load(f, allow_pickle=False) if f.exists() else None
 
         def hist(prefix: str) -> Histories:
-            return Histories(arr(f"{prefix}.indptr"), arr(f"{prefix}.items"), arr(f"{prefix}.timestamps"),
-                             arr(f"{prefix}.users"), arr(f"{prefix}.ratings"))
+            return Histories(
+                arr(f"{prefix}.indptr"),
+                arr(f"{prefix}.items"),
+                arr(f"{prefix}.timestamps"),
+                arr(f"{prefix}.users"),
+                arr(f"{prefix}.ratings"),
+            )
 
         return Dataset(
-            name=manifest["name"], user_raw=arr("user_raw"), item_raw=arr("item_raw"), train=hist("train"),
+            name=manifest["name"],
+            user_raw=arr("user_raw"),
+            item_raw=arr("item_raw"),
+            train=hist("train"),
             valid=EvalSet(hist("valid.history"), hist("valid.targets")),
-            test=EvalSet(hist("test.history"), hist("test.targets")), protocol=manifest["protocol"],
-            item_title=arr("item_title"), item_text=arr("item_text"), item_category=arr("item_category"),
+            test=EvalSet(hist("test.history"), hist("test.targets")),
+            protocol=manifest["protocol"],
+            item_title=arr("item_title"),
+            item_text=arr("item_text"),
+            item_category=arr("item_category"),
             manifest=manifest,
         )
 
 
 def _named_histories(ds: Dataset) -> list[tuple[str, Histories]]:
-    return [("train", ds.train), ("valid.history", ds.valid.history), ("valid.targets", ds.valid.targets),
-            ("test.history", ds.test.history), ("test.targets", ds.test.targets)]
+    return [
+        ("train", ds.train),
+        ("valid.history", ds.valid.history),
+        ("valid.targets", ds.valid.targets),
+        ("test.history", ds.test.history),
+        ("test.targets", ds.test.targets),
+    ]

@@ -43,10 +43,12 @@ def base_url() -> str:
 
 
 def _by_hand(name: str, root: Path, url: str) -> str:
-    return (f"To install it by hand: on a machine with internet, download {url} (or from "
-            f"https://grouplens.org/datasets/movielens/), then put {name}.zip in {root}/ or unzip it so that "
-            f"{root / name}/ holds its files; or point GENREC_DATA_DIR at a folder that already has {name}/. "
-            f"For your own copy anywhere else use --data PATH.")
+    return (
+        f"To install it by hand: on a machine with internet, download {url} (or from "
+        f"https://grouplens.org/datasets/movielens/), then put {name}.zip in {root}/ or unzip it so that "
+        f"{root / name}/ holds its files; or point GENREC_DATA_DIR at a folder that already has {name}/. "
+        f"For your own copy anywhere else use --data PATH."
+    )
 
 
 def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -> None:
@@ -71,8 +73,15 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -
         if progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, unit_divisor=1024,
-                       desc=f"download {dest.name}", leave=False)
+            bar = tqdm(
+                total=total,
+                initial=have,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc=f"download {dest.name}",
+                leave=False,
+            )
         try:
             with open(part, "ab" if have else "wb") as f:
                 while True:
@@ -87,8 +96,10 @@ def _fetch(url: str, dest: Path, progress: bool = True, timeout: float = 30.0) -
                 bar.close()
     got = part.stat().st_size
     if total is not None and got != total:
-        raise DataError(f"{url}: connection closed after {got:,} of {total:,} bytes; run the same command "
-                        f"again to resume from {part}")
+        raise DataError(
+            f"{url}: connection closed after {got:,} of {total:,} bytes; run the same command "
+            f"again to resume from {part}"
+        )
     part.replace(dest)
 
 
@@ -104,8 +115,9 @@ def _hashes(path: Path) -> tuple[str, str]:
 def _published_md5(url: str) -> str | None:
     """GroupLens serves NAME.zip.md5 beside each zip; None when there is none."""
     try:
-        with urllib.request.urlopen(urllib.request.Request(url + ".md5", headers={"User-Agent": "genrec"}),
-                                    timeout=30) as r:
+        with urllib.request.urlopen(
+            urllib.request.Request(url + ".md5", headers={"User-Agent": "genrec"}), timeout=30
+        ) as r:
             text = r.read(4096).decode("ascii", "replace")
     except (urllib.error.URLError, OSError):
         return None
@@ -120,8 +132,10 @@ def _verify(name: str, zip_path: Path, url: str) -> dict:
     if expected is not None and md5 != expected:
         bad = zip_path.with_name(zip_path.name + ".bad")
         zip_path.replace(bad)
-        raise DataError(f"{zip_path}: MD5 {md5} does not match the published {expected} (corrupt or changed "
-                        f"download; moved to {bad}). Run the command again to download it afresh.")
+        raise DataError(
+            f"{zip_path}: MD5 {md5} does not match the published {expected} (corrupt or changed "
+            f"download; moved to {bad}). Run the command again to download it afresh."
+        )
     try:
         with zipfile.ZipFile(zip_path) as z:
             broken = z.testzip()
@@ -129,9 +143,14 @@ def _verify(name: str, zip_path: Path, url: str) -> dict:
         raise DataError(f"{zip_path}: not a valid zip ({e}); delete it and run the command again") from None
     if broken is not None:
         raise DataError(f"{zip_path}: member {broken} is corrupt; delete the file and run the command again")
-    return {"url": url, "bytes": zip_path.stat().st_size, "md5": md5, "sha256": sha,
-            "md5_checked_against": expected,
-            "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "url": url,
+        "bytes": zip_path.stat().st_size,
+        "md5": md5,
+        "sha256": sha,
+        "md5_checked_against": expected,
+        "downloaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def _extract(zip_path: Path, target: Path) -> None:
@@ -141,8 +160,9 @@ def _extract(zip_path: Path, target: Path) -> None:
     with zipfile.ZipFile(zip_path) as z:
         for m in z.namelist():  # no member may escape the folder (zip slip)
             if not (tmp / m).resolve().is_relative_to(tmp.resolve()):
-                raise DataError(f"{zip_path}: member {m!r} points outside the archive folder; "
-                                "refusing to unpack")
+                raise DataError(
+                    f"{zip_path}: member {m!r} points outside the archive folder; refusing to unpack"
+                )
         z.extractall(tmp)
     entries = [p for p in tmp.iterdir() if not p.name.startswith("__MACOSX")]
     content = entries[0] if len(entries) == 1 and entries[0].is_dir() else tmp  # zips hold one NAME/ folder
@@ -176,13 +196,17 @@ def download_movielens(name: str, root: Path, progress: bool = True) -> Path:
             reason = getattr(e, "reason", e)
             part = zip_path.with_name(zip_path.name + ".part")
             kept = f" The partial download {part} is kept; the next run resumes it." if part.exists() else ""
-            raise DataError(f"cannot download {url} ({reason}); are you offline?{kept} "
-                            f"{_by_hand(name, root, url)}") from None
+            raise DataError(
+                f"cannot download {url} ({reason}); are you offline?{kept} {_by_hand(name, root, url)}"
+            ) from None
     record = _verify(name, zip_path, url)
     _extract(zip_path, target)
     (target / RECORD).write_text(json.dumps(record, indent=1))
     zip_path.unlink()
-    print(f"{name}: {record['bytes']:,} bytes, md5 {record['md5']}"
-          f"{' (checked)' if record['md5_checked_against'] else ' (no published checksum; zip verified)'}, "
-          f"unpacked to {target}", flush=True)
+    print(
+        f"{name}: {record['bytes']:,} bytes, md5 {record['md5']}"
+        f"{' (checked)' if record['md5_checked_against'] else ' (no published checksum; zip verified)'}, "
+        f"unpacked to {target}",
+        flush=True,
+    )
     return target

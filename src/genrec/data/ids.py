@@ -21,8 +21,8 @@ class UnknownId(KeyError):
 class IdMap:
     """Raw ids (index 0 = padding) <-> internal ids 1..n.
 
-        users = IdMap(ds.user_raw, "user", ds.name)
-        users.index("42") -> 17        users.get("nobody") -> None       users.id(17) -> "42"
+    users = IdMap(ds.user_raw, "user", ds.name)
+    users.index("42") -> 17        users.get("nobody") -> None       users.id(17) -> "42"
     """
 
     def __init__(self, raw: Sequence | np.ndarray, kind: str = "item", where: str = "") -> None:
@@ -88,5 +88,6 @@ class IdMap:
             if s not in seen:
                 seen.add(s)
                 add.append(s)
-        return IdMap(np.concatenate([self.raw, np.asarray(add, dtype=str)]) if add else self.raw,
-                     self.kind, self.where)
+        return IdMap(
+            np.concatenate([self.raw, np.asarray(add, dtype=str)]) if add else self.raw, self.kind, self.where
+        )

@@ -48,8 +48,10 @@ def read_source(spec: SourceSpec) -> tuple[RawData, dict]:
 
     if spec.dataset is not None:
         if spec.dataset not in NAMED_DATASETS and not (data_dir() / spec.dataset).exists():
-            raise DataError(f"unknown dataset {spec.dataset!r}; known: {', '.join(NAMED_DATASETS)} "
-                            f"(or any folder under {data_dir()}); for your own files use --data PATH")
+            raise DataError(
+                f"unknown dataset {spec.dataset!r}; known: {', '.join(NAMED_DATASETS)} "
+                f"(or any folder under {data_dir()}); for your own files use --data PATH"
+            )
         path = data_dir() / spec.dataset
         if not path.exists():
             from genrec.data.download import download_movielens

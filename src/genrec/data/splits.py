@@ -55,9 +55,11 @@ def without_items(ds: Dataset, items: np.ndarray) -> Dataset:
         return _select(h, ~drop[h.items])
 
     return dataclasses.replace(
-        ds, train=keep(ds.train),
+        ds,
+        train=keep(ds.train),
         valid=EvalSet(keep(ds.valid.history), ds.valid.targets),
-        test=EvalSet(keep(ds.test.history), ds.test.targets))
+        test=EvalSet(keep(ds.test.history), ds.test.targets),
+    )
 
 
 def leave_one_out_split(seqs: Histories, cfg: DataConfig) -> Parts:
@@ -146,8 +148,11 @@ def compact_items(parts: Parts, n_items: int) -> tuple[Parts, np.ndarray]:
             raise AssertionError("an evaluation item is missing from the training catalogue")
         return Histories(h.indptr, new_id[h.items], h.timestamps, h.users, h.ratings)
 
-    out = (remap(train), EvalSet(remap(valid.history), remap(valid.targets)),
-           EvalSet(remap(test.history), remap(test.targets)))
+    out = (
+        remap(train),
+        EvalSet(remap(valid.history), remap(valid.targets)),
+        EvalSet(remap(test.history), remap(test.targets)),
+    )
     return out, kept
 
 

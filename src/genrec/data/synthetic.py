@@ -17,8 +17,22 @@ import pandas as pd
 from genrec.data.types import RawData
 
 CATEGORIES = [
-    "jazz", "rock", "hiking", "cooking", "chess", "gardening", "astronomy", "poetry", "cycling", "pottery",
-    "sailing", "robotics", "photography", "baking", "yoga", "history",
+    "jazz",
+    "rock",
+    "hiking",
+    "cooking",
+    "chess",
+    "gardening",
+    "astronomy",
+    "poetry",
+    "cycling",
+    "pottery",
+    "sailing",
+    "robotics",
+    "photography",
+    "baking",
+    "yoga",
+    "history",
 ]
 ADJECTIVES = ["classic", "modern", "essential", "advanced", "illustrated", "complete", "pocket", "deluxe"]
 
@@ -71,10 +85,12 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> RawData:
     ts = np.repeat(start, lens) + _segment_cumsum(gaps, lens)
     inter = pd.DataFrame({"user": users, "item": items, "timestamp": ts, "rating": np.ones(len(items))})
     adj = rng.integers(0, len(ADJECTIVES), n_i)
-    titles = [f"{ADJECTIVES[a].title()} {CATEGORIES[c]} guide no. {i + 1}"
-              for i, (a, c) in enumerate(zip(adj, cat))]
-    meta = pd.DataFrame({"title": titles, "categories": [CATEGORIES[c] for c in cat]},
-                        index=np.arange(1, n_i + 1))
+    titles = [
+        f"{ADJECTIVES[a].title()} {CATEGORIES[c]} guide no. {i + 1}" for i, (a, c) in enumerate(zip(adj, cat))
+    ]
+    meta = pd.DataFrame(
+        {"title": titles, "categories": [CATEGORIES[c] for c in cat]}, index=np.arange(1, n_i + 1)
+    )
     return RawData(f"synthetic-s{cfg.seed}", inter, meta, [])
 
 

@@ -32,8 +32,13 @@ def target_ranks(scores: torch.Tensor, history: Histories, targets: Histories, e
     return _ranks(scores, targets, t_rows, t_items, t_scores)
 
 
-def _ranks(masked: torch.Tensor, targets: Histories, t_rows: torch.Tensor, t_items: torch.Tensor,
-           t_scores: torch.Tensor) -> torch.Tensor:
+def _ranks(
+    masked: torch.Tensor,
+    targets: Histories,
+    t_rows: torch.Tensor,
+    t_items: torch.Tensor,
+    t_scores: torch.Tensor,
+) -> torch.Tensor:
     """Ranks of the targets in `masked` (ineligible items already at -inf; modified in place)."""
     B, n_cols = masked.shape
     masked[t_rows, t_items] = t_scores  # targets stay rankable even when seen before
@@ -58,8 +63,9 @@ def _ranks(masked: torch.Tensor, targets: Histories, t_rows: torch.Tensor, t_ite
     return ranks
 
 
-def metrics_from_ranks(ranks: torch.Tensor, n_targets: torch.Tensor,
-                       ks: Sequence[int]) -> dict[str, torch.Tensor]:
+def metrics_from_ranks(
+    ranks: torch.Tensor, n_targets: torch.Tensor, ks: Sequence[int]
+) -> dict[str, torch.Tensor]:
     """Per-user metric values (B,) from (B, T) ranks (+inf = no target in that slot)."""
     out: dict[str, torch.Tensor] = {}
     gains = torch.where(torch.isfinite(ranks), 1.0 / torch.log2(ranks + 1.0), torch.zeros_like(ranks))
@@ -110,8 +116,9 @@ def evaluate(
         from tqdm import tqdm
 
         # a bar only when there is something to wait for, and only on a terminal (disable=None)
-        starts = tqdm(starts, desc="evaluate", unit="batch", leave=False,
-                      disable=True if n <= batch_size else None)
+        starts = tqdm(
+            starts, desc="evaluate", unit="batch", leave=False, disable=True if n <= batch_size else None
+        )
     n_cols = 0
     with torch.no_grad():
         for s in starts:

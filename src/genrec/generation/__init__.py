@@ -16,5 +16,18 @@ from genrec.generation.search import (
     trie_beam,
 )
 
-__all__ = ["MAX_K", "STRATEGIES", "Constraints", "Generator", "Slates", "beam_search", "check_strategy",
-           "explain", "generate", "records", "sample", "top_k_slates", "trie_beam"]
+__all__ = [
+    "MAX_K",
+    "STRATEGIES",
+    "Constraints",
+    "Generator",
+    "Slates",
+    "beam_search",
+    "check_strategy",
+    "explain",
+    "generate",
+    "records",
+    "sample",
+    "top_k_slates",
+    "trie_beam",
+]

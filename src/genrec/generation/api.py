@@ -25,9 +25,14 @@ from genrec.generation.search import generate
 from genrec.models.base import Recommender
 
 
-def records(item_ids: IdMap, item_title: np.ndarray | None, users: Sequence[str | None],
-            items: Sequence[np.ndarray], scores: Sequence[np.ndarray],
-            because: Sequence[list[list[int]]] | None = None) -> list[dict]:
+def records(
+    item_ids: IdMap,
+    item_title: np.ndarray | None,
+    users: Sequence[str | None],
+    items: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    because: Sequence[list[list[int]]] | None = None,
+) -> list[dict]:
     """One `{"user_id", "items": [{"item_id", "score", "title"?, "because"?}]}` per row of internal
     `items` and their `scores`, raw ids as strings; padding slots (item 0: fewer eligible items than
     k) are left out, titles only where non-empty."""
@@ -65,15 +70,22 @@ class Generator:
         ds = self.dataset
         return ds.full_history(ds.user_ids.indices(users))
 
-    def constraints(self, allow: Sequence[Any] | None = None, block: Sequence[Any] | None = None,
-                    category_cap: int | None = None, exclude_seen: bool = True) -> Constraints:
+    def constraints(
+        self,
+        allow: Sequence[Any] | None = None,
+        block: Sequence[Any] | None = None,
+        category_cap: int | None = None,
+        exclude_seen: bool = True,
+    ) -> Constraints:
         """The same rules for every list, from raw item ids (UnknownId naming an unknown one)."""
         ds = self.dataset
-        return Constraints(exclude_seen=exclude_seen,
-                           allowed=None if allow is None else ds.item_ids.indices(allow),
-                           blocked=None if block is None else ds.item_ids.indices(block),
-                           category_cap=category_cap,
-                           item_category=ds.item_category if category_cap is not None else None)
+        return Constraints(
+            exclude_seen=exclude_seen,
+            allowed=None if allow is None else ds.item_ids.indices(allow),
+            blocked=None if block is None else ds.item_ids.indices(block),
+            category_cap=category_cap,
+            item_category=ds.item_category if category_cap is not None else None,
+        )
 
     def recommend(
         self,
@@ -107,4 +119,3 @@ class Generator:
         slates = generate(self.model, hist, k, strategy, cons, **options)
         because = explain_lists(self.model, hist, slates.items) if explain else None
         return records(ds.item_ids, ds.item_title, who, slates.items, slates.scores, because)
-

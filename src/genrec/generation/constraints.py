@@ -41,8 +41,10 @@ class Constraints:
             if self.category_cap < 1:
                 raise ValueError(f"category_cap must be >= 1, got {self.category_cap}")
             if self.item_category is None:
-                raise ValueError("category_cap needs item categories, but this dataset has none "
-                                 "(its items carry no category metadata)")
+                raise ValueError(
+                    "category_cap needs item categories, but this dataset has none "
+                    "(its items carry no category metadata)"
+                )
         for name in ("allowed", "blocked"):
             ids = getattr(self, name)
             if ids is not None and not isinstance(ids, RowSets):
@@ -113,8 +115,9 @@ class Eligibility:
         counts[torch.arange(len(items)), self.cat[items]] += 1
         return counts
 
-    def apply(self, scores: torch.Tensor, rowmap: torch.Tensor, slate: torch.Tensor,
-              counts: torch.Tensor) -> torch.Tensor:
+    def apply(
+        self, scores: torch.Tensor, rowmap: torch.Tensor, slate: torch.Tensor, counts: torch.Tensor
+    ) -> torch.Tensor:
         """Set banned entries of `scores` (R, V) to -inf in place; `slate` (R, t) items so far."""
         dev = scores.device
         banned = self.base.index_select(0, rowmap).to(dev)

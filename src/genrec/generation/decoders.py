@@ -24,8 +24,10 @@ def decoder_for(model: Recommender, use_cache: bool | None = None) -> Incrementa
     `RecomputeDecoder`. `use_cache=True` on a model without the protocol is an error."""
     has = isinstance(model, IncrementalModel)
     if use_cache and not has:
-        raise ValueError(f"model {model.name!r} has no KV cache "
-                         "(it does not implement start/extend/reorder); use use_cache=False or None")
+        raise ValueError(
+            f"model {model.name!r} has no KV cache "
+            "(it does not implement start/extend/reorder); use use_cache=False or None"
+        )
     return model if has and use_cache is not False else RecomputeDecoder(model)
 
 

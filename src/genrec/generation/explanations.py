@@ -18,8 +18,14 @@ TOP = 3  # history items cited per recommended item
 
 
 @torch.no_grad()
-def explain(model: Recommender, histories: Histories, items: np.ndarray, scores: torch.Tensor | None = None,
-            max_history: int = MAX_HISTORY, top: int = TOP) -> list[list[list[int]]]:
+def explain(
+    model: Recommender,
+    histories: Histories,
+    items: np.ndarray,
+    scores: torch.Tensor | None = None,
+    max_history: int = MAX_HISTORY,
+    top: int = TOP,
+) -> list[list[list[int]]]:
     """For row b and each recommended item `items[b, j]` (0 = padding slot: no reasons), up to `top`
     distinct history items h (internal ids) with the largest score drop score(i | history) -
     score(i | history without h), strongest first; only drops > 1e-6 count.

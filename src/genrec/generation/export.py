@@ -31,18 +31,21 @@ class NoLatentFeatures(ValueError):
     pass
 
 
-def latent_features(model: Recommender, ds: Dataset,
-                    batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None, str]:
+def latent_features(
+    model: Recommender, ds: Dataset, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(n_items, D) item vectors for ids 1..n, (n_users, D) user vectors (or None when the model has no
     user space), and how the vectors give scores."""
     if not isinstance(model, ExportsEmbeddings):
-        raise NoLatentFeatures(f"model {model.name!r} has no latent features to export (it does not declare "
-                               "ExportsEmbeddings); sequence models (sasrec, hstu) and ease have them")
+        raise NoLatentFeatures(
+            f"model {model.name!r} has no latent features to export (it does not declare "
+            "ExportsEmbeddings); sequence models (sasrec, hstu) and ease have them"
+        )
     items = model.item_embeddings().detach().float().cpu().numpy()[1:]
     uids = np.arange(1, ds.n_users + 1)
     parts = []
     for s in range(0, len(uids), batch_size):
-        vec = model.user_embeddings(ds.full_history(uids[s:s + batch_size]))
+        vec = model.user_embeddings(ds.full_history(uids[s : s + batch_size]))
         if vec is None:
             return items, None, model.embedding_scoring
         parts.append(vec.detach().float().cpu().numpy())
@@ -58,10 +61,19 @@ def export_embeddings(model: Recommender, ds: Dataset, out: str | Path, run: str
     ids = ds.item_ids.raw[1:].tolist() + ([] if users is None else ds.user_ids.raw[1:].tolist())
     vecs = items if users is None else np.concatenate([items, users])
     vec = pa.FixedSizeListArray.from_arrays(pa.array(vecs.astype(np.float32).ravel()), D)
-    meta = {"model": model.name, "dataset": ds.name, "run": run, "dim": D,
-            "n_items": len(items), "n_users": 0 if users is None else len(users), "scoring": note}
-    schema = pa.schema([("kind", pa.string()), ("id", pa.string()), ("vector", pa.list_(pa.float32(), D))],
-                       metadata={"genrec": json.dumps(meta)})
+    meta = {
+        "model": model.name,
+        "dataset": ds.name,
+        "run": run,
+        "dim": D,
+        "n_items": len(items),
+        "n_users": 0 if users is None else len(users),
+        "scoring": note,
+    }
+    schema = pa.schema(
+        [("kind", pa.string()), ("id", pa.string()), ("vector", pa.list_(pa.float32(), D))],
+        metadata={"genrec": json.dumps(meta)},
+    )
     table = pa.Table.from_arrays([pa.array(kinds), pa.array(ids), vec], schema=schema)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,8 @@ def check_strategy(model: Recommender, strategy: str) -> None:
         raise ValueError(
             f"{model.name} scores are not a distribution over next items (softmax of them is not "
             f"p(item | history)), so strategy {strategy} has no log-probabilities to search or sample; "
-            "use strategy topk")
+            "use strategy topk"
+        )
 
 
 def generate(
@@ -87,10 +88,12 @@ def generate(
     if strategy == "beam" and isinstance(model, CodeTrieModel):
         return trie_beam(model, histories, k, beam_size, constraints, batch_size=batch_size)
     if strategy == "beam":
-        return beam_search(model, histories, k, beam_size, constraints, use_cache=use_cache,
-                           batch_size=batch_size)
-    return sample(model, histories, k, temperature, top_p, seed, constraints, use_cache=use_cache,
-                  batch_size=batch_size)
+        return beam_search(
+            model, histories, k, beam_size, constraints, use_cache=use_cache, batch_size=batch_size
+        )
+    return sample(
+        model, histories, k, temperature, top_p, seed, constraints, use_cache=use_cache, batch_size=batch_size
+    )
 
 
 def _check_k(k: int) -> None:
@@ -103,8 +106,12 @@ def _check_beam(beam_size: int) -> None:
         raise ValueError(f"beam_size must be a positive integer, got {beam_size!r}")
 
 
-def _chunks(histories: Histories, constraints: Constraints | None, batch_size: int,
-            fn: Callable[[Histories, Constraints, slice], Slates]) -> Slates:
+def _chunks(
+    histories: Histories,
+    constraints: Constraints | None,
+    batch_size: int,
+    fn: Callable[[Histories, Constraints, slice], Slates],
+) -> Slates:
     """Run `fn(histories, constraints, rows)` on row chunks (bounds the (users x beams x items) score
     matrices) and stack the slates; per-row constraints follow their rows."""
     if batch_size < 1:
@@ -129,8 +136,14 @@ def _logits(scores: torch.Tensor) -> torch.Tensor:
 
 
 # --- top-k ------------------------------------------------------------------------------------------
-def top_k_slates(model: Recommender, histories: Histories, k: int, constraints: Constraints | None = None,
-                 batch_size: int = 256, scores: torch.Tensor | None = None) -> Slates:
+def top_k_slates(
+    model: Recommender,
+    histories: Histories,
+    k: int,
+    constraints: Constraints | None = None,
+    batch_size: int = 256,
+    scores: torch.Tensor | None = None,
+) -> Slates:
     """The k best-scored eligible items of one forward pass (or of `scores`, the model's scores of
     `histories`). With a category cap the list is filled greedily in score order, skipping items whose
     category is full."""
@@ -149,20 +162,36 @@ def top_k_slates(model: Recommender, histories: Histories, k: int, constraints: 
 
 
 # --- beam search over the code trie -----------------------------------------------------------------
-def trie_beam(model: CodeTrieModel, histories: Histories, k: int, beam_size: int = 4,
-              constraints: Constraints | None = None, batch_size: int = 256) -> Slates:
+def trie_beam(
+    model: CodeTrieModel,
+    histories: Histories,
+    k: int,
+    beam_size: int = 4,
+    constraints: Constraints | None = None,
+    batch_size: int = 256,
+) -> Slates:
     """Beam search over a code-trie model's item codes (genrec.generation.trie): the k most likely
     eligible next items, each scored log p(item | history)."""
     _check_k(k)
     _check_beam(beam_size)
-    return _chunks(histories, constraints, batch_size,
-                   lambda h, c, _: Slates(*trie_beam_chunk(model, h, k, beam_size, c)))
+    return _chunks(
+        histories,
+        constraints,
+        batch_size,
+        lambda h, c, _: Slates(*trie_beam_chunk(model, h, k, beam_size, c)),
+    )
 
 
 # --- beam search ------------------------------------------------------------------------------------
-def beam_search(model: Recommender, histories: Histories, k: int, beam_size: int = 4,
-                constraints: Constraints | None = None, use_cache: bool | None = None,
-                batch_size: int = 256) -> Slates:
+def beam_search(
+    model: Recommender,
+    histories: Histories,
+    k: int,
+    beam_size: int = 4,
+    constraints: Constraints | None = None,
+    use_cache: bool | None = None,
+    batch_size: int = 256,
+) -> Slates:
     """Autoregressive beam search for the list of k distinct items with the highest joint log-probability
     sum_t log p(i_t | history, i_<t). The model encodes each history once (`start`), then every step
     appends one item per beam (`extend`) after regrouping the cache rows by surviving beam (`reorder`).
@@ -216,10 +245,17 @@ def _beam_chunk(dec, hist: Histories, k: int, W: int, c: Constraints, normalize:
 
 
 # --- sampling ---------------------------------------------------------------------------------------
-def sample(model: Recommender, histories: Histories, k: int, temperature: float = 1.0, top_p: float = 1.0,
-           seed: int = 0,
-           constraints: Constraints | None = None, use_cache: bool | None = None,
-           batch_size: int = 256) -> Slates:
+def sample(
+    model: Recommender,
+    histories: Histories,
+    k: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    constraints: Constraints | None = None,
+    use_cache: bool | None = None,
+    batch_size: int = 256,
+) -> Slates:
     """Draw a list of k distinct items autoregressively: each item from softmax(logits / temperature)
     restricted to the eligible items and to the top-p nucleus, conditioned on the items drawn before.
 
@@ -234,12 +270,17 @@ def sample(model: Recommender, histories: Histories, k: int, temperature: float 
     if not 0 < top_p <= 1:
         raise ValueError(f"top_p must be in (0, 1], got {top_p!r}")
     dec = decoder_for(model, use_cache)
-    return _chunks(histories, constraints, batch_size,
-                   lambda h, c, _: _sample_chunk(dec, h, k, temperature, top_p, seed, c))
+    return _chunks(
+        histories,
+        constraints,
+        batch_size,
+        lambda h, c, _: _sample_chunk(dec, h, k, temperature, top_p, seed, c),
+    )
 
 
-def _sample_chunk(dec, hist: Histories, k: int, temperature: float, top_p: float, seed: int,
-                  c: Constraints) -> Slates:
+def _sample_chunk(
+    dec, hist: Histories, k: int, temperature: float, top_p: float, seed: int, c: Constraints
+) -> Slates:
     B = len(hist)
     scores, cache = dec.start(hist)
     V = scores.shape[1]

@@ -18,14 +18,17 @@ from genrec.models.base import CodeTrieModel
 
 
 @torch.no_grad()
-def trie_beam_chunk(model: CodeTrieModel, hist: Histories, k: int, beam_size: int,
-                    c: Constraints) -> tuple[np.ndarray, np.ndarray]:
+def trie_beam_chunk(
+    model: CodeTrieModel, hist: Histories, k: int, beam_size: int, c: Constraints
+) -> tuple[np.ndarray, np.ndarray]:
     """(B, k) items and log-probabilities for one chunk of histories; item 0 / -inf where fewer than k
     eligible items exist."""
     if c.category_cap is not None:
-        raise ValueError("category_cap is not supported by beam search over a code trie (tiger): its beam "
-                         "ranks alternatives for the next item, not a list built item by item; use "
-                         "strategy topk or sample for a category cap")
+        raise ValueError(
+            "category_cap is not supported by beam search over a code trie (tiger): its beam "
+            "ranks alternatives for the next item, not a list built item by item; use "
+            "strategy topk or sample for a category cap"
+        )
     trie = model.code_trie()
     B, depth = len(hist), len(trie.node_parent)
     eligible = ~c.banned(hist, len(trie.leaf_item))  # leaves are the items 1..n
@@ -34,8 +37,9 @@ def trie_beam_chunk(model: CodeTrieModel, hist: Histories, k: int, beam_size: in
     ok[-1] = eligible[:, trie.leaf_item]
     for lvl in range(depth - 1, 0, -1):
         n_par = len(trie.node_parent[lvl - 1])
-        below = torch.zeros(B, n_par).scatter_reduce(1, trie.node_parent[lvl].expand(B, -1), ok[lvl].float(),
-                                                     "amax")
+        below = torch.zeros(B, n_par).scatter_reduce(
+            1, trie.node_parent[lvl].expand(B, -1), ok[lvl].float(), "amax"
+        )
         ok[lvl - 1] = below > 0
     logps = model.node_log_probs(hist)
     width = max(beam_size, k)

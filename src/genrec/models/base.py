@@ -75,8 +75,14 @@ class Recommender:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         tensors, values, arrays = flatten_state(self._state())
-        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "n_items": self.n_items_,
-                "fit_info": self.fit_info_, "state": values, "numpy": arrays}
+        meta = {
+            "model": self.name,
+            "config": dataclasses.asdict(self.config),
+            "n_items": self.n_items_,
+            "fit_info": self.fit_info_,
+            "state": values,
+            "numpy": arrays,
+        }
         save_file(tensors, str(path / "model.safetensors"))
         (path / "model.json").write_text(json.dumps(meta, indent=2, default=_json_default))
 
@@ -175,8 +181,7 @@ class CodeTrieModel(Protocol):
     """Items are generated as code tuples, one level of a code trie at a time (tiger): beam search
     decodes over the trie, so only real items come out."""
 
-    def code_trie(self) -> CodeTrie:
-        ...
+    def code_trie(self) -> CodeTrie: ...
 
     def node_log_probs(self, histories: Histories) -> list[torch.Tensor]:
         """Per trie level, (B, M_l) log p(node's code | history, node's prefix) for every node."""
@@ -227,8 +232,7 @@ class WarmStartable(Protocol):
     """Fine-tuning (genrec update): training starts at a trained model's weights; rows of items added
     since then start freshly initialised."""
 
-    def start_from(self, trained: Recommender) -> None:
-        ...
+    def start_from(self, trained: Recommender) -> None: ...
 
 
 @runtime_checkable

@@ -64,8 +64,19 @@ class CFGANConfig(ModelConfig):
         for f in ("zr_ratio", "pm_ratio"):
             if not 0 <= getattr(self, f) <= 1:
                 raise ValueError(f"CFGANConfig.{f} must be in [0, 1], got {getattr(self, f)}")
-        check_positive(self, "g_hidden", "d_hidden", "lr_g", "lr_d", "batch_size", "d_steps", "g_steps",
-                       "epochs", "eval_every", "patience")
+        check_positive(
+            self,
+            "g_hidden",
+            "d_hidden",
+            "lr_g",
+            "lr_d",
+            "batch_size",
+            "d_steps",
+            "g_steps",
+            "epochs",
+            "eval_every",
+            "patience",
+        )
         for f in ("zr_coef", "reg_g", "reg_d"):
             if getattr(self, f) < 0:
                 raise ValueError(f"CFGANConfig.{f} must be >= 0, got {getattr(self, f)}")
@@ -136,9 +147,13 @@ class CFGAN(IterativeRecommender):
         _xavier(self.dis_)
         self.gen_.to(device)
         self.dis_.to(device)
-        return Fitting({"gen": self.gen_, "dis": self.dis_},
-                       {"g": torch.optim.Adam(self.gen_.parameters(), lr=cfg.lr_g),
-                        "d": torch.optim.Adam(self.dis_.parameters(), lr=cfg.lr_d)})
+        return Fitting(
+            {"gen": self.gen_, "dis": self.dis_},
+            {
+                "g": torch.optim.Adam(self.gen_.parameters(), lr=cfg.lr_g),
+                "d": torch.optim.Adam(self.dis_.parameters(), lr=cfg.lr_d),
+            },
+        )
 
     def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
         perm, bs = rng.permutation(self._users), self.config.batch_size
@@ -161,8 +176,15 @@ class CFGAN(IterativeRecommender):
             ctx.update(g_loss, "g")  # also fills D's gradients; D's next update clears them first
             g += [float(g_loss.detach()), float(adv), float(zr)]
         d, g = d / cfg.d_steps, g / cfg.g_steps
-        return {"d_loss": d[0], "d_real": d[1], "d_fake": d[2], "g_loss": g[0], "g_adv": g[1], "g_zr": g[2],
-                "n": x.n_rows}
+        return {
+            "d_loss": d[0],
+            "d_real": d[1],
+            "d_fake": d[2],
+            "g_loss": g[0],
+            "g_adv": g[1],
+            "g_zr": g[2],
+            "n": x.n_rows,
+        }
 
     def _negatives(self, e: torch.Tensor, ratio: float) -> torch.Tensor:
         """(B, I+1) float mask: each unpurchased item (not padding) sampled with probability `ratio`."""
@@ -181,8 +203,9 @@ class CFGAN(IterativeRecommender):
         with torch.no_grad():
             fake, _ = self._fake(x, e)
         d_real, d_fake = self.dis_(x, e), self.dis_(x, fake)
-        loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-                + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake)))
+        loss = F.binary_cross_entropy_with_logits(
+            d_real, torch.ones_like(d_real)
+        ) + F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
         if self.config.reg_d > 0:
             loss = loss + self.config.reg_d * _l2(self.dis_)
         return loss, torch.sigmoid(d_real).mean().detach(), torch.sigmoid(d_fake).mean().detach()

@@ -25,7 +25,8 @@ SPARSE_BELOW = 0.03
 class EASEConfig(ModelConfig):
     l2: float = 0.0  # 0 = pick lambda from `l2_grid` by validation NDCG@10
     l2_grid: list[float] = field(
-        default_factory=lambda: [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0])
+        default_factory=lambda: [10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0]
+    )
 
     def validate(self) -> None:
         if self.l2 < 0:
@@ -37,13 +38,16 @@ class EASEConfig(ModelConfig):
 class EASE(Recommender, Tunable, ExportsEmbeddings):
     name = "ease"
     config_cls = EASEConfig
-    embedding_scoring = ("EASE item-item rows: score(user, item j) = sum over the user's history items i "
-                         "of vector_i[j - 1]")
+    embedding_scoring = (
+        "EASE item-item rows: score(user, item j) = sum over the user's history items i of vector_i[j - 1]"
+    )
 
     def fit(self, data: Dataset) -> EASE:
         if self.config.l2 == 0:
-            raise ValueError("EASE with l2=0 picks lambda on validation: fit it with "
-                             "genrec.training.fit(model, data), or set l2 > 0")
+            raise ValueError(
+                "EASE with l2=0 picks lambda on validation: fit it with "
+                "genrec.training.fit(model, data), or set l2 > 0"
+            )
         for _ in self.candidates(data):
             pass
         return self
@@ -83,8 +87,9 @@ class EASE(Recommender, Tunable, ExportsEmbeddings):
         # history items, nnz x n work instead of batch x n x n (46x faster on Beauty-sized input)
         key = np.unique(histories.row_ids() * n + histories.items)  # binary: repeats count once
         idx = torch.from_numpy(np.stack([key // n, key % n]))
-        X = torch.sparse_coo_tensor(idx, torch.ones(len(key)), (len(histories), n), is_coalesced=True,
-                                    check_invariants=False)  # built sorted and unique above
+        X = torch.sparse_coo_tensor(
+            idx, torch.ones(len(key)), (len(histories), n), is_coalesced=True, check_invariants=False
+        )  # built sorted and unique above
         return torch.sparse.mm(X, self.B_)
 
     # --- ExportsEmbeddings: no latent space; an item's vector is its row of B ----------------

@@ -63,8 +63,9 @@ class HSTUConfig(SequentialConfig):
         if self.time_buckets < 0:
             raise ValueError(f"HSTUConfig.time_buckets must be >= 0, got {self.time_buckets!r}")
         if self.side_tokens not in SIDE_TOKENS:
-            raise ValueError(f"HSTUConfig.side_tokens must be one of {', '.join(SIDE_TOKENS)}, "
-                             f"got {self.side_tokens!r}")
+            raise ValueError(
+                f"HSTUConfig.side_tokens must be one of {', '.join(SIDE_TOKENS)}, got {self.side_tokens!r}"
+            )
         if not 0 <= self.side_dropout < 1:
             raise ValueError(f"HSTUConfig.side_dropout must be in [0, 1), got {self.side_dropout!r}")
 
@@ -78,9 +79,11 @@ def rating_values(data: Dataset) -> np.ndarray:
     when there are more than MAX_SIDE_VALUES)."""
     r = data.train.ratings
     if r is None or not np.isfinite(r).any():
-        raise ValueError(f"hstu side_tokens='rating': dataset {data.name!r} has no ratings; use data with "
-                         "a rating column (MovieLens, Amazon reviews, a table with --columns rating=...) "
-                         "or side_tokens=none")
+        raise ValueError(
+            f"hstu side_tokens='rating': dataset {data.name!r} has no ratings; use data with "
+            "a rating column (MovieLens, Amazon reviews, a table with --columns rating=...) "
+            "or side_tokens=none"
+        )
     r = r[np.isfinite(r)]
     values = np.unique(r)
     if len(values) > MAX_SIDE_VALUES:
@@ -116,8 +119,9 @@ class HSTULayer(nn.Module):
         keep (B, 1, T, Tk) float 0/1 mask, n (B, 1, T, 1) visible-key counts."""
         B, T, D = x.shape
         H = self.n_heads
-        u, v, q, k = (t.view(B, T, H, D // H).transpose(1, 2)
-                      for t in F.silu(self.uvqk(self.ln_in(x))).split(D, dim=2))  # (B, H, T, Dh)
+        u, v, q, k = (
+            t.view(B, T, H, D // H).transpose(1, 2) for t in F.silu(self.uvqk(self.ln_in(x))).split(D, dim=2)
+        )  # (B, H, T, Dh)
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, H, Tk, Dh)
         bias = self.pos_bias[rel["dist"]]  # (B|1, T, Tk)
@@ -161,8 +165,14 @@ class HSTUNet(SeqNet):
         n = keep.sum(-1, keepdim=True).clamp(min=1).float()  # (B, T, 1)
         return {"dist": dist, "tbucket": tb, "keep": keep[:, None].float(), "n": n[:, None]}
 
-    def forward(self, items: torch.Tensor, ts: torch.Tensor | None, left_pad: bool, want_cache: bool = False,
-                side: torch.Tensor | None = None):
+    def forward(
+        self,
+        items: torch.Tensor,
+        ts: torch.Tensor | None,
+        left_pad: bool,
+        want_cache: bool = False,
+        side: torch.Tensor | None = None,
+    ):
         """items, ts, side (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded (inference).
         side: side tokens (0 = unknown) or None (all unknown)."""
         B, T = items.shape

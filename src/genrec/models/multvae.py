@@ -56,8 +56,9 @@ class MultDAEConfig(ModelConfig):
     def validate(self) -> None:
         check_positive(self, "lr", "batch_size", "epochs", "patience")
         if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"{type(self).__name__}.hidden must be a non-empty list of sizes, "
-                             f"got {self.hidden}")
+            raise ValueError(
+                f"{type(self).__name__}.hidden must be a non-empty list of sizes, got {self.hidden}"
+            )
         if not 0 <= self.dropout < 1:
             raise ValueError(f"{type(self).__name__}.dropout must be in [0, 1), got {self.dropout}")
         if self.weight_decay < 0:
@@ -74,8 +75,9 @@ class MultVAEConfig(MultDAEConfig):
         super().validate()
         check_positive(self, "beta_max")
         if self.beta_cap is not None and self.beta_cap < 0:
-            raise ValueError("MultVAEConfig.beta_cap must be >= 0 or None (pick on validation), "
-                             f"got {self.beta_cap}")
+            raise ValueError(
+                f"MultVAEConfig.beta_cap must be >= 0 or None (pick on validation), got {self.beta_cap}"
+            )
         if self.anneal_steps < 0:
             raise ValueError(f"MultVAEConfig.anneal_steps must be >= 0, got {self.anneal_steps}")
 
@@ -176,8 +178,12 @@ class MultDAE(IterativeRecommender, WarmStartable):
         loss = nll + self._beta(ctx.step) * kl
         ctx.update(loss)
         self._steps = ctx.step + 1
-        return {"loss": float(loss.detach()), "nll": float(nll.detach()), "kl": float(kl.detach()),
-                "n": x.n_rows}
+        return {
+            "loss": float(loss.detach()),
+            "nll": float(nll.detach()),
+            "kl": float(kl.detach()),
+            "n": x.n_rows,
+        }
 
     def _beta(self, step: int) -> float:
         return 0.0
@@ -240,8 +246,10 @@ class MultVAE(MultDAE):
             return [train]
         # the final run (anneal to the chosen beta, then hold it) equals the search run up to the chosen
         # epoch, so it continues from the search's state at that epoch instead of restarting
-        return [dataclasses.replace(train, name="beta search"),
-                dataclasses.replace(train, name="final", continue_from_best=True)]
+        return [
+            dataclasses.replace(train, name="beta search"),
+            dataclasses.replace(train, name="final", continue_from_best=True),
+        ]
 
     def end_epoch(self, phase: Phase) -> dict[str, float]:
         # the beta reached at the end of the epoch: the one its weights were trained to

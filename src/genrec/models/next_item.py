@@ -47,8 +47,9 @@ class TrainingWindows:
     def __len__(self) -> int:
         return len(self.start)
 
-    def batches(self, batch_tokens: int, rng: np.random.Generator, batch_seqs: int | None = None
-                ) -> list[np.ndarray]:
+    def batches(
+        self, batch_tokens: int, rng: np.random.Generator, batch_seqs: int | None = None
+    ) -> list[np.ndarray]:
         """Length-bucketed batches of window indices, in random order, each padded to at most
         `batch_tokens` positions and holding at most `batch_seqs` windows."""
         order = np.lexsort((rng.random(len(self)), self.length))
@@ -121,8 +122,14 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
         return grad_h * scale, grad_e * scale, None
 
 
-def next_item_loss(h: torch.Tensor, targets: torch.Tensor, emb: torch.Tensor, kind: str,
-                   log_q: torch.Tensor | None, n_negatives: int) -> torch.Tensor:
+def next_item_loss(
+    h: torch.Tensor,
+    targets: torch.Tensor,
+    emb: torch.Tensor,
+    kind: str,
+    log_q: torch.Tensor | None,
+    n_negatives: int,
+) -> torch.Tensor:
     """Mean next-item loss. h (N, D) hidden states of real positions, targets (N,), emb (n_items+1, D)."""
     if kind == "ce" and not h.is_cuda and torch.is_grad_enabled():
         return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets)

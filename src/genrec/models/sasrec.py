@@ -56,8 +56,9 @@ class CausalSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, past: tuple | None):
         B, T, D = x.shape  # T new positions
-        q, k, v = (t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2)
-                   for t in self.qkv(x).split(D, dim=2))  # (B, H, T, Dh)
+        q, k, v = (
+            t.view(B, T, self.n_heads, D // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(D, dim=2)
+        )  # (B, H, T, Dh)
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, H, Tk, Dh)
         # mask None = plain causal (right-padded training batches: pads sit after every real item)
@@ -117,7 +118,8 @@ class SASRecNet(SeqNet):
             valid = items != 0
             # causal, real keys only; a pad query attends to itself so no softmax row is empty
             mask = torch.ones(T, T, dtype=torch.bool, device=items.device).tril()[None] & (
-                valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=items.device)[None])
+                valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=items.device)[None]
+            )
             mask = mask[:, None]  # (B, 1, T, T)
         else:
             pos, mask, n_pad, valid = ar[None, :].expand(B, T), None, None, None

@@ -95,10 +95,19 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.size must be one of {', '.join(self.SIZES)}, got {self.size!r}")
         for f in ("dim", "n_layers", "n_heads"):
             if getattr(self, f) < 0:
-                raise ValueError(f"{cls}.{f} must be >= 0 (0 = from the size preset), "
-                                 f"got {getattr(self, f)!r}")
-        positive = ("max_len", "epochs", "batch_tokens", "batch_seqs", "patience", "eval_every",
-                    "n_negatives", "sampled_above")
+                raise ValueError(
+                    f"{cls}.{f} must be >= 0 (0 = from the size preset), got {getattr(self, f)!r}"
+                )
+        positive = (
+            "max_len",
+            "epochs",
+            "batch_tokens",
+            "batch_seqs",
+            "patience",
+            "eval_every",
+            "n_negatives",
+            "sampled_above",
+        )
         for f in positive:
             if not (isinstance(getattr(self, f), int) and getattr(self, f) > 0):
                 raise ValueError(f"{cls}.{f} must be a positive integer, got {getattr(self, f)!r}")
@@ -190,14 +199,20 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         if len(self._windows) == 0:
             raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
-        self._steps_per_epoch = len(self._windows.batches(cfg.batch_tokens, np.random.default_rng(0),
-                                                          cfg.batch_seqs))
+        self._steps_per_epoch = len(
+            self._windows.batches(cfg.batch_tokens, np.random.default_rng(0), cfg.batch_seqs)
+        )
         self._log_q = None
         if self._loss == "sampled":
             tokens_per_step = self._windows.n_tokens / self._steps_per_epoch
             self._log_q = sampling_log_q(data, tokens_per_step, cfg.n_negatives)
-        self.fit_info_.update(loss=self._loss, config=config_summary(cfg), windows=len(self._windows),
-                              target_tokens=self._windows.n_tokens, steps_per_epoch=self._steps_per_epoch)
+        self.fit_info_.update(
+            loss=self._loss,
+            config=config_summary(cfg),
+            windows=len(self._windows),
+            target_tokens=self._windows.n_tokens,
+            steps_per_epoch=self._steps_per_epoch,
+        )
         return [Phase("train", cfg.epochs, cfg.patience, cfg.eval_every)]
 
     def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
@@ -211,7 +226,8 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         opt = make_optimizer(net, cfg)
         total = cfg.epochs * self._steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.min_lr_ratio))
+            opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.min_lr_ratio)
+        )
         return Fitting({"net": net}, {"main": opt}, {"main": sched}, cfg.grad_clip)
 
     def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
@@ -223,8 +239,9 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         side = {} if w.side is None else {"side": w.gather_side(batch).to(ctx.device)}
         hidden, _ = net(inputs, ts, left_pad=False, **side)
         real = targets != 0
-        loss = next_item_loss(hidden[real], targets[real], net.item_emb.weight, self._loss, self._log_q,
-                              self.config.n_negatives)
+        loss = next_item_loss(
+            hidden[real], targets[real], net.item_emb.weight, self._loss, self._log_q, self.config.n_negatives
+        )
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(real.sum())}
 
@@ -247,8 +264,12 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         for s in range(0, len(histories), self.score_batch):
             chunk = histories.take(slice(s, s + self.score_batch))
             items, ts = left_padded(chunk, self.config.max_len)
-            hidden, _ = net(items.to(self._device()), ts.to(self._device()), left_pad=True,
-                            **self._side_input(chunk, items.shape[1]))
+            hidden, _ = net(
+                items.to(self._device()),
+                ts.to(self._device()),
+                left_pad=True,
+                **self._side_input(chunk, items.shape[1]),
+            )
             out.append(hidden[:, -1].float())
         if not out:
             return torch.zeros(0, self.config.resolved("dim"))
@@ -278,8 +299,13 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         net = self._require_net()
         net.eval()
         items, ts = left_padded(histories, self.config.max_len)
-        hidden, cache = net(items.to(self._device()), ts.to(self._device()), left_pad=True, want_cache=True,
-                            **self._side_input(histories, items.shape[1]))
+        hidden, cache = net(
+            items.to(self._device()),
+            ts.to(self._device()),
+            left_pad=True,
+            want_cache=True,
+            **self._side_input(histories, items.shape[1]),
+        )
         return self._scores(hidden[:, -1]), cache
 
     @torch.no_grad()
@@ -329,5 +355,3 @@ def init_weights(module: nn.Module, dim: int) -> None:
 def pad_positions(items: torch.Tensor) -> torch.Tensor:
     """Number of leading pads per row of a left-padded (B, T) batch: (B,)."""
     return (items == 0).long().cumprod(1).sum(1)
-
-

@@ -36,12 +36,22 @@ class SparseRows:
         rows, items = key // (n_items + 1), key % (n_items + 1)
         lengths = np.bincount(rows, minlength=len(h))
         offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
-        return SparseRows(torch.from_numpy(items), torch.from_numpy(offsets), torch.from_numpy(rows),
-                          torch.from_numpy(lengths), len(h))
+        return SparseRows(
+            torch.from_numpy(items),
+            torch.from_numpy(offsets),
+            torch.from_numpy(rows),
+            torch.from_numpy(lengths),
+            len(h),
+        )
 
     def to(self, device: torch.device) -> SparseRows:
-        return SparseRows(self.items.to(device), self.offsets.to(device), self.rows.to(device),
-                          self.lengths.to(device), self.n_rows)
+        return SparseRows(
+            self.items.to(device),
+            self.offsets.to(device),
+            self.rows.to(device),
+            self.lengths.to(device),
+            self.n_rows,
+        )
 
     def dense(self, n_items: int) -> torch.Tensor:
         """(B, n_items + 1) binary matrix; for tests and small batches only."""

@@ -355,16 +355,21 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             beta=cfg.rq_beta,
         )
         self._rq_seed = torch.initial_seed() % (2**31)  # the run's seed: genrec.training seeds torch with it
-        self._rq_cache = (cache_path(X, self._rq_cfg, self._rq_seed, text_cache_dir().parent / "rqvae")
-                          if cfg.cache_rqvae else None)
+        self._rq_cache = (
+            cache_path(X, self._rq_cfg, self._rq_seed, text_cache_dir().parent / "rqvae")
+            if cfg.cache_rqvae
+            else None
+        )
         self._rq_cached = load_cached(self._rq_cache, X.shape[1], self._rq_cfg) if self._rq_cache else None
         train = data.train.take(np.flatnonzero(data.train.lengths >= 2))
         seqs = torch.from_numpy(train.padded(cfg.max_len + 1))
         self._inputs, self._targets = seqs[:, :-1], seqs[:, 1:]
         self._lengths = (self._inputs > 0).sum(1).numpy()
         # a cached RQ-VAE is a phase of 0 epochs, so a resumed run has the phases of the run it resumes
-        return [Phase("rq-vae", 0 if self._rq_cached else cfg.rq_epochs),
-                Phase("generator", cfg.epochs, cfg.patience, eval_users=cfg.eval_users, metric="ndcg@10")]
+        return [
+            Phase("rq-vae", 0 if self._rq_cached else cfg.rq_epochs),
+            Phase("generator", cfg.epochs, cfg.patience, eval_users=cfg.eval_users, metric="ndcg@10"),
+        ]
 
     def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
         self._phase = phase.name
@@ -392,8 +397,9 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             with torch.no_grad():
                 self._rq_report = {"recon_loss_init": float(self.rqvae_(self._X)[0])}
         self._used = torch.zeros(self._rq_cfg.levels, self._rq_cfg.codebook_size, dtype=torch.bool)
-        return Fitting({"rqvae": self.rqvae_}, {"main": torch.optim.Adam(self.rqvae_.parameters(),
-                                                                         lr=self._rq_cfg.lr)})
+        return Fitting(
+            {"rqvae": self.rqvae_}, {"main": torch.optim.Adam(self.rqvae_.parameters(), lr=self._rq_cfg.lr)}
+        )
 
     def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
         if phase.name == "rq-vae":

@@ -355,8 +355,9 @@ class Engine:
 def histories_of(jobs: list[Job]) -> Histories:
     timed = all(j.timestamps is not None for j in jobs)
     users = np.array([j.user for j in jobs], dtype=np.int64)
-    return Histories.from_lists([j.items for j in jobs], users=users,
-                                timestamps=[j.timestamps for j in jobs] if timed else None)
+    return Histories.from_lists(
+        [j.items for j in jobs], users=users, timestamps=[j.timestamps for j in jobs] if timed else None
+    )
 
 
 def raw_scores(jobs: list[Job], hist: Histories) -> torch.Tensor:
@@ -404,15 +405,31 @@ def _lists(jobs: list[Job], spec: ListSpec) -> list[Result]:
     model = jobs[0].state.version.model
     hist = histories_of(jobs)
     none = np.zeros(0, np.int64)
-    blocked = RowSets.from_lists([np.concatenate([j.blocked if j.blocked is not None else none, j.skips,
-                                                  j.items if j.exclude_seen else none]) for j in jobs])
-    cons = Constraints(exclude_seen=False, allowed=RowSets.from_lists([j.allowed for j in jobs]),
-                       blocked=blocked)
+    blocked = RowSets.from_lists(
+        [
+            np.concatenate(
+                [j.blocked if j.blocked is not None else none, j.skips, j.items if j.exclude_seen else none]
+            )
+            for j in jobs
+        ]
+    )
+    cons = Constraints(
+        exclude_seen=False, allowed=RowSets.from_lists([j.allowed for j in jobs]), blocked=blocked
+    )
     explained = [b for b, j in enumerate(jobs) if j.explain]
     scores = raw_scores(jobs, hist) if spec.strategy == "topk" or explained else None
-    slates = generate(model, hist, spec.k, spec.strategy, cons, beam_size=spec.beam_size,
-                      temperature=spec.temperature, top_p=spec.top_p, seed=spec.seed,
-                      scores=scores if spec.strategy == "topk" else None)
+    slates = generate(
+        model,
+        hist,
+        spec.k,
+        spec.strategy,
+        cons,
+        beam_size=spec.beam_size,
+        temperature=spec.temperature,
+        top_p=spec.top_p,
+        seed=spec.seed,
+        scores=scores if spec.strategy == "topk" else None,
+    )
     because: list[list[list[int]] | None] = [None] * len(jobs)
     if explained:
         why = explain(model, hist.take(explained), slates.items[explained], scores[explained])

@@ -26,8 +26,10 @@ Strategy = Literal["topk", "beam", "sample"]  # genrec.generation.STRATEGIES
 
 class RecommendedItem(BaseModel):
     item_id: str
-    score: float = Field(description="topk: the model's score; beam/sample: log-probability given the "
-                                     "history and the items above")
+    score: float = Field(
+        description="topk: the model's score; beam/sample: log-probability given the "
+        "history and the items above"
+    )
     title: str | None = None
     because: list[str] | None = Field(None, description="history items that most drove this item")
 
@@ -43,8 +45,10 @@ class ListSettings(BaseModel):
     """How the list is written; the same settings as `genrec recommend` and `Generator.recommend`."""
 
     k: int = Field(10, ge=1, le=MAX_K)
-    strategy: Strategy = Field("topk", description="topk: best scores of one pass; beam: beam search; "
-                                                   "sample: temperature / top-p sampling")
+    strategy: Strategy = Field(
+        "topk",
+        description="topk: best scores of one pass; beam: beam search; sample: temperature / top-p sampling",
+    )
     beam_size: int = Field(4, ge=1, le=MAX_BEAM, description="beams kept per step (strategy beam)")
     temperature: float = Field(1.0, ge=0.0, le=100.0, description="strategy sample; 0 = greedy")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="strategy sample: keep the top-p probability mass")
@@ -176,4 +180,3 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Detail, "description": "missing or wrong X-API-Key"},
     413: {"model": Detail, "description": "request body too large"},
 }
-

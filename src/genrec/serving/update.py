@@ -207,8 +207,9 @@ def update_run(
     warm = not from_scratch and same and isinstance(cur.model, WarmStartable)
     if warm and "epochs" in base:
         base["epochs"] = warm_epochs
-    config, train_config = resolve(name, {k: str(v) for k, v in (overrides or {}).items()}, base,
-                                   settings.train)
+    config, train_config = resolve(
+        name, {k: str(v) for k, v in (overrides or {}).items()}, base, settings.train
+    )
     candidate = get_model_class(name)(config)
     if warm:
         candidate.start_from(cur.model)

@@ -62,9 +62,16 @@ class Callback:
         pass
 
 
-def fit(model: Recommender, data: Dataset, config: TrainConfig | None = None, *,
-        checkpoint_dir: str | Path | None = None, resume: bool = False,
-        callbacks: tuple[Callback, ...] = (), progress: bool | None = None) -> Recommender:
+def fit(
+    model: Recommender,
+    data: Dataset,
+    config: TrainConfig | None = None,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
+    callbacks: tuple[Callback, ...] = (),
+    progress: bool | None = None,
+) -> Recommender:
     """Fit any registered model on `data` (train; early stopping and searches on `data.valid` only)."""
     config = config or TrainConfig()
     config.validate()
@@ -138,8 +145,13 @@ def search(model: Tunable, data: Dataset, config: TrainConfig, progress: bool | 
     metric = default_metric(data)
     tried: dict[str, float] = {}
     best: tuple[float, dict, dict] | None = None
-    bar = tqdm(desc=f"{model.name} search (valid {metric})", unit="candidate", leave=False,
-               disable=progress is False or None, file=sys.stderr)
+    bar = tqdm(
+        desc=f"{model.name} search (valid {metric})",
+        unit="candidate",
+        leave=False,
+        disable=progress is False or None,
+        file=sys.stderr,
+    )
     candidates = model.candidates(data)
     for setting in candidates:
         value = validate(model, data.valid, metric)
@@ -156,8 +168,9 @@ def search(model: Tunable, data: Dataset, config: TrainConfig, progress: bool | 
         raise ValueError(f"{model.name}: no candidate settings to try")
     if len(tried) > 1:
         model._load_state(best[2])
-    model.fit_info_.update(search={"metric": metric, "tried": tried}, best_valid=best[0],
-                           valid_metric=metric, **best[1])
+    model.fit_info_.update(
+        search={"metric": metric, "tried": tried}, best_valid=best[0], valid_metric=metric, **best[1]
+    )
 
 
 def _label(setting: dict) -> str:
@@ -166,19 +179,38 @@ def _label(setting: dict) -> str:
 
 # --- the loop for iterative models ---------------------------------------------------------------------
 class _Loop:
-    def __init__(self, model: Trainable, data: Dataset, config: TrainConfig, ckpt: Path | None,
-                 callbacks: tuple[Callback, ...], progress: bool | None) -> None:
+    def __init__(
+        self,
+        model: Trainable,
+        data: Dataset,
+        config: TrainConfig,
+        ckpt: Path | None,
+        callbacks: tuple[Callback, ...],
+        progress: bool | None,
+    ) -> None:
         self.model, self.data, self.config, self.ckpt = model, data, config, ckpt
         self.callbacks, self.progress = callbacks, progress
         self.device = pick_device(config)
         on_gpu = self.device.type == "cuda"
-        self.autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if config.amp and on_gpu
-                         else contextlib.nullcontext())
+        self.autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if config.amp and on_gpu
+            else contextlib.nullcontext()
+        )
         self.budget_s = config.max_minutes * 60
         # everything that must survive a restart; module and optimiser states are saved beside it
-        self.state: dict[str, Any] = {"phase": 0, "epoch": 0, "step": 0, "elapsed": 0.0, "rows": [],
-                                      "best": None, "best_epoch": 0, "bad": 0, "done": [],
-                                      "from_epoch": 0}
+        self.state: dict[str, Any] = {
+            "phase": 0,
+            "epoch": 0,
+            "step": 0,
+            "elapsed": 0.0,
+            "rows": [],
+            "best": None,
+            "best_epoch": 0,
+            "bad": 0,
+            "done": [],
+            "from_epoch": 0,
+        }
         self.best_modules: dict[str, dict] | None = None
         self.best_full: dict[str, Any] | None = None  # for a next phase that continues from the best epoch
         self.finished_modules: list[dict[str, dict]] = []
@@ -199,8 +231,11 @@ class _Loop:
                 _load_modules(fitting, saved["finished_modules"][p])
                 model.end_phase(phases[p], data, done["best_row"])
             self.finished_modules = saved["finished_modules"]
-            where = (f"epoch {self.state['epoch']} of phase {phases[self.state['phase']].name}"
-                     if self.state["phase"] < len(phases) else "the end of training")
+            where = (
+                f"epoch {self.state['epoch']} of phase {phases[self.state['phase']].name}"
+                if self.state["phase"] < len(phases)
+                else "the end of training"
+            )
             log.info("resumed from %s after %s", self.ckpt, where)
         t_start = time.time() - self.state["elapsed"]
         try:
@@ -224,8 +259,9 @@ class _Loop:
             raise TrainingInterrupted(ckpt, self.saved_epochs) from None
         self._summarise(time.time() - t_start)
 
-    def _run_phase(self, phase: Phase, fitting: Fitting, t_start: float, keep_full: bool,
-                   named: bool) -> None:
+    def _run_phase(
+        self, phase: Phase, fitting: Fitting, t_start: float, keep_full: bool, named: bool
+    ) -> None:
         model, st = self.model, self.state
         metric = phase.metric or default_metric(self.data)
         valid = validation_users(self.data, phase.eval_users, self.config.seed) if phase.patience else None
@@ -264,10 +300,19 @@ class _Loop:
             m.eval()
         rows = st["rows"]
         best_row = next((r for r in rows if r["epoch"] == st["best_epoch"]), rows[-1] if rows else {})
-        st["done"].append({"name": phase.name, "metric": metric if valid is not None else None,
-                           "best_epoch": st["best_epoch"], "best_valid": st["best"], "stopped_by": stopped_by,
-                           "epochs": st["epoch"], "from_epoch": st["from_epoch"], "curve": rows,
-                           "best_row": best_row})
+        st["done"].append(
+            {
+                "name": phase.name,
+                "metric": metric if valid is not None else None,
+                "best_epoch": st["best_epoch"],
+                "best_valid": st["best"],
+                "stopped_by": stopped_by,
+                "epochs": st["epoch"],
+                "from_epoch": st["from_epoch"],
+                "curve": rows,
+                "best_row": best_row,
+            }
+        )
         model.end_phase(phase, self.data, best_row)
         self.finished_modules.append(_snapshot_modules(fitting))
         st.update(phase=st["phase"] + 1, epoch=0, rows=[], best=None, best_epoch=0, bad=0, from_epoch=0)
@@ -283,8 +328,14 @@ class _Loop:
         sums: dict[str, float] = {}
         n_examples, t0, last_log = 0, time.time(), time.time()
         ctx = StepContext(step=st["step"], device=self.device, update=self._updater(fitting))
-        bar = tqdm(batches, desc=f"{label} {epoch}/{phase.epochs}", unit="batch", leave=False,
-                   disable=None if self.progress is None else not self.progress, file=sys.stderr)
+        bar = tqdm(
+            batches,
+            desc=f"{label} {epoch}/{phase.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if self.progress is None else not self.progress,
+            file=sys.stderr,
+        )
         for i, batch in enumerate(bar, 1):
             ctx.step = st["step"]
             with self.autocast:
@@ -300,9 +351,17 @@ class _Loop:
             if time.time() - last_log >= LOG_EVERY_S:  # a plain line for train.log on long epochs
                 last_log = time.time()
                 rate = i / (last_log - t0)
-                log.info("%s epoch %d/%d: batch %d/%d, %s, %.1f batches/s, epoch ETA %.0fs", label, epoch,
-                         phase.epochs, i, len(batches), ", ".join(f"{k} {v}" for k, v in losses.items()),
-                         rate, (len(batches) - i) / max(rate, 1e-9))
+                log.info(
+                    "%s epoch %d/%d: batch %d/%d, %s, %.1f batches/s, epoch ETA %.0fs",
+                    label,
+                    epoch,
+                    phase.epochs,
+                    i,
+                    len(batches),
+                    ", ".join(f"{k} {v}" for k, v in losses.items()),
+                    rate,
+                    (len(batches) - i) / max(rate, 1e-9),
+                )
         seconds = time.time() - t0
         n = max(len(batches), 1)
         row = {"epoch": epoch, "seconds": seconds, **{k: v / n for k, v in sums.items()}}
@@ -311,8 +370,10 @@ class _Loop:
         for k, v in model.end_epoch(phase).items():
             row[k] = float(v)
         if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
-            raise FloatingPointError(f"{model.name}: non-finite loss in epoch {epoch} ({_fmt(row)}); "
-                                     "lower the learning rate (--set lr=...)")
+            raise FloatingPointError(
+                f"{model.name}: non-finite loss in epoch {epoch} ({_fmt(row)}); "
+                "lower the learning rate (--set lr=...)"
+            )
         return row
 
     def _updater(self, fitting: Fitting):
@@ -327,6 +388,7 @@ class _Loop:
             sched = fitting.schedulers.get(optimizer)
             if sched is not None:
                 sched.step()
+
         return update
 
     def _report(self, label: str, phase: Phase, row: dict[str, float], metric: str) -> None:
@@ -345,20 +407,30 @@ class _Loop:
         last = done[-1]
         info = self.model.fit_info_
         info.update(
-            stopped_by=last["stopped_by"], epochs=sum(d["epochs"] - d["from_epoch"] for d in done),
-            best_epoch=last["best_epoch"], best_valid=last["best_valid"], valid_metric=last["metric"],
+            stopped_by=last["stopped_by"],
+            epochs=sum(d["epochs"] - d["from_epoch"] for d in done),
+            best_epoch=last["best_epoch"],
+            best_valid=last["best_valid"],
+            valid_metric=last["metric"],
             train_seconds=seconds,
             seconds_per_epoch=float(np.mean([r["seconds"] for r in last["curve"]])) if last["curve"] else 0.0,
             device=str(self.device),
-            phases=[{k: v for k, v in d.items() if k != "best_row"} for d in done])
+            phases=[{k: v for k, v in d.items() if k != "best_row"} for d in done],
+        )
 
     # --- checkpoints ----------------------------------------------------------------------------------
     def _full_state(self, fitting: Fitting) -> dict[str, Any]:
-        return copy.deepcopy({"modules": {k: m.state_dict() for k, m in fitting.modules.items()},
-                              "optimizers": {k: o.state_dict() for k, o in fitting.optimizers.items()},
-                              "schedulers": {k: s.state_dict() for k, s in fitting.schedulers.items()},
-                              "torch_rng": torch.get_rng_state(), "step": self.state["step"],
-                              "rows": list(self.state["rows"]), "epoch": self.state["epoch"] + 1})
+        return copy.deepcopy(
+            {
+                "modules": {k: m.state_dict() for k, m in fitting.modules.items()},
+                "optimizers": {k: o.state_dict() for k, o in fitting.optimizers.items()},
+                "schedulers": {k: s.state_dict() for k, s in fitting.schedulers.items()},
+                "torch_rng": torch.get_rng_state(),
+                "step": self.state["step"],
+                "rows": list(self.state["rows"]),
+                "epoch": self.state["epoch"] + 1,
+            }
+        )
 
     def _continue_from_best(self, fitting: Fitting) -> None:
         full = self.best_full
@@ -367,9 +439,15 @@ class _Loop:
         _restore_fitting(fitting, full)
         torch.set_rng_state(full["torch_rng"])
         prev = self.state["done"][-1]
-        self.state.update(step=full["step"], epoch=prev["best_epoch"], best=prev["best_valid"],
-                          best_epoch=prev["best_epoch"], bad=0, from_epoch=prev["best_epoch"],
-                          rows=[r for r in prev["curve"] if r["epoch"] <= prev["best_epoch"]])
+        self.state.update(
+            step=full["step"],
+            epoch=prev["best_epoch"],
+            best=prev["best_valid"],
+            best_epoch=prev["best_epoch"],
+            bad=0,
+            from_epoch=prev["best_epoch"],
+            rows=[r for r in prev["curve"] if r["epoch"] <= prev["best_epoch"]],
+        )
         self.best_modules = _snapshot_modules(fitting)
         self.best_full = None
 
@@ -377,13 +455,19 @@ class _Loop:
         if self.ckpt is None:
             return
         payload = {
-            "loop": self.state, "config": self._identity(),
-            "current": None if fitting is None else {
+            "loop": self.state,
+            "config": self._identity(),
+            "current": None
+            if fitting is None
+            else {
                 "modules": {k: m.state_dict() for k, m in fitting.modules.items()},
                 "optimizers": {k: o.state_dict() for k, o in fitting.optimizers.items()},
-                "schedulers": {k: s.state_dict() for k, s in fitting.schedulers.items()}},
-            "best_modules": self.best_modules, "best_full": self.best_full,
-            "finished_modules": self.finished_modules, "torch_rng": torch.get_rng_state(),
+                "schedulers": {k: s.state_dict() for k, s in fitting.schedulers.items()},
+            },
+            "best_modules": self.best_modules,
+            "best_full": self.best_full,
+            "finished_modules": self.finished_modules,
+            "torch_rng": torch.get_rng_state(),
         }
         self.ckpt.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.ckpt.with_suffix(".tmp")
@@ -395,16 +479,22 @@ class _Loop:
 
     def _identity(self) -> dict[str, Any]:
         cfg = self.model.config
-        return {"model": self.model.name, "config": dataclasses.asdict(cfg), "n_items": self.data.n_items,
-                "seed": self.config.seed}
+        return {
+            "model": self.model.name,
+            "config": dataclasses.asdict(cfg),
+            "n_items": self.data.n_items,
+            "seed": self.config.seed,
+        }
 
     def _load_checkpoint(self) -> dict[str, Any]:
         if self.ckpt is None or not self.ckpt.exists():
             raise FileNotFoundError(f"resume: no checkpoint at {self.ckpt}; train without --resume first")
         saved = torch.load(self.ckpt, map_location=self.device, weights_only=True)
         if saved["config"] != self._identity():
-            raise ValueError(f"resume: {self.ckpt} was written with different model settings or data; "
-                             "resume with the same settings or train a new run")
+            raise ValueError(
+                f"resume: {self.ckpt} was written with different model settings or data; "
+                "resume with the same settings or train a new run"
+            )
         self.best_modules, self.best_full = saved["best_modules"], saved["best_full"]
         return saved
 
@@ -428,8 +518,11 @@ def _restore_fitting(fitting: Fitting, state: dict[str, Any]) -> None:
 
 def _fmt(row: dict[str, float]) -> str:
     """A log row as plain numbers: 'loss 5.1234, valid ndcg@10 0.1234, 12.3s'."""
-    parts = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in row.items()
-             if k not in ("epoch", "seconds", "examples_per_s")]
+    parts = [
+        f"{k.replace('_', ' ')} {v:.4f}"
+        for k, v in row.items()
+        if k not in ("epoch", "seconds", "examples_per_s")
+    ]
     if "examples_per_s" in row:
         parts.append(f"{row['examples_per_s']:,.0f} ex/s")
     parts.append(f"{row['seconds']:.1f}s")

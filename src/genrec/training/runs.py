@@ -67,9 +67,15 @@ class RunConfig:
 
     @staticmethod
     def from_json(d: dict) -> RunConfig:
-        return RunConfig(source=SourceSpec(**d["source"]), data=DataConfig(**d["data"]), model=d["model"],
-                         model_config=d["model_config"], train=TrainConfig(**d["train"]), ks=d["ks"],
-                         exclude_seen=d["exclude_seen"])
+        return RunConfig(
+            source=SourceSpec(**d["source"]),
+            data=DataConfig(**d["data"]),
+            model=d["model"],
+            model_config=d["model_config"],
+            train=TrainConfig(**d["train"]),
+            ks=d["ks"],
+            exclude_seen=d["exclude_seen"],
+        )
 
 
 def build_model(name: str, config: dict[str, Any]) -> Recommender:
@@ -82,8 +88,12 @@ def partial_dir(out: Path) -> Path:
 
 
 def versions() -> dict[str, str]:
-    return {"genrec": genrec.__version__, "torch": torch.__version__, "numpy": np.__version__,
-            "python": platform.python_version()}
+    return {
+        "genrec": genrec.__version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _log_to(path: Path) -> logging.Handler:
@@ -105,15 +115,25 @@ def check_target(out: Path, resume: bool, force: bool) -> None:
             raise RunError(f"--resume: no interrupted run at {part}{hint}; train without --resume")
     elif not force:
         if out.exists():
-            raise RunError(f"{out} already exists; pass --force to replace it (a served run gets a new "
-                           "version), --resume to continue an interrupted run, or another --out")
+            raise RunError(
+                f"{out} already exists; pass --force to replace it (a served run gets a new "
+                "version), --resume to continue an interrupted run, or another --out"
+            )
         if part.exists():
-            raise RunError(f"{part} holds an interrupted run of that name; --resume it or --force to "
-                           "start over")
+            raise RunError(
+                f"{part} holds an interrupted run of that name; --resume it or --force to start over"
+            )
 
 
-def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: bool = False,
-              progress: bool | None = None, callbacks: tuple[Callback, ...] = ()) -> dict:
+def train_run(
+    cfg: RunConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    force: bool = False,
+    progress: bool | None = None,
+    callbacks: tuple[Callback, ...] = (),
+) -> dict:
     """Train and evaluate; write the run directory atomically. Returns the metrics."""
     out = Path(out)
     check_target(out, resume, force)
@@ -122,9 +142,11 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: b
     if resume:
         saved = json.loads((part / "config.json").read_text())
         if RunConfig.from_json(saved["run"]).to_json() != cfg.to_json():
-            raise RunError(f"--resume: the settings differ from the interrupted run's "
-                           f"({part / 'config.json'}); pass the same data, model, --set/--config "
-                           "and --seed options")
+            raise RunError(
+                f"--resume: the settings differ from the interrupted run's "
+                f"({part / 'config.json'}); pass the same data, model, --set/--config "
+                "and --seed options"
+            )
     else:
         shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True, exist_ok=True)
@@ -146,36 +168,66 @@ def train_run(cfg: RunConfig, out: str | Path, *, resume: bool = False, force: b
     return metrics
 
 
-def _train(cfg: RunConfig, model: Recommender, out: Path, part: Path, resume: bool, progress: bool | None,
-           callbacks: tuple[Callback, ...]) -> dict:
+def _train(
+    cfg: RunConfig,
+    model: Recommender,
+    out: Path,
+    part: Path,
+    resume: bool,
+    progress: bool | None,
+    callbacks: tuple[Callback, ...],
+) -> dict:
     t0 = time.time()
     ds = load_dataset(cfg.source, cfg.data)
     data_hash = ds.manifest.get("hash")
-    log.info("data %s: %d users, %d items, %d interactions (%.1fs)", ds.name, ds.n_users, ds.n_items,
-             ds.manifest["n_interactions"], time.time() - t0)
+    log.info(
+        "data %s: %d users, %d items, %d interactions (%.1fs)",
+        ds.name,
+        ds.n_users,
+        ds.n_items,
+        ds.manifest["n_interactions"],
+        time.time() - t0,
+    )
     if len(ds.test) == 0:
-        raise DataError(f"{ds.name}: no user has enough interactions to evaluate under protocol "
-                        f"{cfg.data.protocol!r}")
+        raise DataError(
+            f"{ds.name}: no user has enough interactions to evaluate under protocol {cfg.data.protocol!r}"
+        )
     if resume:
         saved_hash = json.loads((part / "config.json").read_text())["data_hash"]
         if saved_hash != data_hash:
-            raise RunError(f"--resume: the source data changed since the run started (processed-data hash "
-                           f"{saved_hash} then, {data_hash} now); restore it or start a new run")
+            raise RunError(
+                f"--resume: the source data changed since the run started (processed-data hash "
+                f"{saved_hash} then, {data_hash} now); restore it or start a new run"
+            )
     else:
         store_dataset(ds, part / "dataset")
-        (part / "config.json").write_text(json.dumps(
-            {"run": cfg.to_json(), "data_hash": data_hash, "versions": versions()}, indent=2))
+        (part / "config.json").write_text(
+            json.dumps({"run": cfg.to_json(), "data_hash": data_hash, "versions": versions()}, indent=2)
+        )
     t1 = time.time()
-    fit(model, ds, cfg.train, checkpoint_dir=part / "checkpoints", resume=resume, callbacks=callbacks,
-        progress=progress)
+    fit(
+        model,
+        ds,
+        cfg.train,
+        checkpoint_dir=part / "checkpoints",
+        resume=resume,
+        callbacks=callbacks,
+        progress=progress,
+    )
     fit_s = time.time() - t1
     log.info("fit %s in %.1fs", cfg.model, fit_s)
     model.save(part / "model")
     metrics = {"protocol": protocol_description(ds, cfg.exclude_seen), "fit_seconds": fit_s}
     for split in ("valid", "test"):
         t2 = time.time()
-        metrics[split] = evaluate(model.score, getattr(ds, split), cfg.ks, cfg.exclude_seen,
-                                  item_popularity=ds.item_popularity, progress=progress is not False)
+        metrics[split] = evaluate(
+            model.score,
+            getattr(ds, split),
+            cfg.ks,
+            cfg.exclude_seen,
+            item_popularity=ds.item_popularity,
+            progress=progress is not False,
+        )
         metrics[split]["seconds"] = time.time() - t2
     (part / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info("test %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
@@ -213,10 +265,12 @@ def store_dataset(ds: Dataset, dest: Path) -> None:
 
 def protocol_description(ds: Dataset, exclude_seen: bool) -> dict:
     return {
-        "split": ds.protocol, "ranking": "full ranking over all items of the catalogue",
+        "split": ds.protocol,
+        "ranking": "full ranking over all items of the catalogue",
         "history_excluded": exclude_seen,
         "ties": "count against the model (rank = 1 + #others with score >=)",
-        "n_items": ds.n_items, "dataset": ds.name,
+        "n_items": ds.n_items,
+        "dataset": ds.name,
     }
 
 
@@ -237,8 +291,10 @@ def read_run_config(path: str | Path) -> tuple[RunConfig, dict]:
         hint = ""
         if partial_dir(path).exists():
             hint = f"; an interrupted run is in {partial_dir(path)}: finish it with `genrec train --resume`"
-        raise FileNotFoundError(f"{path}: not a genrec run directory (no config.json){hint}; "
-                                "create one with `genrec train ... --out DIR`")
+        raise FileNotFoundError(
+            f"{path}: not a genrec run directory (no config.json){hint}; "
+            "create one with `genrec train ... --out DIR`"
+        )
     d = json.loads(f.read_text())
     if "run" not in d:
         raise RunError(f"{path}: written by an older genrec (no self-contained dataset); train it again")
@@ -253,10 +309,14 @@ def load_run(path: str | Path) -> Run:
         raise RunError(f"{path}: the run's dataset/ folder is missing; copy the whole run directory")
     ds = Dataset.load(path / "dataset")
     if ds.manifest.get("hash") != extra.get("data_hash"):
-        raise RunError(f"{path}: dataset/ does not match config.json (hash {ds.manifest.get('hash')} vs "
-                       f"{extra.get('data_hash')}); the run directory was modified")
+        raise RunError(
+            f"{path}: dataset/ does not match config.json (hash {ds.manifest.get('hash')} vs "
+            f"{extra.get('data_hash')}); the run directory was modified"
+        )
     model = Recommender.load(path / "model")
     if model.n_items_ != ds.n_items:
-        raise RunError(f"{path}: the model knows {model.n_items_} items but dataset/ has {ds.n_items}; "
-                       "the run directory was modified")
+        raise RunError(
+            f"{path}: the model knows {model.n_items_} items but dataset/ has {ds.n_items}; "
+            "the run directory was modified"
+        )
     return Run(path, cfg, model, ds, extra.get("data_hash"))

@@ -86,8 +86,9 @@ def coerce(key: str, value: Any, t: Any, from_text: bool) -> Any:
         if from_text:
             text = str(value).strip()
             try:
-                items = json.loads(text) if text.startswith("[") else [x for x in text.split(",")
-                                                                       if x.strip()]
+                items = (
+                    json.loads(text) if text.startswith("[") else [x for x in text.split(",") if x.strip()]
+                )
             except json.JSONDecodeError:
                 raise bad() from None
             if not isinstance(items, list):
@@ -169,8 +170,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         raise SettingError(f"--config {path}: expected a mapping of settings (key = value)")
     for k, v in data.items():
         if isinstance(v, dict):
-            raise SettingError(f"--config {path}: {k}: nested tables are not settings; "
-                               "write every key at top level")
+            raise SettingError(
+                f"--config {path}: {k}: nested tables are not settings; write every key at top level"
+            )
     return data
 
 
@@ -185,8 +187,12 @@ def parse_sets(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def resolve(model: str, sets: dict[str, str] | None = None, file_values: dict[str, Any] | None = None,
-            train_defaults: TrainConfig | None = None) -> tuple[ModelConfig, TrainConfig]:
+def resolve(
+    model: str,
+    sets: dict[str, str] | None = None,
+    file_values: dict[str, Any] | None = None,
+    train_defaults: TrainConfig | None = None,
+) -> tuple[ModelConfig, TrainConfig]:
     """The model config and training config from defaults < config file < --set, validated."""
     try:
         cls = get_model_class(model)
@@ -200,7 +206,8 @@ def resolve(model: str, sets: dict[str, str] | None = None, file_values: dict[st
             if s is None:
                 raise SettingError(
                     f"{source}: {model} has no setting {key!r}; model settings: {', '.join(model_fields)}; "
-                    f"training settings: {', '.join(train_fields)}")
+                    f"training settings: {', '.join(train_fields)}"
+                )
             values[key] = coerce(key, raw, s.type, from_text)
     model_values = {k: v for k, v in values.items() if k in model_fields}
     train_values = {k: v for k, v in values.items() if k in train_fields}

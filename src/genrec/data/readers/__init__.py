@@ -44,18 +44,23 @@ def _detect(path: Path) -> str:
     for fmt, suffixes in SUFFIXES:
         if any(path.name.endswith(s) for s in suffixes):
             return fmt
-    raise DataError(f"{path}: cannot tell the format of this file; pass --format, one of: "
-                    f"{', '.join(sorted(FORMATS))}")
+    raise DataError(
+        f"{path}: cannot tell the format of this file; pass --format, one of: {', '.join(sorted(FORMATS))}"
+    )
 
 
 # (format, glob pattern of a file inside a folder that marks the format), tried in order
 DIR_MARKERS: list[tuple[str, str]] = [
-    ("amazon-beauty", "datamaps.json"), ("recbole", "*.inter"),
-    ("amazon", "reviews_*.json*"), ("amazon", "*_5.json*"), ("amazon", "meta_*.json*"),
+    ("amazon-beauty", "datamaps.json"),
+    ("recbole", "*.inter"),
+    ("amazon", "reviews_*.json*"),
+    ("amazon", "*_5.json*"),
+    ("amazon", "meta_*.json*"),
 ]
 # (format, file name suffixes)
 SUFFIXES: list[tuple[str, tuple[str, ...]]] = [
-    ("ml-1m", ("ratings.dat",)), ("ml-100k", ("u.data",)),
+    ("ml-1m", ("ratings.dat",)),
+    ("ml-100k", ("u.data",)),
     ("table", (".csv", ".tsv", ".tab", ".parquet", ".pq", ".csv.gz", ".tsv.gz")),
     ("recbole", (".inter",)),
     ("amazon", (".json", ".json.gz", ".jsonl", ".jsonl.gz")),
@@ -76,6 +81,7 @@ def read(path: str | Path, fmt: str | None = None, **options) -> RawData:
     unknown = [k for k, v in options.items() if v is not None and k not in takes]
     if unknown:
         flags = ", ".join("--" + k.replace("_", "-") for k in unknown)
-        raise DataError(f"{path}: format {fmt!r} does not take {flags} "
-                        "(formats with a column mapping: table, recbole)")
+        raise DataError(
+            f"{path}: format {fmt!r} does not take {flags} (formats with a column mapping: table, recbole)"
+        )
     return reader(path, **{k: v for k, v in options.items() if v is not None})

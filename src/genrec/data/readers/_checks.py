@@ -36,8 +36,9 @@ def to_int(df: pd.DataFrame, col: str, path: Path, encoding: str, header_lines: 
     return s.astype(np.int64)
 
 
-def to_float(df: pd.DataFrame, col: str, path: Path, encoding: str, header_lines: int,
-             field: str) -> pd.Series:
+def to_float(
+    df: pd.DataFrame, col: str, path: Path, encoding: str, header_lines: int, field: str
+) -> pd.Series:
     s = pd.to_numeric(df[col], errors="coerce")
     bad = s.isna()
     if bad.any():
@@ -65,21 +66,37 @@ def read_delimited(
         # become an index column (pandas' default) and shift every field
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            df = pd.read_csv(io.StringIO(text), sep=sep, names=names, header=0 if header else None, dtype=str,
-                             keep_default_na=False, quoting=quoting, engine="c", on_bad_lines="error",
-                             index_col=False)
+            df = pd.read_csv(
+                io.StringIO(text),
+                sep=sep,
+                names=names,
+                header=0 if header else None,
+                dtype=str,
+                keep_default_na=False,
+                quoting=quoting,
+                engine="c",
+                on_bad_lines="error",
+                index_col=False,
+            )
     except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
         line, n = first_bad_field_count(text, sep, len(names), quoting)
-        raise fail(path, line, None, f"wrong number of fields: {n}, expected {len(names)} "
-                                     f"({', '.join(names)})" if line else f"cannot parse ({e})") from None
+        raise fail(
+            path,
+            line,
+            None,
+            f"wrong number of fields: {n}, expected {len(names)} ({', '.join(names)})"
+            if line
+            else f"cannot parse ({e})",
+        ) from None
     # pandas fills the missing fields of a short row: report the first empty required field
     for col in required if required is not None else names:
         empty = df[col].isna() | (df[col] == "")
         if empty.any():
             row = int(np.flatnonzero(empty.to_numpy())[0])
             line = int(data_line_numbers(path, encoding, 1 if header else 0)[row])
-            raise fail(path, line, col,
-                       f"missing or empty (expected {len(names)} fields: {', '.join(names)})")
+            raise fail(
+                path, line, col, f"missing or empty (expected {len(names)} fields: {', '.join(names)})"
+            )
     return df
 
 

@@ -100,8 +100,13 @@ def read_reviews(path: Path) -> pd.DataFrame:
                 raise fail(path, lineno, k, f"expected a number, got {r!r}") from None
     if not users:
         raise DataError(f"{path}: no reviews in this file")
-    df = pd.DataFrame({"user": np.array(users, dtype=object), "item": np.array(items, dtype=object),
-                       "timestamp": np.array(times, dtype=np.int64)})
+    df = pd.DataFrame(
+        {
+            "user": np.array(users, dtype=object),
+            "item": np.array(items, dtype=object),
+            "timestamp": np.array(times, dtype=np.int64),
+        }
+    )
     if has_rating:
         df["rating"] = np.array(ratings, dtype=np.float32)
     return df
@@ -145,9 +150,17 @@ def read_meta(path: Path) -> pd.DataFrame:
             cats = cats[0]
         path_ = [html.unescape(str(c)) for c in cats] if isinstance(cats, list) else []
         main = path_[-1] if path_ else _text(rec.get("main_category", rec.get("main_cat", "")))
-        rows.append((str(item), _text(rec.get("title")), " > ".join(path_), main,
-                     _text(rec.get("brand") or rec.get("store")), _price(rec.get("price")),
-                     _text(rec.get("description"))))
+        rows.append(
+            (
+                str(item),
+                _text(rec.get("title")),
+                " > ".join(path_),
+                main,
+                _text(rec.get("brand") or rec.get("store")),
+                _price(rec.get("price")),
+                _text(rec.get("description")),
+            )
+        )
     cols = ["item", "title", "categories", "category", "brand", "price", "description"]
     meta = pd.DataFrame(rows, columns=cols)
     # some dumps repeat an item; keep its first record
@@ -159,8 +172,9 @@ def _reviews_file(folder: Path) -> Path:
         hits = sorted(p for p in folder.glob(pattern) if not p.name.startswith("meta_"))
         if hits:
             return hits[0]
-    raise DataError(f"{folder}: no review file (reviews_NAME.json.gz, NAME_5.json.gz or *.jsonl) "
-                    "in this folder")
+    raise DataError(
+        f"{folder}: no review file (reviews_NAME.json.gz, NAME_5.json.gz or *.jsonl) in this folder"
+    )
 
 
 def _meta_file(reviews: Path) -> Path | None:

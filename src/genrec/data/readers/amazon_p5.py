@@ -68,8 +68,9 @@ def _id_table(mapping: dict, path: Path, field: str) -> np.ndarray:
     return table
 
 
-def _lookup(table: np.ndarray, ids: np.ndarray, lines: IntLines, src: Path, field: str,
-            where: str) -> np.ndarray:
+def _lookup(
+    table: np.ndarray, ids: np.ndarray, lines: IntLines, src: Path, field: str, where: str
+) -> np.ndarray:
     """table[ids], or a DataError naming the first id the table lacks."""
     ok = ids < len(table)
     out = np.full(len(ids), None, dtype=object)
@@ -83,8 +84,14 @@ def _lookup(table: np.ndarray, ids: np.ndarray, lines: IntLines, src: Path, fiel
 
 
 def _timestamps(
-    folder: Path, stem: str, seq: IntLines, user_p5: np.ndarray, item_p5: np.ndarray,
-    asin_by_rank: np.ndarray, item2id: dict, seq_path: Path,
+    folder: Path,
+    stem: str,
+    seq: IntLines,
+    user_p5: np.ndarray,
+    item_p5: np.ndarray,
+    asin_by_rank: np.ndarray,
+    item2id: dict,
+    seq_path: Path,
 ) -> tuple[np.ndarray, list[Path]] | None:
     items_f, times_f = folder / f"{stem}_item_org_rank.txt", folder / f"{stem}_time_org_rank.txt"
     if not (items_f.exists() and times_f.exists()):
@@ -92,15 +99,21 @@ def _timestamps(
     ranks = read_int_lines(items_f, "user", "item")
     times = read_int_lines(times_f, "user", "timestamp")
     if len(ranks.heads) != len(times.heads):
-        raise DataError(f"{times_f}: {len(times.heads)} lines, but {items_f.name} has {len(ranks.heads)}; "
-                        "the two files must be parallel")
+        raise DataError(
+            f"{times_f}: {len(times.heads)} lines, but {items_f.name} has {len(ranks.heads)}; "
+            "the two files must be parallel"
+        )
     diff = np.flatnonzero((ranks.heads != times.heads) | (ranks.lengths != times.lengths))
     if len(diff):
         r = int(diff[0])
-        raise fail(times_f, int(times.line_numbers[r]), "timestamp",
-                   f"user {times.heads[r]} has {times.lengths[r]} timestamps but line "
-                   f"{ranks.line_numbers[r]} of {items_f.name} has user {ranks.heads[r]} with "
-                   f"{ranks.lengths[r]} items")
+        raise fail(
+            times_f,
+            int(times.line_numbers[r]),
+            "timestamp",
+            f"user {times.heads[r]} has {times.lengths[r]} timestamps but line "
+            f"{ranks.line_numbers[r]} of {items_f.name} has user {ranks.heads[r]} with "
+            f"{ranks.lengths[r]} items",
+        )
     # rank id -> ASIN -> P5 item id, so both sides are keyed by (P5 user, P5 item)
     asin = _lookup(asin_by_rank, ranks.values, ranks, items_f, "item", "the sorted ASINs of datamaps.json")
     p5_of_rank = np.array([int(item2id[a]) for a in asin], dtype=np.int64)
@@ -110,22 +123,31 @@ def _timestamps(
     if not index.is_unique:
         k = int(np.flatnonzero(index.duplicated())[0])
         user = np.repeat(ranks.heads, ranks.lengths)[k]
-        raise fail(items_f, ranks.value_line(k), "item",
-                   f"item {ranks.values[k]} appears twice for user {user}")
+        raise fail(
+            items_f, ranks.value_line(k), "item", f"item {ranks.values[k]} appears twice for user {user}"
+        )
     pos = index.get_indexer(user_p5 * n + item_p5)
     if (pos < 0).any():
         k = int(np.flatnonzero(pos < 0)[0])
-        raise fail(seq_path, seq.value_line(k), "item",
-                   f"no timestamp for user {user_p5[k]}, item {item_p5[k]} in {items_f.name}")
+        raise fail(
+            seq_path,
+            seq.value_line(k),
+            "item",
+            f"no timestamp for user {user_p5[k]}, item {item_p5[k]} in {items_f.name}",
+        )
     ts = times.values[pos]
     # NAME.txt is chronological: a time going backwards along a line means the files do not belong together
     same_user = np.repeat(np.arange(len(seq.heads)), seq.lengths)
     back = np.flatnonzero((np.diff(ts) < 0) & (same_user[1:] == same_user[:-1]))
     if len(back):
         k = int(back[0]) + 1
-        raise fail(seq_path, seq.value_line(k), "item",
-                   f"item {item_p5[k]} has time {ts[k]}, earlier than the item before it ({ts[k - 1]}) "
-                   f"according to {times_f.name}; the files are not from the same dataset")
+        raise fail(
+            seq_path,
+            seq.value_line(k),
+            "item",
+            f"item {item_p5[k]} has time {ts[k]}, earlier than the item before it ({ts[k - 1]}) "
+            f"according to {times_f.name}; the files are not from the same dataset",
+        )
     return ts, [items_f, times_f]
 
 
@@ -135,8 +157,9 @@ def _categories(text: str, path: Path, line: int) -> list[str]:
     try:
         cats = ast.literal_eval("[" + text + "]")
     except (ValueError, SyntaxError):
-        raise fail(path, line, "categories",
-                   f"expected a list like 'Beauty', 'Makeup', got {text[:60]!r}") from None
+        raise fail(
+            path, line, "categories", f"expected a list like 'Beauty', 'Makeup', got {text[:60]!r}"
+        ) from None
     return [html.unescape(str(c)) for c in cats]
 
 
@@ -158,13 +181,18 @@ def read_item_description(path: Path, asin_by_rank: np.ndarray) -> pd.DataFrame:
             if not rec:
                 continue
             if len(rec) != len(names):
-                raise fail(path, line, None, f"wrong number of fields: {len(rec)}, expected {len(names)} "
-                                             f"({', '.join(names)})")
+                raise fail(
+                    path,
+                    line,
+                    None,
+                    f"wrong number of fields: {len(rec)}, expected {len(names)} ({', '.join(names)})",
+                )
             raw_id = rec[col["item_id"]]
             known = raw_id.isdigit() and 0 < int(raw_id) < len(asin_by_rank)
             if not known or asin_by_rank[int(raw_id)] is None:
-                raise fail(path, line, "item_id",
-                           f"expected a rank id in 1..{len(asin_by_rank) - 1}, got {raw_id!r}")
+                raise fail(
+                    path, line, "item_id", f"expected a rank id in 1..{len(asin_by_rank) - 1}, got {raw_id!r}"
+                )
             fields = {n: rec[i].strip() for n, i in col.items()}
             cats = _categories(fields.get("categories", ""), path, line)
             price = fields.get("price", "")
@@ -172,8 +200,16 @@ def read_item_description(path: Path, asin_by_rank: np.ndarray) -> pd.DataFrame:
                 price_v = float(price) if price else np.nan
             except ValueError:
                 raise fail(path, line, "price", f"expected a number, got {price!r}") from None
-            rows.append((asin_by_rank[int(raw_id)], html.unescape(fields.get("title", "")), " > ".join(cats),
-                         cats[-1] if cats else "", html.unescape(fields.get("brand", "")), price_v))
+            rows.append(
+                (
+                    asin_by_rank[int(raw_id)],
+                    html.unescape(fields.get("title", "")),
+                    " > ".join(cats),
+                    cats[-1] if cats else "",
+                    html.unescape(fields.get("brand", "")),
+                    price_v,
+                )
+            )
     meta = pd.DataFrame(rows, columns=["item", "title", "categories", "category", "brand", "price"])
     dup = meta["item"].duplicated()
     if dup.any():
@@ -186,21 +222,36 @@ def read_amazon_p5(path: Path) -> RawData:
     seq_path = path if path.is_file() else _find_sequence_file(folder)
     maps_path = folder / "datamaps.json"
     if not maps_path.exists():
-        raise DataError(f"{folder}: no datamaps.json (P5's id maps), needed to recover reviewerIDs and "
-                        "ASINs; to read the sequences alone use --format sequences")
+        raise DataError(
+            f"{folder}: no datamaps.json (P5's id maps), needed to recover reviewerIDs and "
+            "ASINs; to read the sequences alone use --format sequences"
+        )
     seq = read_int_lines(seq_path)
     maps = _load_datamaps(maps_path)
     user_p5 = np.repeat(seq.heads, seq.lengths)
     item_p5 = seq.values
-    users = _lookup(_id_table(maps["id2user"], maps_path, "id2user"), seq.heads, seq, seq_path, "user",
-                    f"{maps_path.name} id2user")
-    items = _lookup(_id_table(maps["id2item"], maps_path, "id2item"), item_p5, seq, seq_path, "item",
-                    f"{maps_path.name} id2item")
+    users = _lookup(
+        _id_table(maps["id2user"], maps_path, "id2user"),
+        seq.heads,
+        seq,
+        seq_path,
+        "user",
+        f"{maps_path.name} id2user",
+    )
+    items = _lookup(
+        _id_table(maps["id2item"], maps_path, "id2item"),
+        item_p5,
+        seq,
+        seq_path,
+        "item",
+        f"{maps_path.name} id2item",
+    )
     asin_by_rank = np.array([None, *sorted(maps["item2id"])], dtype=object)  # rank k -> k-th ASIN (1-based)
     inter = pd.DataFrame({"user": np.repeat(users, seq.lengths), "item": items})
     sources = [seq_path, maps_path]
-    joined = _timestamps(folder, seq_path.stem, seq, user_p5, item_p5, asin_by_rank, maps["item2id"],
-                         seq_path)
+    joined = _timestamps(
+        folder, seq_path.stem, seq, user_p5, item_p5, asin_by_rank, maps["item2id"], seq_path
+    )
     if joined is not None:
         inter["timestamp"] = joined[0]
         sources += joined[1]

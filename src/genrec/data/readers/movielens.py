@@ -12,20 +12,39 @@ from genrec.data.readers._checks import read_delimited, to_float, to_int
 from genrec.data.types import DataError, RawData
 
 ML100K_GENRES = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
 ]
 
 
 def _ratings(path: Path, sep: str, names: list[str], encoding: str, header: bool) -> pd.DataFrame:
     df = read_delimited(path, sep, names, encoding, header)
     h = 1 if header else 0
-    return pd.DataFrame({
-        "user": to_int(df, names[0], path, encoding, h, names[0]),
-        "item": to_int(df, names[1], path, encoding, h, names[1]),
-        "rating": to_float(df, names[2], path, encoding, h, names[2]),
-        "timestamp": to_int(df, names[3], path, encoding, h, names[3]),
-    })
+    return pd.DataFrame(
+        {
+            "user": to_int(df, names[0], path, encoding, h, names[0]),
+            "item": to_int(df, names[1], path, encoding, h, names[1]),
+            "rating": to_float(df, names[2], path, encoding, h, names[2]),
+            "timestamp": to_int(df, names[3], path, encoding, h, names[3]),
+        }
+    )
 
 
 def _folder(path: Path, ratings: str) -> Path:
@@ -55,8 +74,9 @@ def read_ml100k(path: Path) -> RawData:
 
 def read_ml1m(path: Path) -> RawData:
     path = _folder(path, "ratings.dat")
-    inter = _ratings(path / "ratings.dat", "::", ["UserID", "MovieID", "Rating", "Timestamp"], "latin-1",
-                     False)
+    inter = _ratings(
+        path / "ratings.dat", "::", ["UserID", "MovieID", "Rating", "Timestamp"], "latin-1", False
+    )
     items, sources = None, [path / "ratings.dat"]
     if (path / "movies.dat").exists():
         df = read_delimited(path / "movies.dat", "::", ["MovieID", "Title", "Genres"], "latin-1", False)
@@ -79,8 +99,12 @@ def read_ml_csv(path: Path) -> RawData:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            inter = pd.read_csv(f, dtype={"userId": "int64", "movieId": "int64", "rating": "float32",
-                                          "timestamp": "int64"}, engine="c", index_col=False)
+            inter = pd.read_csv(
+                f,
+                dtype={"userId": "int64", "movieId": "int64", "rating": "float32", "timestamp": "int64"},
+                engine="c",
+                index_col=False,
+            )
     except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning):
         # a malformed row: re-read slowly to name its line and field
         inter = _ratings(f, ",", expected, "utf-8", True)
@@ -92,8 +116,9 @@ def read_ml_csv(path: Path) -> RawData:
         with open(mf, encoding="utf-8") as fh:
             mhead = fh.readline().strip().split(",")
         if mhead != ["movieId", "title", "genres"]:
-            raise DataError(f"{mf}:1: header {mhead} is not the MovieLens movies.csv header "
-                            "movieId,title,genres")
+            raise DataError(
+                f"{mf}:1: header {mhead} is not the MovieLens movies.csv header movieId,title,genres"
+            )
         m = read_delimited(mf, ",", ["movieId", "title", "genres"], "utf-8", True, required=["movieId"])
         items = pd.DataFrame(
             {"title": m["title"].to_numpy(), "categories": m["genres"].to_numpy()},

@@ -40,8 +40,13 @@ def _header(path: Path) -> tuple[list[str], list[str]]:
     for col in first.split("\t"):
         name, _, typ = col.partition(":")
         if typ not in TYPES:
-            raise fail(path, 1, col, f"not a RecBole typed header field (expected NAME:TYPE with TYPE one of "
-                                     f"{', '.join(TYPES)}, fields separated by tabs)")
+            raise fail(
+                path,
+                1,
+                col,
+                f"not a RecBole typed header field (expected NAME:TYPE with TYPE one of "
+                f"{', '.join(TYPES)}, fields separated by tabs)",
+            )
         names.append(name)
         types.append(typ)
     return names, types
@@ -57,8 +62,9 @@ def _inter_file(path: Path) -> Path:
     return (preferred or found)[0]
 
 
-def _default_mapping(names: list[str], types: list[str], mapping: dict[str, str],
-                     path: Path) -> dict[str, str]:
+def _default_mapping(
+    names: list[str], types: list[str], mapping: dict[str, str], path: Path
+) -> dict[str, str]:
     """genrec field -> full header column ('user_id:token'); explicit --columns win over the defaults."""
     full = {n: f"{n}:{t}" for n, t in zip(names, types)}
     out = {}
@@ -68,8 +74,13 @@ def _default_mapping(names: list[str], types: list[str], mapping: dict[str, str]
         if name in full:
             out[fld] = full[name]
         elif fld in mapping or fld in REQUIRED:
-            raise fail(path, 1, name, f"no such field in the header ({', '.join(full.values())}); "
-                                      f"map it with --columns {fld}=FIELD")
+            raise fail(
+                path,
+                1,
+                name,
+                f"no such field in the header ({', '.join(full.values())}); "
+                f"map it with --columns {fld}=FIELD",
+            )
     return out
 
 
@@ -105,8 +116,11 @@ def read_item_file(path: Path) -> pd.DataFrame:
             num = pd.to_numeric(vals, errors="coerce")
             bad = num.isna() & vals.notna()
             if bad.any():
-                raise t.error(int(np.flatnonzero(bad.to_numpy())[0]), "price",
-                              f"expected a number, got {vals[bad].iloc[0]!r}")
+                raise t.error(
+                    int(np.flatnonzero(bad.to_numpy())[0]),
+                    "price",
+                    f"expected a number, got {vals[bad].iloc[0]!r}",
+                )
             meta["price"] = num.to_numpy()
             continue
         text = vals.fillna("").astype(str).map(html.unescape)
@@ -120,8 +134,11 @@ def read_item_file(path: Path) -> pd.DataFrame:
             meta[fld] = text.to_numpy()
     dup = meta["item"].duplicated()
     if dup.any():
-        raise t.error(int(np.flatnonzero(dup.to_numpy())[0]), "item",
-                      f"item {meta['item'][dup].iloc[0]!r} appears twice in the .item file")
+        raise t.error(
+            int(np.flatnonzero(dup.to_numpy())[0]),
+            "item",
+            f"item {meta['item'][dup].iloc[0]!r} appears twice in the .item file",
+        )
     return meta.set_index("item")
 
 
@@ -146,4 +163,3 @@ def read_recbole(path: Path, columns: dict[str, str] | str | None = None) -> Raw
             inter["item"] = inter["item"].astype(str)
         sources.append(item_path)
     return RawData(inter_path.stem, inter, meta, sources)
-

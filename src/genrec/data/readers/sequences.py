@@ -44,13 +44,18 @@ def read_int_lines(path: Path, head: str = "user", value: str = "item") -> IntLi
                 if not parts:
                     continue
                 if len(parts) < 2:
-                    raise fail(path, lineno, value,
-                               f"{head} {parts[0]!r} has no {value}s (expected '{head} {value} {value} ...')")
+                    raise fail(
+                        path,
+                        lineno,
+                        value,
+                        f"{head} {parts[0]!r} has no {value}s (expected '{head} {value} {value} ...')",
+                    )
                 if not "".join(parts).isdigit():  # one check per line; find the culprit only on failure
                     for field, tok in ((head, parts[0]), *((value, t) for t in parts[1:])):
                         if not tok.isdigit():
-                            raise fail(path, lineno, field,
-                                       f"expected a non-negative integer id, got {tok!r}")
+                            raise fail(
+                                path, lineno, field, f"expected a non-negative integer id, got {tok!r}"
+                            )
                 heads.append(parts[0])
                 values.extend(parts[1:])
                 lens.append(len(parts) - 1)
@@ -59,8 +64,12 @@ def read_int_lines(path: Path, head: str = "user", value: str = "item") -> IntLi
             raise fail(path, None, None, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not heads:
         raise DataError(f"{path}: no '{head} {value} {value} ...' lines in this file")
-    return IntLines(np.array(heads, dtype=np.int64), np.array(lens, dtype=np.int64),
-                    np.array(values, dtype=np.int64), np.array(linenos, dtype=np.int64))
+    return IntLines(
+        np.array(heads, dtype=np.int64),
+        np.array(lens, dtype=np.int64),
+        np.array(values, dtype=np.int64),
+        np.array(linenos, dtype=np.int64),
+    )
 
 
 def read_sequences(path: Path) -> RawData:

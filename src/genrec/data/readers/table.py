@@ -26,8 +26,18 @@ ITEM_FIELDS = ("item", "title", "categories", "category", "brand", "price", "des
 # lower-cased header names tried when a field is not mapped explicitly
 GUESSES: dict[str, tuple[str, ...]] = {
     "user": ("user", "user_id", "userid", "uid", "reviewerid", "customer_id", "visitorid", "session_id"),
-    "item": ("item", "item_id", "itemid", "iid", "movieid", "movie_id", "asin", "product_id", "sku",
-             "article_id"),
+    "item": (
+        "item",
+        "item_id",
+        "itemid",
+        "iid",
+        "movieid",
+        "movie_id",
+        "asin",
+        "product_id",
+        "sku",
+        "article_id",
+    ),
     "timestamp": ("timestamp", "time", "ts", "unixreviewtime", "datetime", "date", "event_time", "t_dat"),
     "rating": ("rating", "overall", "score", "stars", "weight"),
     "title": ("title", "name", "movie_title", "product_name", "item_name"),
@@ -39,13 +49,17 @@ GUESSES: dict[str, tuple[str, ...]] = {
 }
 
 
-def parse_mapping(text: str | dict | None, allowed: tuple[str, ...],
-                  flag: str = "--columns") -> dict[str, str]:
+def parse_mapping(
+    text: str | dict | None, allowed: tuple[str, ...], flag: str = "--columns"
+) -> dict[str, str]:
     """`user=uid,item=iid` -> {"user": "uid", "item": "iid"}; unknown fields are a clear error."""
     if text is None:
         return {}
-    pairs = text.items() if isinstance(text, dict) else (p.split("=", 1) if "=" in p else (p, None)
-                                                         for p in text.split(",") if p.strip())
+    pairs = (
+        text.items()
+        if isinstance(text, dict)
+        else (p.split("=", 1) if "=" in p else (p, None) for p in text.split(",") if p.strip())
+    )
     out = {}
     for k, v in pairs:
         k = k.strip()
@@ -93,8 +107,16 @@ def _is_parquet(path: Path) -> bool:
 class _Table:
     """A table read with all wanted columns, and how to name a row (file:line for text, row N for parquet)."""
 
-    def __init__(self, path: Path, sep: str | None, header: bool, mapping: dict[str, str],
-                 fields: tuple[str, ...], required: tuple[str, ...], prefer: dict[str, str] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        sep: str | None,
+        header: bool,
+        mapping: dict[str, str],
+        fields: tuple[str, ...],
+        required: tuple[str, ...],
+        prefer: dict[str, str] | None = None,
+    ):
         self.path, self.header, self.prefer = path, header, prefer or {}
         if _is_parquet(path):
             import pyarrow.parquet as pq
@@ -120,9 +142,18 @@ class _Table:
             # inference: int64 when every value is an integer, compact for big files
             with warnings.catch_warnings():
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                df = pd.read_csv(path, sep=self.sep, header=0 if header else None, index_col=False,
-                                 engine="c", on_bad_lines="error", keep_default_na=False, na_values=[""],
-                                 low_memory=False, encoding="utf-8")
+                df = pd.read_csv(
+                    path,
+                    sep=self.sep,
+                    header=0 if header else None,
+                    index_col=False,
+                    engine="c",
+                    on_bad_lines="error",
+                    keep_default_na=False,
+                    na_values=[""],
+                    low_memory=False,
+                    encoding="utf-8",
+                )
         except (pd.errors.ParserError, pd.errors.ParserWarning) as e:
             line, n = _first_bad_row(path, self.sep, len(names))
             problem = f"wrong number of fields: {n}, expected {len(names)} (separator {self.sep!r})"
@@ -133,16 +164,21 @@ class _Table:
             df.columns = names
         self.df = df[list(dict.fromkeys(self.cols.values()))]
 
-    def _resolve(self, names: list[str], mapping: dict[str, str], fields: tuple[str, ...],
-                 required: tuple[str, ...]) -> dict[str, str]:
+    def _resolve(
+        self, names: list[str], mapping: dict[str, str], fields: tuple[str, ...], required: tuple[str, ...]
+    ) -> dict[str, str]:
         cols: dict[str, str] = {}
         lower = {n.lower().split(":")[0]: n for n in names}  # RecBole-style 'user_id:token' headers too
         for fld in fields:
             if fld in mapping:
                 if mapping[fld] not in names:
-                    raise fail(self.path, 1 if self.header else None, mapping[fld],
-                               f"column for {fld!r} is not in the {'header' if self.header else 'row'} "
-                               f"(columns: {', '.join(names)})")
+                    raise fail(
+                        self.path,
+                        1 if self.header else None,
+                        mapping[fld],
+                        f"column for {fld!r} is not in the {'header' if self.header else 'row'} "
+                        f"(columns: {', '.join(names)})",
+                    )
                 cols[fld] = mapping[fld]
             elif self.header:
                 tries = (self.prefer[fld].lower(),) if fld in self.prefer else ()
@@ -151,17 +187,24 @@ class _Table:
                     cols[fld] = hit
         missing = [f for f in required if f not in cols]
         if missing:
-            raise fail(self.path, 1 if self.header else None, missing[0],
-                       f"no column for {missing[0]!r} (columns: {', '.join(names)}); "
-                       f"map it, e.g. --columns {missing[0]}=COLUMN")
+            raise fail(
+                self.path,
+                1 if self.header else None,
+                missing[0],
+                f"no column for {missing[0]!r} (columns: {', '.join(names)}); "
+                f"map it, e.g. --columns {missing[0]}=COLUMN",
+            )
         return cols
 
     def where(self, row: int) -> tuple[int | None, str]:
         """(line number, prefix) naming data row `row` (0-based)."""
         if self.sep is None:
             return None, f"row {row + 1}"
-        lines = data_line_numbers(self.path, "utf-8", 1 if self.header else 0) if not self.path.name.endswith(
-            ".gz") else np.arange(len(self.df)) + 1 + self.header
+        lines = (
+            data_line_numbers(self.path, "utf-8", 1 if self.header else 0)
+            if not self.path.name.endswith(".gz")
+            else np.arange(len(self.df)) + 1 + self.header
+        )
         return int(lines[row]), ""
 
     def error(self, row: int, fld: str, problem: str) -> DataError:
@@ -211,14 +254,20 @@ class _Table:
             bad = dt.isna().to_numpy()
             if bad.any():
                 r = int(np.flatnonzero(text)[np.flatnonzero(bad)[0]])
-                raise self.error(r, "timestamp",
-                                 f"expected unix seconds or an ISO date/time, got {s.iloc[r]!r}")
+                raise self.error(
+                    r, "timestamp", f"expected unix seconds or an ISO date/time, got {s.iloc[r]!r}"
+                )
             out[text] = ((dt - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)).to_numpy(np.float64)
         return out.astype(np.int64)
 
 
-def read_item_table(path: Path, mapping: dict[str, str] | str | None = None, sep: str | None = None,
-                    header: bool = True, item_column: str | None = None) -> pd.DataFrame:
+def read_item_table(
+    path: Path,
+    mapping: dict[str, str] | str | None = None,
+    sep: str | None = None,
+    header: bool = True,
+    item_column: str | None = None,
+) -> pd.DataFrame:
     """Item metadata indexed by raw item id: title, categories, category, brand, price, description."""
     mapping = parse_mapping(mapping, ITEM_FIELDS, "--item-columns")
     prefer = {"item": item_column} if item_column else {}  # the interactions' item column name, if present
@@ -230,14 +279,22 @@ def read_item_table(path: Path, mapping: dict[str, str] | str | None = None, sep
             meta[fld] = pd.to_numeric(col, errors="coerce") if fld == "price" else col.fillna("").astype(str)
     dup = meta["item"].duplicated()
     if dup.any():
-        raise t.error(int(np.flatnonzero(dup.to_numpy())[0]), "item", f"item {meta['item'][dup].iloc[0]!r} "
-                      "appears twice in the item table")
+        raise t.error(
+            int(np.flatnonzero(dup.to_numpy())[0]),
+            "item",
+            f"item {meta['item'][dup].iloc[0]!r} appears twice in the item table",
+        )
     return meta.set_index("item")
 
 
-def read_table(path: Path, columns: dict[str, str] | str | None = None, sep: str | None = None,
-               header: bool = True, items: str | Path | None = None,
-               item_columns: dict[str, str] | str | None = None) -> RawData:
+def read_table(
+    path: Path,
+    columns: dict[str, str] | str | None = None,
+    sep: str | None = None,
+    header: bool = True,
+    items: str | Path | None = None,
+    item_columns: dict[str, str] | str | None = None,
+) -> RawData:
     """Interactions from one CSV/TSV/Parquet file; `items` = optional item table (same formats)."""
     if path.is_dir():
         raise DataError(f"{path}: format 'table' reads one file (CSV, TSV or Parquet), not a folder")

@@ -16,8 +16,9 @@ router = APIRouter(tags=["feedback"], dependencies=[Depends(write_auth)])
 
 
 @router.post("/feedback", response_model=FeedbackResponse, responses=ERRORS)
-async def feedback(body: FeedbackEvent | FeedbackBatch, eng: Engine = Depends(engine),
-                   stats: Metrics = Depends(metrics)) -> FeedbackResponse:
+async def feedback(
+    body: FeedbackEvent | FeedbackBatch, eng: Engine = Depends(engine), stats: Metrics = Depends(metrics)
+) -> FeedbackResponse:
     """Store one event or a batch; answers only after the events are durably committed.
     Unknown users and items are stored too (they join the catalogue at the next `genrec update`)."""
     evs = body.events if isinstance(body, FeedbackBatch) else [body]

@@ -13,10 +13,14 @@ from genrec.serving.schemas import ERRORS, Detail, ItemInfo
 router = APIRouter(tags=["items"], dependencies=[Depends(read_auth)])
 
 
-@router.get("/items/{item_id}", response_model=ItemInfo,
-            responses={404: {"model": Detail, "description": "unknown item"}, **ERRORS})
-async def item(item_id: Annotated[str, Path(min_length=1, max_length=256)],
-               eng: Engine = Depends(engine)) -> ItemInfo:
+@router.get(
+    "/items/{item_id}",
+    response_model=ItemInfo,
+    responses={404: {"model": Detail, "description": "unknown item"}, **ERRORS},
+)
+async def item(
+    item_id: Annotated[str, Path(min_length=1, max_length=256)], eng: Engine = Depends(engine)
+) -> ItemInfo:
     cat = eng.state.version.catalog
     i = cat.item_ids.get(item_id)
     if i is None:
@@ -25,5 +29,9 @@ async def item(item_id: Annotated[str, Path(min_length=1, max_length=256)],
             f"unknown item {item_id!r}: not in the catalogue of model "
             f"{eng.state.version.name} (feedback on it is kept for the next update)",
         )
-    return ItemInfo(item_id=cat.item_ids.id(i), title=cat.title(i), known_to_model=True,
-                    interactions=int(cat.interactions[i]))
+    return ItemInfo(
+        item_id=cat.item_ids.id(i),
+        title=cat.title(i),
+        known_to_model=True,
+        interactions=int(cat.interactions[i]),
+    )

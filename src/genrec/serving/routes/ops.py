@@ -39,8 +39,11 @@ async def prometheus(eng: Engine = Depends(engine), stats: Metrics = Depends(met
 async def versions(eng: Engine = Depends(engine)) -> dict:
     """Every published version with its metrics, and the one being served."""
     reg = eng.registry
-    return {"serving": eng.state.version.name, "current": reg.current(),
-            "versions": [reg.meta(v) for v in reg.versions()]}
+    return {
+        "serving": eng.state.version.name,
+        "current": reg.current(),
+        "versions": [reg.meta(v) for v in reg.versions()],
+    }
 
 
 @router.post("/admin/reload", tags=["admin"], responses=ERRORS, dependencies=[Depends(write_auth)])

@@ -17,9 +17,11 @@ from genrec.serving.routes.deps import engine, read_auth, unknown_user
 from genrec.serving.schemas import ERRORS, Detail, ListSettings, Recommendations, RecommendRequest, unix
 
 router = APIRouter(tags=["recommend"], dependencies=[Depends(read_auth)])
-RESPONSES = {404: {"model": Detail, "description": "unknown user"},
-             422: {"model": Detail, "description": "bad parameters, or a strategy the model cannot use"},
-             **ERRORS}
+RESPONSES = {
+    404: {"model": Detail, "description": "unknown user"},
+    422: {"model": Detail, "description": "bad parameters, or a strategy the model cannot use"},
+    **ERRORS,
+}
 
 
 class RecommendQuery(ListSettings):
@@ -32,8 +34,9 @@ def checked(st: State, settings: ListSettings) -> ListSpec:
         check_strategy(st.version.model, settings.strategy)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    return ListSpec(settings.k, settings.strategy, settings.beam_size, settings.temperature, settings.top_p,
-                    settings.seed)
+    return ListSpec(
+        settings.k, settings.strategy, settings.beam_size, settings.temperature, settings.top_p, settings.seed
+    )
 
 
 async def answer(eng: Engine, job: Job, user_id: str | None, unknown: list[str]) -> Response:
@@ -59,8 +62,17 @@ async def recommend_get(q: Annotated[RecommendQuery, Query()], eng: Engine = Dep
         if not eng.known_user(st, q.user_id):
             raise unknown_user(q.user_id)
         user, items, skips, ts = eng.user_history(st, q.user_id)
-        job = Job(st, items, user, spec, q.exclude_seen, skips, explain=q.explain, cache_key=q.user_id,
-                  timestamps=ts)
+        job = Job(
+            st,
+            items,
+            user,
+            spec,
+            q.exclude_seen,
+            skips,
+            explain=q.explain,
+            cache_key=q.user_id,
+            timestamps=ts,
+        )
     except BaseException:
         eng.arriving(-1)
         raise
@@ -86,14 +98,23 @@ async def recommend_post(req: RecommendRequest, eng: Engine = Depends(engine)) -
         given, unknown = cat.item_ids.known(req.history)
         now = int(time.time())
         times = [unix(t) for t in req.timestamps] if req.timestamps is not None else [now] * len(req.history)
-        known_ts = np.asarray([t for t, r in zip(times, req.history) if cat.item_ids.get(r) is not None],
-                              dtype=np.int64)
-        job = Job(st, np.concatenate([items, given]), user, spec, req.exclude_seen, skips,
-                  allowed=None if req.allowed is None else cat.item_ids.known(req.allowed)[0],
-                  blocked=cat.item_ids.known(req.blocked)[0], explain=req.explain,
-                  # the stored history alone is what the user-state cache holds
-                  cache_key=uid if uid is not None and not req.history else None,
-                  timestamps=np.concatenate([ts, known_ts]))
+        known_ts = np.asarray(
+            [t for t, r in zip(times, req.history) if cat.item_ids.get(r) is not None], dtype=np.int64
+        )
+        job = Job(
+            st,
+            np.concatenate([items, given]),
+            user,
+            spec,
+            req.exclude_seen,
+            skips,
+            allowed=None if req.allowed is None else cat.item_ids.known(req.allowed)[0],
+            blocked=cat.item_ids.known(req.blocked)[0],
+            explain=req.explain,
+            # the stored history alone is what the user-state cache holds
+            cache_key=uid if uid is not None and not req.history else None,
+            timestamps=np.concatenate([ts, known_ts]),
+        )
     except BaseException:
         eng.arriving(-1)
         raise

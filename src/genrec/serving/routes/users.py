@@ -17,8 +17,12 @@ router = APIRouter(tags=["users"])
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
 
 
-@router.get("/users/{user_id}/history", response_model=History, dependencies=[Depends(read_auth)],
-            responses={404: {"model": Detail, "description": "unknown user"}, **ERRORS})
+@router.get(
+    "/users/{user_id}/history",
+    response_model=History,
+    dependencies=[Depends(read_auth)],
+    responses={404: {"model": Detail, "description": "unknown user"}, **ERRORS},
+)
 async def history(user_id: UserId, eng: Engine = Depends(engine)) -> History:
     """Training history (unless erased) followed by every stored feedback event, oldest first."""
     st = eng.state
@@ -46,8 +50,9 @@ async def history(user_id: UserId, eng: Engine = Depends(engine)) -> History:
     return History(user_id=user_id, items=items)
 
 
-@router.delete("/users/{user_id}", response_model=Erased, dependencies=[Depends(write_auth)],
-               responses=ERRORS)
+@router.delete(
+    "/users/{user_id}", response_model=Erased, dependencies=[Depends(write_auth)], responses=ERRORS
+)
 async def erase(user_id: UserId, eng: Engine = Depends(engine)) -> Erased:
     """Erase the user's stored events and exclude them from every future training run."""
     n = await asyncio.to_thread(eng.store.erase_user, user_id)
