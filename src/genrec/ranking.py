@@ -134,7 +134,7 @@ def top_k(masked: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError(f"k must be >= 1, got {k}")
     kk = min(k, masked.shape[1])
     vals, idx = torch.topk(masked, kk, dim=1)
-    idx[vals == -torch.inf] = 0
+    idx.masked_fill_(vals == -torch.inf, 0)
     if kk < k:
         pad = k - kk
         idx = torch.cat([idx, torch.zeros(len(idx), pad, dtype=idx.dtype)], 1)

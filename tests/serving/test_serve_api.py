@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 import numpy as np
 import torch
@@ -34,7 +35,10 @@ def test_bad_requests_are_clear_4xx(client):
     r = client.get("/recommend", params={"user_id": "nobody", "k": 10})
     assert r.status_code == 404 and "POST /recommend" in r.json()["detail"]
     for k in (0, 1001, "ten"):
-        assert client.get("/recommend", params={"user_id": 5, "k": k}).status_code == 422
+        r = client.get("/recommend", params={"user_id": 5, "k": k})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "k"]
+    r = client.get("/recommend", params={"k": 5})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["query", "user_id"]
     assert client.post("/recommend", json={"history": [1], "k": 0}).status_code == 422
     assert client.post("/recommend", json={"history": [1], "bogus": 1}).status_code == 422
     assert (
@@ -276,3 +280,30 @@ def test_logs_carry_no_user_data(client, caplog):
     assert any("/recommend" in r.getMessage() for r in caplog.records)  # requests are logged ...
     text = "\n".join(r.getMessage() for r in caplog.records)
     assert uid not in text and item not in text  # ... without ids or histories
+
+
+def test_get_recommend_documents_its_query_as_fastapi_would(client):
+    """GET /recommend validates its query itself (one pydantic call); the OpenAPI document must still
+    list every parameter exactly as FastAPI's own query-model support writes them."""
+    from fastapi import FastAPI, Query
+
+    from genrec.serving.routes.recommend import RecommendQuery
+
+    ref = FastAPI()
+
+    async def reference(q) -> None: ...
+
+    # set at run time: the module's postponed annotations could not see these local names
+    reference.__annotations__ = {"q": Annotated[RecommendQuery, Query()], "return": None}
+    ref.get("/recommend")(reference)
+
+    def by_name(params):
+        return sorted(params, key=lambda p: p["name"])
+
+    want = by_name(ref.openapi()["paths"]["/recommend"]["get"]["parameters"])
+    got = [
+        p
+        for p in client.get("/openapi.json").json()["paths"]["/recommend"]["get"]["parameters"]
+        if p["in"] == "query"
+    ]
+    assert by_name(got) == want and {p["name"] for p in want} >= {"user_id", "k", "strategy", "seed"}

@@ -38,13 +38,18 @@ def records(
     k) are left out, titles only where non-empty."""
     out = []
     for b, (u, row, row_scores) in enumerate(zip(users, items, scores)):
+        keep = np.flatnonzero(np.asarray(row) > 0)
+        idx = np.asarray(row)[keep]
+        # whole rows to Python lists at once: per-item numpy scalar access costs more than the model
+        # call on a served request
+        names = item_ids.ids(idx.tolist())
+        vals = np.asarray(row_scores, dtype=np.float64)[keep].tolist()
+        titles = item_title[idx].tolist() if item_title is not None else [""] * len(idx)
         recs = []
-        for j in np.flatnonzero(row > 0):
-            i = int(row[j])
-            rec: dict[str, Any] = {"item_id": item_ids.id(i), "score": float(row_scores[j])}
-            title = str(item_title[i]) if item_title is not None else ""
+        for j, name, score, title in zip(keep.tolist(), names, vals, titles):
+            rec: dict[str, Any] = {"item_id": name, "score": score}
             if title:
-                rec["title"] = title
+                rec["title"] = str(title)
             if because is not None:
                 rec["because"] = item_ids.ids(because[b][j])
             recs.append(rec)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import Histories
-from genrec.ranking import RowSets, ineligible
+from genrec.ranking import RowSets, check_filter, ineligible, mask_scores
 
 
 @dataclass
@@ -68,6 +68,13 @@ class Constraints:
     def banned(self, histories: Histories | None, n_items: int) -> torch.Tensor:
         """(B, n_items + 1) bool: True where an item may never appear for that row (incl. padding)."""
         return ineligible(histories, n_items, self.exclude_seen, self.allowed, self.blocked)
+
+    def masked(self, scores: torch.Tensor, histories: Histories | None) -> torch.Tensor:
+        """A float copy of `scores` (B, n_items + 1) with every banned entry at -inf (= masked_fill with
+        `banned`, without building the mask)."""
+        for name in ("allowed", "blocked"):
+            check_filter(name, getattr(self, name), scores.shape[1] - 1, len(scores))
+        return mask_scores(scores.float().clone(), histories, self.exclude_seen, self.allowed, self.blocked)
 
     def category_codes(self, n_items: int) -> tuple[torch.Tensor, int]:
         """(n_items + 1,) category code per item and the number of codes. The last code is the

@@ -120,6 +120,8 @@ def _chunks(
     for name, f in (("allowed", c.allowed), ("blocked", c.blocked)):
         if isinstance(f, RowSets) and len(f) != len(histories):
             raise ValueError(f"constraints.{name} has {len(f)} rows but there are {len(histories)} histories")
+    if 0 < len(histories) <= batch_size:  # one chunk: no copies (a served request is often one row)
+        return fn(histories, c, slice(0, len(histories)))
     parts = []
     for s in range(0, len(histories), batch_size):
         rows = slice(s, s + batch_size)
@@ -155,7 +157,7 @@ def top_k_slates(
         s = model.score(h) if scores is None else scores[rows]
         if c.category_cap is not None:
             return _beam_chunk(StaticDecoder(s), h, k, 1, c, normalize=False)
-        items, vals = top_k(s.float().masked_fill(c.banned(h, s.shape[1] - 1), -torch.inf), k)
+        items, vals = top_k(c.masked(s, h), k)
         return Slates(items.numpy().astype(np.int64), vals.numpy().astype(np.float32))
 
     return _chunks(histories, constraints, batch_size, fn)

@@ -280,8 +280,9 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         """(n_items + 1, D) output item embeddings; row 0 is padding."""
         return self._require_net().item_emb.weight.detach().float().cpu()
 
+    @torch.no_grad()
     def scores_from_embeddings(self, users: torch.Tensor) -> torch.Tensor:
-        return self._scores(users.to(self._device()))
+        return self._scores(users.to(self._require_net().item_emb.weight.device))
 
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
         scores = hidden.float() @ self._require_net().item_emb.weight.float().T

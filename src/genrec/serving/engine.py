@@ -187,7 +187,10 @@ class Engine:
         for e in events:
             overlay[e.user_id].append(e)
         loaded = max([version.watermark] + [e.seq for e in events])
-        return State(version, overlay, loaded, self.store.erased_users(), UserStates(self.user_cache))
+        # only models that score by a dot product get a user-vector cache (checked once per version: a
+        # runtime Protocol check costs tens of microseconds, a real share of a cached request)
+        cache = UserStates(self.user_cache if isinstance(version.model, DotProductScores) else 0)
+        return State(version, overlay, loaded, self.store.erased_users(), cache)
 
     async def maybe_swap(self) -> bool:
         """Swap to the registry's current version if it changed; never interrupts in-flight requests."""
@@ -362,10 +365,10 @@ def histories_of(jobs: list[Job]) -> Histories:
 
 def raw_scores(jobs: list[Job], hist: Histories) -> torch.Tensor:
     """(B, n_items + 1) model scores of the jobs' histories (one version): from cached user vectors
-    for `DotProductScores` models, one `model.score` call otherwise."""
+    for `DotProductScores` models (their State has a cache), one `model.score` call otherwise."""
     model = jobs[0].state.version.model
     cache = jobs[0].state.user_states
-    if not isinstance(model, DotProductScores) or cache.capacity == 0:
+    if cache.capacity == 0:
         return model.score(hist).float()
     states: list[torch.Tensor | None] = [None] * len(jobs)
     digests: list[bytes | None] = [None] * len(jobs)
@@ -413,9 +416,10 @@ def _lists(jobs: list[Job], spec: ListSpec) -> list[Result]:
             for j in jobs
         ]
     )
-    cons = Constraints(
-        exclude_seen=False, allowed=RowSets.from_lists([j.allowed for j in jobs]), blocked=blocked
+    allowed = (
+        RowSets.from_lists([j.allowed for j in jobs]) if any(j.allowed is not None for j in jobs) else None
     )
+    cons = Constraints(exclude_seen=False, allowed=allowed, blocked=blocked)
     explained = [b for b, j in enumerate(jobs) if j.explain]
     scores = raw_scores(jobs, hist) if spec.strategy == "topk" or explained else None
     slates = generate(

@@ -14,11 +14,13 @@ from genrec.serving.metrics import Metrics
 key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="required for writes")
 
 
-def engine(request: Request) -> Engine:
+# every dependency is async: FastAPI runs a plain def dependency in a worker thread, one thread hop
+# (and a large share of a cached request's CPU) per request
+async def engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
-def metrics(request: Request) -> Metrics:
+async def metrics(request: Request) -> Metrics:
     return request.app.state.metrics
 
 
@@ -34,7 +36,6 @@ def check_key(request: Request, given: str | None) -> None:
         raise HTTPException(401, "missing or wrong X-API-Key header")
 
 
-# async: a plain def dependency would run in a worker thread, one thread hop per request
 async def write_auth(request: Request, key: str | None = Depends(key_header)) -> None:
     check_key(request, key)
 
