@@ -79,6 +79,7 @@ def test_models_lists_every_default(capsys):
     assert "training settings (every model): seed=0, threads=0, max_minutes=0.0" in out
 
 
+@pytest.mark.slow  # a real subprocess trains until it is interrupted
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
     out = tmp_path / "run"
     args = [
