@@ -8,11 +8,13 @@ Jobs (leave-one-out, full ranking, history excluded):
   epochs: seconds per epoch and validation / test NDCG@10 after those epochs (equal epochs, so the
   accuracy columns compare the training loops, not their budgets);
 - serving: each tree's own benchmarks/serve_load.py (EASE, SASRec, HSTU; GET /recommend at
-  concurrency 1 and 32), the trees taking turns (--serve-rounds), each row keeping its best req/s.
+  concurrency 1 and 32), the trees taking turns (--serve-rounds), each row keeping its best req/s and
+  its lowest server CPU time per request (the steadier figure when the machine is not idle).
 
     python benchmarks/regression.py --before ../genrec-old --epochs 3
     python benchmarks/regression.py --before ../genrec-old --only foundation,sequential
     python benchmarks/regression.py --before ../genrec-old --only serving   # keeps the other rows
+    python benchmarks/regression.py --before ../old --only sequential --models hstu --datasets amazon-beauty
 
 Prints a table with after/before ratios and writes benchmarks/results/regression.json.
 """
@@ -88,13 +90,14 @@ def run_job(tree: Path, job: dict) -> dict:
     return json.loads([ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")][-1][7:])
 
 
-def jobs(only: set[str], epochs: int) -> list[dict]:
+def jobs(only: set[str], epochs: int, datasets: list[str], models: set[str]) -> list[dict]:
     out = []
-    for ds in DATASETS:
+    for ds in datasets:
         if "foundation" in only:
             out += [
                 {"kind": "foundation", "dataset": ds, "model": m, "data": data_path(ds), "settings": {}}
                 for m in ("pop", "ease")
+                if m in models
             ]
         if "sequential" in only:
             # patience above the epoch count: both trees train exactly `epochs` epochs
@@ -102,11 +105,13 @@ def jobs(only: set[str], epochs: int) -> list[dict]:
             out += [
                 {"kind": "sequential", "dataset": ds, "model": m, "data": data_path(ds), "settings": s}
                 for m in ("sasrec", "hstu")
+                if m in models
             ]
     return out
 
 
-def serve_load(tree: Path, runs: Path, seconds: float, models: str) -> dict:
+def serve_load(tree: Path, runs: Path, seconds: float, models: str) -> dict[str, tuple[float, float]]:
+    """{row: (req/s, server CPU ms per request)} of one serve_load.py run of `tree`."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src")}
     cmd = [
         sys.executable,
@@ -128,7 +133,10 @@ def serve_load(tree: Path, runs: Path, seconds: float, models: str) -> dict:
     finally:
         if kept is not None:
             out.write_bytes(kept)
-    return {f"{r['model']} {r['mode']} c={r['concurrency']}": r["req_per_s"] for r in res["rows"]}
+    return {
+        f"{r['model']} {r['mode']} c={r['concurrency']}": (r["req_per_s"], r["server_cpu_ms_per_request"])
+        for r in res["rows"]
+    }
 
 
 def main() -> int:
@@ -137,17 +145,20 @@ def main() -> int:
     p.add_argument("--after", default=str(AFTER), help="source tree of the newer genrec (default: this one)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the sequential jobs")
     p.add_argument("--only", default="foundation,sequential,serving")
+    p.add_argument("--datasets", default=",".join(DATASETS), help="datasets of the training rows")
+    p.add_argument("--models", default="pop,ease,sasrec,hstu", help="models of the training rows")
     p.add_argument("--serve-seconds", type=float, default=8.0)
     p.add_argument("--serve-models", default="ease,sasrec,hstu")
     p.add_argument(
         "--serve-rounds", type=int, default=2, help="serving runs per tree, alternating; rows keep their best"
     )
     a = p.parse_args()
+    command = "python benchmarks/regression.py " + " ".join(sys.argv[1:])
     trees = {"before": Path(a.before).resolve(), "after": Path(a.after).resolve()}
     only = set(a.only.split(","))
     rows = []
     t0 = time.time()
-    for job in jobs(only, a.epochs):
+    for job in jobs(only, a.epochs, a.datasets.split(","), set(a.models.split(","))):
         row = {k: job[k] for k in ("kind", "dataset", "model")}
         for side, tree in trees.items():  # alternate: both sides see the same machine conditions
             row[side] = run_job(tree, job)
@@ -159,24 +170,33 @@ def main() -> int:
             f"{f['ndcg@10']:.4f}  {speed} {b[speed]:.2f} -> {f[speed]:.2f} (x{f[speed] / b[speed]:.3f})",
             flush=True,
         )
+    # req/s depends on whatever else the machine runs; the server's CPU time per request much less so
     serving: dict[str, dict[str, float]] = {}
+    serving_cpu: dict[str, dict[str, float]] = {}
     if "serving" in only:
         for _ in range(a.serve_rounds):  # alternate: a slow minute on the machine hits both trees
             for side, tree in trees.items():
                 runs = Path(tempfile.gettempdir()) / f"genrec-regression-runs-{side}"
-                best = serving.setdefault(side, {})
-                for key, v in serve_load(tree, runs, a.serve_seconds, a.serve_models).items():
-                    best[key] = max(best.get(key, 0.0), v)
+                best, cpu = serving.setdefault(side, {}), serving_cpu.setdefault(side, {})
+                for key, (rps, ms) in serve_load(tree, runs, a.serve_seconds, a.serve_models).items():
+                    best[key] = max(best.get(key, 0.0), rps)
+                    cpu[key] = min(cpu.get(key, float("inf")), ms)
         for key in serving["after"]:
             if key in serving["before"]:
                 b, f = serving["before"][key], serving["after"][key]
-                print(f"serving    {key:<28} {b:8.1f} -> {f:8.1f} req/s (x{f / b:.3f})")
+                cb, cf = serving_cpu["before"][key], serving_cpu["after"][key]
+                print(
+                    f"serving    {key:<28} {b:8.1f} -> {f:8.1f} req/s (x{f / b:.3f})   "
+                    f"server CPU {cb:.3f} -> {cf:.3f} ms/req (x{cf / cb:.3f})"
+                )
     # a partial run (--only) replaces its own parts of an earlier result and keeps the rest
     old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    rows = [r for r in old.get("rows", []) if r["kind"] not in only] + rows
-    for side, rows_ in old.get("serving", {}).items():  # rows of models this run did not serve stay
-        for key, v in rows_.items():
-            serving.setdefault(side, {}).setdefault(key, v)
+    fresh = {(r["kind"], r["dataset"], r["model"]) for r in rows}
+    rows = [r for r in old.get("rows", []) if (r["kind"], r["dataset"], r["model"]) not in fresh] + rows
+    for new, part in ((serving, "serving"), (serving_cpu, "serving_cpu_ms")):
+        for side, rows_ in old.get(part, {}).items():  # rows of models this run did not serve stay
+            for key, v in rows_.items():
+                new.setdefault(side, {}).setdefault(key, v)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
@@ -185,10 +205,11 @@ def main() -> int:
                 "epochs": a.epochs,
                 "rows": rows,
                 "serving": serving,
+                "serving_cpu_ms": serving_cpu,
                 "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
                 "wall_seconds": time.time() - t0,
                 "date": time.strftime("%Y-%m-%d"),
-                "command": "python benchmarks/regression.py " + " ".join(sys.argv[1:]),
+                "commands": [*old.get("commands", []), command],
             },
             indent=2,
         )
