@@ -7,6 +7,8 @@ RUN/versions/
     meta.json        version, parent, model name, training watermark (max event seq seen), metrics
   v0002/ ...         published by `genrec update`
   CURRENT            the name of the served version; replaced atomically (os.replace)
+  SEQ, .lock         the last version number handed out, and the lock publishers take to pick the next:
+                     names only grow, and a deleted version's name is never reused
 
 A version is written under a temporary name and renamed into place, so a reader never sees a
 half-written version; CURRENT only ever names a complete one.
@@ -14,12 +16,16 @@ half-written version; CURRENT only ever names a complete one.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +113,11 @@ class Version:
     def watermark(self) -> int:
         return int(self.meta.get("watermark", 0))
 
+    @property
+    def erased_through(self) -> int:
+        """Every erasure with seq <= this was applied when this version was built (0: none were)."""
+        return int(self.meta.get("erased_through", 0))
+
 
 class Registry:
     def __init__(self, run_dir: str | Path) -> None:
@@ -170,8 +181,8 @@ class Registry:
             else:
                 model.save(tmp / "model")
             catalog.save(tmp / "catalog.npz")
-            while True:  # claim the next free name; rename fails if another publisher took it
-                name = f"v{len(self.versions()) + 1:04d}"
+            with self._lock():  # one publisher at a time picks a name and renames into it
+                name = self._next_name()
                 meta = dict(
                     meta,
                     version=name,
@@ -182,12 +193,7 @@ class Registry:
                 )
                 (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=float))
                 _fsync_tree(tmp)
-                try:
-                    os.rename(tmp, self.root / name)
-                    break
-                except OSError:
-                    if not (self.root / name).exists():
-                        raise
+                os.rename(tmp, self.root / name)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -195,17 +201,32 @@ class Registry:
             self.set_current(name)
         return name
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Exclusive lock over version naming (an flock: released by the kernel if the holder dies)."""
+        with open(self.root / ".lock", "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _next_name(self) -> str:
+        """One above every version number ever used: the highest on disk (complete or not) and the
+        last one handed out (SEQ), so a deleted version's name is never reused. Call under `_lock`."""
+        used = [int(p.name[1:]) for p in self.root.iterdir() if re.fullmatch(r"v\d+", p.name)]
+        seq = self.root / "SEQ"
+        last = int(seq.read_text()) if seq.exists() else 0
+        n = max([last, *used]) + 1
+        _write_atomic(seq, f"{n}\n")
+        return f"v{n:04d}"
+
     def set_current(self, name: str) -> None:
         if not (self.root / name / "meta.json").exists():
             raise FileNotFoundError(
                 f"no version {name!r} under {self.root}; versions: {', '.join(self.versions())}"
             )
-        tmp = self.root / f".CURRENT-{uuid.uuid4().hex}"
-        with open(tmp, "w") as f:
-            f.write(name + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.pointer)  # atomic: readers see the old name or the new one, never half
+        _write_atomic(self.pointer, name + "\n")  # readers see the old name or the new one, never half
 
     def meta(self, name: str) -> dict[str, Any]:
         return json.loads((self.root / name / "meta.json").read_text())
@@ -215,6 +236,15 @@ class Registry:
         path = self.root / name
         model = Recommender.load(path / "model")
         return Version(name, path, model, Catalog.load(path / "catalog.npz"), self.meta(name))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}-{uuid.uuid4().hex}")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _fsync_tree(path: Path) -> None:

@@ -1,0 +1,60 @@
+"""Version names: monotonic, never reused, never colliding between concurrent publishers."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import shutil
+import threading
+from pathlib import Path
+
+from genrec.serving.registry import Registry
+
+
+def publish_in_time(reg: Registry, seconds: float = 60.0) -> str:
+    """reg.publish of the current version's model and catalog, failing (not hanging) past `seconds`."""
+    v = reg.load()
+    out: list[str] = []
+    t = threading.Thread(target=lambda: out.append(reg.publish(v.model, v.catalog, {"source": "test"})))
+    t.daemon = True
+    t.start()
+    t.join(seconds)
+    assert out, f"publish did not return within {seconds} s (versions: {reg.versions()})"
+    return out[0]
+
+
+def test_names_grow_past_deleted_versions(run_dir):
+    reg = Registry(run_dir)
+    assert reg.ensure() == "v0001"
+    assert publish_in_time(reg) == "v0002"
+    shutil.rmtree(reg.root / "v0001")  # an operator prunes the oldest: 1 version left, v0002 taken
+    assert publish_in_time(reg) == "v0003"
+    reg.set_current("v0002")
+    shutil.rmtree(reg.root / "v0003")  # the newest is deleted: its name is still never handed out again
+    assert publish_in_time(reg) == "v0004"
+    assert reg.versions() == ["v0002", "v0004"]
+    assert reg.current() == "v0004"
+    assert reg.load().catalog.n_items == reg.load("v0002").catalog.n_items
+
+
+def _publish_many(run: str, n: int, q) -> None:
+    reg = Registry(run)
+    v = reg.load()
+    q.put([reg.publish(v.model, v.catalog, {"source": "test"}, make_current=False) for _ in range(n)])
+
+
+def test_concurrent_publishers_get_distinct_complete_versions(run_dir):
+    reg = Registry(run_dir)
+    reg.ensure()
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    procs = [ctx.Process(target=_publish_many, args=(str(run_dir), 3, q)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    names = [name for _ in procs for name in q.get(timeout=120)]
+    for p in procs:
+        p.join(30)
+        assert p.exitcode == 0
+    assert len(set(names)) == 12
+    assert sorted(names) == [f"v{i:04d}" for i in range(2, 14)]
+    assert reg.versions() == [f"v{i:04d}" for i in range(1, 14)]
+    assert not [p.name for p in Path(reg.root).iterdir() if p.name.startswith(".tmp-")]
