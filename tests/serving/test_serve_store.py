@@ -29,8 +29,15 @@ def test_append_dedup_order_erase(store_url):
         assert (e.item_id, e.type, e.value, e.timestamp) == ("new-item", "rating", 4.0, 1.7e9)
         assert [e.event_id for e in s.events_after(acks[1].seq)] == ["c", "d"]
         assert s.count() == 4 and s.max_seq() == retry[1].seq
-        assert s.erase_user("u1") == 3
-        assert s.user_events("u1") == [] and s.erased_users() == {"u1": s.max_seq()}
+        n, erased_at = s.erase_user("u1")
+        assert n == 3 and erased_at > retry[1].seq  # the erasure has its own number, above u1's events
+        assert s.user_events("u1") == [] and s.erased_users() == {"u1": erased_at}
+        assert s.count() == 1 and s.max_seq() == acks[2].seq  # its placeholder row is gone
+        back = s.append([Event("u1", "i9", "click", event_id="e")])  # a returning user: new consent
+        assert back[0].seq > erased_at
+        n, again = s.erase_user("u1")
+        assert n == 1 and again > back[0].seq and s.erased_users() == {"u1": again}
+        assert s.count() == 1
         assert s.ping()
     with open_store(store_url) as s:  # reopening migrates nothing twice and keeps the data
         assert s.schema_version() == SCHEMA_VERSION and s.count() == 1

@@ -163,3 +163,10 @@ def test_sequence_model_through_the_contract(sasrec_run, tmp_path):
     v2 = Registry(run).load()
     assert v2.name == "v0002" and v2.model.name == "sasrec" and v2.catalog.n_items == 432
     assert v2.meta["update"]["warm_start"] and v2.model.fit_info_["epochs"] == 1  # fine-tuned
+    # an erasure since v0002 was trained: its weights learnt from the erased user, so no fine-tuning
+    with make_client(run, events) as client:
+        assert client.delete(f"/users/{next(iter(plan))}", headers=KEY).status_code == 200
+        post(client, plan, 4, 8, "w2")
+    assert main(["update", str(run), "--events", events, "--tolerance", "1", "--warm-epochs", "1"]) == 0
+    v3 = Registry(run).load()
+    assert v3.name == "v0003" and not v3.meta["update"]["warm_start"] and v3.erased_through > 0

@@ -106,8 +106,12 @@ class State:
     version: Version
     overlay: dict[str, list[StoredEvent]]  # raw user id -> events with seq > watermark, in seq order
     loaded_seq: int  # highest seq read from the store when this state was built
-    erased: dict[str, int]  # raw user id -> seq at erasure (their training history is hidden)
+    erased: dict[str, int]  # raw user id -> seq of their erasure (the engine's one dict, shared by states)
     user_states: UserStates = field(default_factory=lambda: UserStates(0))
+
+    def hides_base(self, user_id: str) -> bool:
+        """True when the version's own history of the user predates their erasure (it must not show)."""
+        return self.erased.get(user_id, 0) > self.version.erased_through
 
 
 @dataclass(frozen=True)
@@ -178,6 +182,7 @@ class Engine:
         self._bad_versions: set[str] = set()
         self.registry.ensure()
         self.state = self._build_state(self.registry.load())
+        self.erased = self.state.erased  # every later state shares this dict: an erasure is never lost
 
     # --- versions -----------------------------------------------------------------------------
     def _build_state(self, version: Version) -> State:
@@ -219,7 +224,12 @@ class Engine:
             for e in evs:
                 if e.seq > new.loaded_seq and e.seq > new.version.watermark:
                     new.overlay[user].append(e)
-        new.erased.update(old.erased)
+        # erasures acknowledged while the new state was loading: its store reads may predate them
+        for user, seq in new.erased.items():
+            self.erased[user] = max(self.erased.get(user, 0), seq)
+        new.erased = self.erased
+        for user in [u for u in new.overlay if u in self.erased]:
+            new.overlay[user] = [e for e in new.overlay[user] if e.seq > self.erased[user]]
         self.state = new  # the swap: one reference assignment on the event loop thread
         self.stats.swaps += 1
         log.info("swapped model %s -> %s in %.2fs", old.version.name, name, time.time() - t)
@@ -244,17 +254,21 @@ class Engine:
                 st.overlay[e.user_id].append(e)
                 st.user_states.drop(e.user_id)
 
-    def erase(self, user_id: str, after_seq: int) -> None:
+    def erase(self, user_id: str, seq: int) -> None:
+        """Hide what the user did before erasure `seq` from every state, now and after any swap (event
+        loop thread only; the store has already deleted their events)."""
         st = self.state
-        st.overlay.pop(user_id, None)
-        st.erased[user_id] = after_seq
+        self.erased[user_id] = max(self.erased.get(user_id, 0), seq)
+        kept = [e for e in st.overlay.pop(user_id, ()) if e.seq > seq]  # later events: new consent
+        if kept:
+            st.overlay[user_id] = kept
         st.user_states.drop(user_id)
 
     # --- histories ----------------------------------------------------------------------------
     def known_user(self, st: State, user_id: str) -> bool:
         idx = st.version.catalog.user_ids.get(user_id)
         has_base = (
-            idx is not None and user_id not in st.erased and len(st.version.catalog.histories.row(idx)) > 0
+            idx is not None and not st.hides_base(user_id) and len(st.version.catalog.histories.row(idx)) > 0
         )
         return has_base or bool(st.overlay.get(user_id))
 
@@ -267,7 +281,7 @@ class Engine:
         cat = st.version.catalog
         h = cat.histories
         known = idx = cat.user_ids.get(user_id)
-        if idx is None or user_id in st.erased:
+        if idx is None or st.hides_base(user_id):
             known = None
         base = h.row(known) if known is not None else np.zeros(0, np.int64)
         base_ts = h.row_timestamps(known) if known is not None else None

@@ -184,8 +184,13 @@ class EventStore:
             found.update({r[0]: int(r[1]) for r in cur.fetchall()})
         return found
 
-    def erase_user(self, user_id: str) -> int:
-        """Delete every event of the user and record the erasure; returns the number deleted."""
+    def erase_user(self, user_id: str) -> tuple[int, int]:
+        """Delete every event of the user and record the erasure; returns (events deleted, erasure seq).
+
+        The erasure takes its own number from the events' sequence (a placeholder row, inserted and
+        deleted in the same transaction; neither SQLite AUTOINCREMENT nor a PostgreSQL identity ever
+        hands a number out twice): above every event of the user it erased, below every later event,
+        and never equal to another erasure's, so "built with every erasure up to seq S" is exact."""
         p = self.ph
         with self._lock:
             cur = self._conn.cursor()
@@ -193,17 +198,23 @@ class EventStore:
                 self._begin_write(cur)
                 cur.execute(f"DELETE FROM events WHERE user_id = {p}", (str(user_id),))
                 n = cur.rowcount
-                cur.execute("SELECT coalesce(max(seq), 0) FROM events")
-                after = int(cur.fetchone()[0])
+                cur.execute(
+                    "INSERT INTO events (event_id, user_id, item_id, type, value, ts, received_at) "
+                    f"VALUES ({p}, '', '', 'erasure', NULL, 0, 0)",
+                    (f"erasure-{uuid.uuid4().hex}",),
+                )
+                cur.execute("SELECT max(seq) FROM events")
+                seq = int(cur.fetchone()[0])
+                cur.execute(f"DELETE FROM events WHERE seq = {p}", (seq,))
                 cur.execute(f"DELETE FROM erased_users WHERE user_id = {p}", (str(user_id),))
                 cur.execute(
-                    f"INSERT INTO erased_users VALUES ({p}, {p}, {p})", (str(user_id), time.time(), after)
+                    f"INSERT INTO erased_users VALUES ({p}, {p}, {p})", (str(user_id), time.time(), seq)
                 )
                 self._conn.commit()
             except BaseException:
                 self._conn.rollback()
                 raise
-        return int(n)
+        return int(n), seq
 
     # --- reads --------------------------------------------------------------------------------
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -239,7 +250,7 @@ class EventStore:
         return [self._event(r) for r in rows]
 
     def erased_users(self) -> dict[str, int]:
-        """user_id -> the last seq at the time of erasure (their later events are new consent)."""
+        """user_id -> the seq of their erasure: their events below it are gone, later ones are new consent."""
         return {r[0]: int(r[1]) for r in self._query("SELECT user_id, after_seq FROM erased_users")}
 
     def max_seq(self) -> int:

@@ -7,7 +7,9 @@
    last new event is the gate target and the second last the model's own validation target; the
    model is fit (`Recommender.fit`) on everything else. Models that can (SASRec, HSTU, Mult-VAE,
    Mult-DAE) fine-tune from the served weights for `--warm-epochs` epochs: new items get new embedding
-   rows, the old rows start where they were. Others (and --from-scratch) are refit from scratch.
+   rows, the old rows start where they were. Others (and --from-scratch) are refit from scratch, and
+   so is every model after an erasure the served version was not built with (its weights learnt from
+   the erased data). A version's `erased_through` is the last erasure seq it was built with.
 3. Gate: NDCG@10 of the candidate and of the served model on the held-back slice (same histories,
    full ranking over the new catalogue; the served model cannot rank items it never saw). The
    candidate is published only if candidate >= served - tolerance; otherwise the served version stays.
@@ -79,8 +81,9 @@ def extend(
             items.append(e.item_id)
     n_users = len(users) - 1
     base = [old.histories.row(u) if u <= old.n_users else np.zeros(0, np.int64) for u in range(n_users + 1)]
-    for u in erased:  # privacy: an erased user's training history never comes back
-        if u in user_index and user_index[u] <= old.n_users:
+    for u, seq in erased.items():  # privacy: history from before an erasure never comes back ...
+        # ... but a version built after it holds only what the user sent since (new consent)
+        if seq > version.erased_through and u in user_index and user_index[u] <= old.n_users:
             base[user_index[u]] = np.zeros(0, np.int64)
     new: list[list[int]] = [[] for _ in range(n_users + 1)]
     for e in sorted(pos, key=lambda e: ((e.timestamp or 0.0), e.seq)):
@@ -203,8 +206,10 @@ def update_run(
     name = model_name or cur.model.name
     same = name == cur.model.name
     base = dataclasses.asdict(cur.model.config) if same else {}
-    # fine-tuning: a few epochs from the served weights (`--set epochs=N` still wins)
-    warm = not from_scratch and same and isinstance(cur.model, WarmStartable)
+    # fine-tuning: a few epochs from the served weights (`--set epochs=N` still wins), unless a user was
+    # erased since they were trained: weights that learnt from erased data are never a starting point
+    erased_since = any(seq > cur.erased_through for seq in erased.values())
+    warm = not from_scratch and not erased_since and same and isinstance(cur.model, WarmStartable)
     if warm and "epochs" in base:
         base["epochs"] = warm_epochs
     config, train_config = resolve(
@@ -261,6 +266,7 @@ def update_run(
         "source": "update",
         "parent": cur.name,
         "watermark": watermark,
+        "erased_through": max([cur.erased_through, *erased.values()]),
         "update": report,
         "metrics": {"update_gate": report["gate"]},
     }

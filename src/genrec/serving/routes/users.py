@@ -29,7 +29,7 @@ async def history(user_id: UserId, eng: Engine = Depends(engine)) -> History:
     cat = st.version.catalog
     idx = cat.user_ids.get(user_id)
     stored = await asyncio.to_thread(eng.store.user_events, user_id)
-    base = cat.histories.row(idx) if idx is not None and user_id not in st.erased else []
+    base = cat.histories.row(idx) if idx is not None and not st.hides_base(user_id) else []
     if not len(base) and not stored:
         raise unknown_user(user_id)
     items = [HistoryItem(item_id=cat.item_ids.id(i), source="training", title=cat.title(i)) for i in base]
@@ -55,8 +55,7 @@ async def history(user_id: UserId, eng: Engine = Depends(engine)) -> History:
 )
 async def erase(user_id: UserId, eng: Engine = Depends(engine)) -> Erased:
     """Erase the user's stored events and exclude them from every future training run."""
-    n = await asyncio.to_thread(eng.store.erase_user, user_id)
-    after = (await asyncio.to_thread(eng.store.erased_users)).get(user_id, 0)
-    eng.erase(user_id, after)
+    n, seq = await asyncio.to_thread(eng.store.erase_user, user_id)
+    eng.erase(user_id, seq)
     log.info("erased a user (%d events)", n)  # no ids, no histories in logs
     return Erased(user_id=user_id, events_deleted=n)

@@ -1,0 +1,91 @@
+"""Erasure ("right to be forgotten") against hot swaps, and users who come back after it."""
+
+from __future__ import annotations
+
+import random
+
+from conftest import API_KEY, make_client
+from test_serve_update import post, shifted_taste
+
+from genrec.cli import main
+from genrec.serving.registry import Registry
+
+KEY = {"X-API-Key": API_KEY}
+
+
+def test_erasure_racing_hot_swaps_never_serves_the_erased(run_dir, tmp_path):
+    """50 erase-vs-swap interleavings: the DELETE lands before the new version loads, while it reads the
+    store (after the read, before the swap), or after the swap. Once acknowledged, the user is gone from
+    /recommend and /users/{id}/history whichever version serves."""
+    reg = Registry(run_dir)
+    rng = random.Random(0)
+    with make_client(run_dir, f"sqlite:///{tmp_path / 'events.db'}") as client:
+        eng = client.app.state.engine
+        build = eng._build_state
+        leaks, during = [], 0
+        for i in range(50):
+            newcomer, known = f"newcomer-{i}", str(1 + i)  # feedback only / also in the training data
+            users = (newcomer, known)
+            feedback = [{"user_id": u, "item_id": j, "type": "click"} for u in users for j in (1, 2, 3)]
+            assert client.post("/feedback", json={"events": feedback}, headers=KEY).status_code == 200
+            assert client.get("/recommend", params={"user_id": newcomer}).status_code == 200
+            v = reg.load()
+            reg.publish(v.model, v.catalog, {"source": "test"})  # watermark 0: every event is in its overlay
+            when = rng.choice(["before", "while loading", "after"])
+
+            def erase_both(users=users):
+                for u in users:
+                    assert client.delete(f"/users/{u}", headers=KEY).status_code == 200
+
+            def build_then_erase(version, _erase=erase_both):
+                state = build(version)  # the store has been read: the erased events are in this state
+                _erase()  # served by the event loop while the swap waits for this thread
+                return state
+
+            if when == "before":
+                erase_both()
+            eng._build_state = build_then_erase if when == "while loading" else build
+            during += when == "while loading"
+            assert client.post("/admin/reload", headers=KEY).status_code == 200
+            eng._build_state = build
+            if when == "after":
+                erase_both()
+            for u in users:
+                for path in (f"/recommend?user_id={u}", f"/users/{u}/history"):
+                    if client.get(path, headers=KEY).status_code != 404:
+                        leaks.append((i, when, path))
+        assert client.get("/readyz").json()["model_version"] == "v0051"
+    assert during >= 10 and leaks == []
+
+
+def test_a_user_back_after_erasure_is_served_from_new_events_only(run_dir, tmp_path):
+    events = f"sqlite:///{tmp_path / 'events.db'}"
+    reg = Registry(run_dir)
+    reg.ensure()
+    plan = shifted_taste(reg.load().catalog)
+    victim = next(iter(plan))
+    with make_client(run_dir, events) as client:
+        post(client, plan, 0, 4, "w1")
+        assert client.delete(f"/users/{victim}", headers=KEY).status_code == 200
+        assert client.get("/recommend", params={"user_id": victim}).status_code == 404
+        back = [{"user_id": victim, "item_id": plan[victim][j], "type": "click"} for j in (4, 5, 6)]
+        assert client.post("/feedback", json={"events": back}, headers=KEY).status_code == 200
+        assert client.get("/recommend", params={"user_id": victim}).status_code == 200  # overlay
+    assert main(["update", str(run_dir), "--events", events, "--tolerance", "1"]) == 0
+    v2 = reg.load()
+    assert v2.name == "v0002" and v2.erased_through > 0
+    row = v2.catalog.histories.row(v2.catalog.user_ids.get(victim))
+    assert [v2.catalog.item_ids.id(i) for i in row] == [str(plan[victim][j]) for j in (4, 5, 6)]
+    with make_client(run_dir, events) as client:
+        r = client.get("/recommend", params={"user_id": victim})
+        assert r.status_code == 200 and r.json()["model_version"] == "v0002"
+        hist = client.get(f"/users/{victim}/history", headers=KEY).json()["items"]
+        training = [h["item_id"] for h in hist if h["source"] == "training"]
+        assert training == [str(plan[victim][j]) for j in (4, 5, 6)]
+    # the next update keeps what they sent after the erasure (it is not erased again)
+    with make_client(run_dir, events) as client:
+        post(client, plan, 7, 11, "w2")
+    assert main(["update", str(run_dir), "--events", events, "--tolerance", "1"]) == 0
+    v3 = reg.load()
+    row = v3.catalog.histories.row(v3.catalog.user_ids.get(victim))
+    assert [v3.catalog.item_ids.id(i) for i in row][:3] == [str(plan[victim][j]) for j in (4, 5, 6)]
