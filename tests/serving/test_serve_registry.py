@@ -7,6 +7,8 @@ import shutil
 import threading
 from pathlib import Path
 
+import pytest
+
 from genrec.serving.registry import Registry
 
 
@@ -42,6 +44,7 @@ def _publish_many(run: str, n: int, q) -> None:
     q.put([reg.publish(v.model, v.catalog, {"source": "test"}, make_current=False) for _ in range(n)])
 
 
+@pytest.mark.slow  # four fresh interpreters importing torch
 def test_concurrent_publishers_get_distinct_complete_versions(run_dir):
     reg = Registry(run_dir)
     reg.ensure()
