@@ -41,7 +41,7 @@ def post(client, plan: dict, lo: int, hi: int, tag: str) -> None:
             "user_id": u,
             "item_id": items[j],
             "type": "click",
-            "timestamp": 1.8e9 + j,
+            "timestamp": 1.75e9 + j,
         }
         for u, items in plan.items()
         for j in range(lo, hi)

@@ -38,6 +38,12 @@ def add_serve_command(sub: Subparsers) -> None:
         help="sequence models: users whose final hidden state is cached between requests (0 = off)",
     )
     s.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=86_400.0,
+        help="seconds a feedback timestamp may be ahead of the server's clock (later ones get 422)",
+    )
+    s.add_argument(
         "--watch-interval",
         type=float,
         default=1.0,
@@ -112,6 +118,7 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
         max_wait_s=a.batch_wait_ms / 1000,
         rating_threshold=settings.data.rating_threshold,
         user_cache=a.user_cache,
+        max_clock_skew_s=a.max_clock_skew,
     )
     key = a.api_key or env_key
     app = create_app(engine, api_key=key, protect_reads=a.protect_reads, watch_interval_s=a.watch_interval)

@@ -298,7 +298,8 @@ def _sample_chunk(
         z = elig.apply(logits, rowmap, slate, counts)
         stuck = torch.isinf(z).all(1)
         if temperature > 0:
-            z = z / temperature
+            # best logit moved to 0 first, in float64: a tiny temperature tends to greedy, never to inf - inf
+            z = (z.double() - z.amax(1, keepdim=True).double().clamp_min(-1e300)) / temperature
             if top_p < 1:
                 z = z.masked_fill(~nucleus(z, top_p), -torch.inf)
             z = z.double() + gumbel(keys, t, V)  # Gumbel-max: argmax is a draw from softmax(z)

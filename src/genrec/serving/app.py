@@ -50,6 +50,9 @@ def create_app(
             if watcher is not None:
                 watcher.cancel()
             await engine.stop()
+            # here, not after the server returns: on SIGTERM uvicorn re-raises the signal once the app has
+            # shut down, and closing is what checkpoints SQLite's WAL into the database file and removes it
+            engine.store.close()
 
     app = FastAPI(
         title="genrec",

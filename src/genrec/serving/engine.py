@@ -166,8 +166,12 @@ class Engine:
         max_wait_s: float = 0.002,
         rating_threshold: float | None = None,
         user_cache: int = 100_000,
+        max_clock_skew_s: float = 86_400.0,
     ) -> None:
+        if not max_clock_skew_s >= 0:
+            raise ValueError(f"max_clock_skew_s must be >= 0 seconds, got {max_clock_skew_s}")
         self.registry = Registry(run_dir)
+        self.max_clock_skew_s = max_clock_skew_s  # feedback timestamps may run this far ahead of ours
         self.store = store
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s

@@ -12,6 +12,8 @@ in order on open and recorded in `schema_migrations`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -80,6 +82,17 @@ MIGRATIONS: list[tuple[int, str, list[str], list[str]]] = [
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 _COLS = "seq, event_id, user_id, item_id, type, value, ts, received_at"
+
+
+class EventConflict(ValueError):
+    """An event id that is already stored (or repeated in the batch) with a different payload."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(
+            f"event_id {event_id!r} was already used for a different event (user, item, type, value or "
+            "timestamp differ); a retry must repeat the event exactly, a new event needs a new id"
+        )
+        self.event_id = event_id
 
 
 class EventStore:
@@ -159,7 +172,7 @@ class EventStore:
             try:
                 self._begin_write(cur)
                 ids = [r[0] for r in rows]
-                existing = set(self._seqs(cur, ids))
+                existing = set(self._check_payloads(cur, events, rows))
                 cur.executemany(self._insert_ignore().format(p=p), rows)
                 found = self._seqs(cur, ids)
                 self._conn.commit()
@@ -172,6 +185,27 @@ class EventStore:
             acks.append(Ack(eid, found[eid], duplicate=eid in existing or eid in seen))
             seen.add(eid)
         return acks
+
+    def _check_payloads(self, cur: Any, events: list[Event], rows: list[tuple]) -> dict[str, int]:
+        """seq of every already stored event id among `rows`; EventConflict when an id comes back (from
+        the store or earlier in the batch) with another user, item, type or value, or another explicit
+        timestamp (a retry without one matches: the stored time is then the first arrival's)."""
+        stored: dict[str, tuple] = {}
+        ids = list(dict.fromkeys(r[0] for r in rows))
+        for i in range(0, len(ids), 500):  # stay under the driver's parameter limit
+            chunk = ids[i : i + 500]
+            cur.execute(
+                f"SELECT event_id, seq, user_id, item_id, type, value, ts FROM events "
+                f"WHERE event_id IN ({', '.join([self.ph] * len(chunk))})",
+                chunk,
+            )
+            stored.update({r[0]: r[1:] for r in cur.fetchall()})
+        first = {eid: (tuple(v[1:5]), v[5]) for eid, v in stored.items()}
+        for e, r in zip(events, rows):
+            payload, ts = first.setdefault(r[0], (r[1:5], r[5]))
+            if payload != r[1:5] or (e.timestamp is not None and ts != r[5]):
+                raise EventConflict(r[0])
+        return {eid: int(v[0]) for eid, v in stored.items()}
 
     def _seqs(self, cur: Any, ids: list[str]) -> dict[str, int]:
         found: dict[str, int] = {}
@@ -214,7 +248,11 @@ class EventStore:
             except BaseException:
                 self._conn.rollback()
                 raise
+            self._forget(cur)
         return int(n), seq
+
+    def _forget(self, cur: Any) -> None:
+        """After an erasure: make sure no copy of the deleted rows outlives it in the database's files."""
 
     # --- reads --------------------------------------------------------------------------------
     def _query(self, sql: str, params: tuple = ()) -> list[tuple]:
@@ -293,6 +331,9 @@ class SQLiteStore(EventStore):
         self.migrate()
 
     def _connect(self) -> sqlite3.Connection:
+        # owner-only from the first byte: events are personal data (SQLite gives -wal/-shm the same mode)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
         # isolation_level=None: we issue BEGIN ourselves; check_same_thread=False: guarded by _lock
         conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -302,6 +343,12 @@ class SQLiteStore(EventStore):
         conn.execute("PRAGMA secure_delete=ON")  # erased users' bytes are overwritten, not left in free pages
         conn.execute("PRAGMA busy_timeout=30000")
         return _AutoBegin(conn)
+
+    def _forget(self, cur: Any) -> None:
+        # the WAL still holds the pages the user's rows were written in: copy it into the (secure_delete)
+        # database file and truncate it to zero bytes
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.fetchall()
 
     def _insert_ignore(self) -> str:
         return (

@@ -168,6 +168,8 @@ def update_run(
 ) -> UpdateResult:
     if warm_epochs < 1:
         raise ValueError(f"--warm-epochs must be >= 1, got {warm_epochs}")
+    if not 0 <= tolerance <= 1:  # NDCG lies in [0, 1]: more (or inf, or nan) would publish anything
+        raise ValueError(f"--tolerance must be between 0 and 1 (an NDCG@10 drop), got {tolerance}")
     run_dir = Path(run_dir)
     reg = Registry(run_dir)
     reg.ensure()

@@ -1,0 +1,80 @@
+"""Bad or hostile input to the server and the updater: refused clearly, nothing half-stored."""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import time
+
+from conftest import API_KEY, make_client
+
+from genrec.cli import main
+
+KEY = {"X-API-Key": API_KEY}
+
+
+def test_an_event_id_reused_for_another_event_is_a_conflict(client):
+    first = {"event_id": "e1", "user_id": 5, "item_id": 3, "type": "click", "timestamp": 1.7e9}
+    assert client.post("/feedback", json=first, headers=KEY).json()["stored"] == 1
+    retry = client.post("/feedback", json=first, headers=KEY).json()  # the same event again: a retry
+    assert retry["stored"] == 0 and retry["duplicates"] == 1
+    no_time = client.post("/feedback", json={**first, "timestamp": None}, headers=KEY).json()
+    assert no_time["duplicates"] == 1  # a retry that leaves the time out still matches
+    for change in ({"item_id": 4}, {"user_id": 6}, {"type": "view"}, {"value": 2.0}, {"timestamp": 1.75e9}):
+        r = client.post(
+            "/feedback",
+            json={"events": [{**first, "event_id": "fresh"}, {**first, **change}]},
+            headers=KEY,
+        )
+        assert r.status_code == 409 and "'e1'" in r.json()["detail"], change
+    inside = [{**first, "event_id": "e2"}, {**first, "event_id": "e2", "item_id": 9}]
+    assert client.post("/feedback", json={"events": inside}, headers=KEY).status_code == 409
+    store = client.app.state.engine.store
+    assert store.count() == 1  # nothing of a refused request was stored ("fresh", "e2")
+    assert client.get("/users/5/history", headers=KEY).json()["items"][-1]["event_id"] == "e1"
+
+
+def test_timestamps_out_of_bounds_are_422(run_dir, tmp_path):
+    with make_client(run_dir, f"sqlite:///{tmp_path / 'events.db'}") as client:
+        ev = {"user_id": 5, "item_id": 3, "type": "click"}
+        for bad in ("9999-01-01T00:00:00Z", -5, time.time() + 2 * 86_400):
+            r = client.post("/feedback", json={**ev, "timestamp": bad}, headers=KEY)
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "timestamp"], bad
+        r = client.post("/feedback", json={"events": [ev, {**ev, "timestamp": -1}]}, headers=KEY)
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "events", 1, "timestamp"]
+        ok = client.post("/feedback", json={**ev, "timestamp": time.time() + 3_600}, headers=KEY)
+        assert ok.status_code == 200  # a client clock an hour ahead is within the default skew
+        assert client.app.state.engine.store.count() == 1
+    with make_client(run_dir, f"sqlite:///{tmp_path / 'strict.db'}") as client:
+        client.app.state.engine.max_clock_skew_s = 0.0
+        r = client.post("/feedback", json={**ev, "timestamp": time.time() + 3_600}, headers=KEY)
+        assert r.status_code == 422
+
+
+def test_update_refuses_a_tolerance_that_would_publish_anything(run_dir, tmp_path, capsys):
+    events = f"sqlite:///{tmp_path / 'events.db'}"
+    for bad in ("inf", "nan", "-0.1", "2"):
+        assert main(["update", str(run_dir), "--events", events, "--tolerance", bad]) == 2
+        err = capsys.readouterr().err
+        assert "--tolerance must be between 0 and 1" in err and "Traceback" not in err
+
+
+def test_a_tiny_temperature_samples_greedily(sasrec_run, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(sasrec_run, run)
+    with make_client(run, f"sqlite:///{tmp_path / 'events.db'}") as client:
+
+        def items(t: float) -> list[str]:
+            params = {"user_id": 3, "k": 8, "strategy": "sample", "temperature": t}
+            r = client.get("/recommend", params=params)
+            assert r.status_code == 200
+            return [i["item_id"] for i in r.json()["items"]]
+
+        assert len(items(0.0)) == 8
+        assert items(1e-38) == items(1e-300) == items(5e-324) == items(0.0)
+
+
+def test_the_event_store_is_owner_only(client, run_dir, tmp_path):
+    client.post("/feedback", json={"user_id": 5, "item_id": 3, "type": "click"}, headers=KEY)
+    for f in tmp_path.glob("events.db*"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
