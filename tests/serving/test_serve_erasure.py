@@ -89,3 +89,16 @@ def test_a_user_back_after_erasure_is_served_from_new_events_only(run_dir, tmp_p
     v3 = reg.load()
     row = v3.catalog.histories.row(v3.catalog.user_ids.get(victim))
     assert [v3.catalog.item_ids.id(i) for i in row][:3] == [str(plan[victim][j]) for j in (4, 5, 6)]
+
+
+def test_item_counts_leave_out_erased_users_across_swaps(client, run_dir):
+    hist = client.get("/users/5/history", headers=KEY).json()["items"]
+    item = hist[0]["item_id"]
+    before = client.get(f"/items/{item}").json()["interactions"]
+    assert client.delete("/users/5", headers=KEY).status_code == 200
+    assert client.get(f"/items/{item}").json()["interactions"] == before - 1
+    reg = Registry(run_dir)
+    v = reg.load()
+    reg.publish(v.model, v.catalog, {"source": "test"})  # built before the erasure: still holds user 5
+    assert client.post("/admin/reload", headers=KEY).json()["swapped"]
+    assert client.get(f"/items/{item}").json()["interactions"] == before - 1

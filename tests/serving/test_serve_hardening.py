@@ -78,3 +78,27 @@ def test_the_event_store_is_owner_only(client, run_dir, tmp_path):
     client.post("/feedback", json={"user_id": 5, "item_id": 3, "type": "click"}, headers=KEY)
     for f in tmp_path.glob("events.db*"):
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_a_version_that_fails_to_load_shows_in_readyz_and_is_retried(client, run_dir):
+    from genrec.serving.registry import Registry
+
+    reg = Registry(run_dir)
+    good = reg.root / "v0001"
+    bad = reg.root / "v0002"
+    shutil.copytree(good, bad)
+    (bad / "model" / "model.json").write_text("{not json")
+    reg.set_current("v0002")
+    r = client.post("/admin/reload", headers=KEY)
+    assert r.status_code == 503
+    assert "could not load v0002" in r.json()["detail"] and "still serving v0001" in r.json()["detail"]
+    ready = client.get("/readyz").json()
+    assert ready["model_version"] == "v0001" and ready["failed_load"]["version"] == "v0002"
+    assert ready["failed_load"]["attempts"] == 1 and 0 < ready["failed_load"]["retry_in_s"] <= 5
+    assert client.get("/recommend", params={"user_id": 5}).json()["model_version"] == "v0001"
+    assert client.post("/admin/reload", headers=KEY).status_code == 503  # forced: tried again at once
+    assert client.get("/readyz").json()["failed_load"]["attempts"] == 2
+    shutil.copy(good / "model" / "model.json", bad / "model" / "model.json")  # the operator repairs it
+    assert client.post("/admin/reload", headers=KEY).json() == {"serving": "v0002", "swapped": True}
+    ready = client.get("/readyz").json()
+    assert ready["model_version"] == "v0002" and "failed_load" not in ready

@@ -108,6 +108,17 @@ class State:
     loaded_seq: int  # highest seq read from the store when this state was built
     erased: dict[str, int]  # raw user id -> seq of their erasure (the engine's one dict, shared by states)
     user_states: UserStates = field(default_factory=lambda: UserStates(0))
+    # (n_items + 1,) users whose visible history holds each item
+    item_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    uncounted: set[str] = field(default_factory=set)  # erased users already taken out of item_users
+
+    def uncount(self, user_id: str) -> None:
+        """Take a user whose history this version must hide out of the per-item user counts."""
+        idx = self.version.catalog.user_ids.get(user_id)
+        if idx is None or user_id in self.uncounted or not self.hides_base(user_id):
+            return
+        self.uncounted.add(user_id)
+        np.subtract.at(self.item_users, np.unique(self.version.catalog.histories.row(idx)), 1)
 
     def hides_base(self, user_id: str) -> bool:
         """True when the version's own history of the user predates their erasure (it must not show)."""
@@ -149,6 +160,17 @@ class Result:
     because: list[list[int]] | None = None  # per item, the history items that most drove it
 
 
+LOAD_RETRY_S, LOAD_RETRY_MAX_S = 5.0, 600.0  # a failed version load is retried after 5 s, 10 s, ... 10 min
+
+
+@dataclass
+class LoadFailure:
+    version: str
+    error: str
+    attempts: int
+    retry_at: float  # unix time of the next automatic try
+
+
 @dataclass
 class Stats:
     batches: int = 0
@@ -183,7 +205,7 @@ class Engine:
         self._arriving = 0  # requests inside a handler that have not queued their job yet
         self._worker: asyncio.Task | None = None
         self._swap_lock: asyncio.Lock | None = None
-        self._bad_versions: set[str] = set()
+        self.load_failure: LoadFailure | None = None  # the last version that failed to load, until one loads
         self.registry.ensure()
         self.state = self._build_state(self.registry.load())
         self.erased = self.state.erased  # every later state shares this dict: an erasure is never lost
@@ -199,29 +221,40 @@ class Engine:
         # only models that score by a dot product get a user-vector cache (checked once per version: a
         # runtime Protocol check costs tens of microseconds, a real share of a cached request)
         cache = UserStates(self.user_cache if isinstance(version.model, DotProductScores) else 0)
-        return State(version, overlay, loaded, self.store.erased_users(), cache)
+        counts = version.catalog.interactions.copy()
+        st = State(version, overlay, loaded, self.store.erased_users(), cache, counts)
+        for user in st.erased:
+            st.uncount(user)
+        return st
 
-    async def maybe_swap(self) -> bool:
-        """Swap to the registry's current version if it changed; never interrupts in-flight requests."""
+    async def maybe_swap(self, force: bool = False) -> bool:
+        """Swap to the registry's current version if it changed; never interrupts in-flight requests.
+        A version that failed to load is retried with backoff, or at once with `force`."""
         if self._swap_lock is None:
             self._swap_lock = asyncio.Lock()
         async with self._swap_lock:  # the watcher and /admin/reload never load the same version twice
-            return await self._swap()
+            return await self._swap(force)
 
-    async def _swap(self) -> bool:
+    async def _swap(self, force: bool = False) -> bool:
         try:
             name = self.registry.current()
         except (FileNotFoundError, OSError) as e:
             log.warning("registry: %s", e)
             return False
-        if name == self.state.version.name or name in self._bad_versions:
+        if name == self.state.version.name:
             return False
+        fail = self.load_failure
+        if fail is not None and fail.version == name and time.time() < fail.retry_at and not force:
+            return False  # a broken version is not reloaded (and logged) on every tick
         t = time.time()
         try:
             new = await asyncio.to_thread(lambda: self._build_state(self.registry.load(name)))
-        except Exception:
-            self._bad_versions.add(name)  # do not retry (and log) a broken version every tick
+        except Exception as e:
+            attempts = fail.attempts + 1 if fail is not None and fail.version == name else 1
+            wait = min(LOAD_RETRY_MAX_S, LOAD_RETRY_S * 2 ** (attempts - 1))
+            self.load_failure = LoadFailure(name, f"{type(e).__name__}: {e}", attempts, time.time() + wait)
             raise
+        self.load_failure = None
         old = self.state
         # feedback acknowledged while the new state was loading lives only in the old overlay
         for user, evs in old.overlay.items():
@@ -234,6 +267,8 @@ class Engine:
         new.erased = self.erased
         for user in [u for u in new.overlay if u in self.erased]:
             new.overlay[user] = [e for e in new.overlay[user] if e.seq > self.erased[user]]
+        for user in self.erased:
+            new.uncount(user)
         self.state = new  # the swap: one reference assignment on the event loop thread
         self.stats.swaps += 1
         log.info("swapped model %s -> %s in %.2fs", old.version.name, name, time.time() - t)
@@ -267,6 +302,7 @@ class Engine:
         if kept:
             st.overlay[user_id] = kept
         st.user_states.drop(user_id)
+        st.uncount(user_id)
 
     # --- histories ----------------------------------------------------------------------------
     def known_user(self, st: State, user_id: str) -> bool:

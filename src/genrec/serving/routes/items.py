@@ -21,17 +21,18 @@ router = APIRouter(tags=["items"], dependencies=[Depends(read_auth)])
 async def item(
     item_id: Annotated[str, Path(min_length=1, max_length=256)], eng: Engine = Depends(engine)
 ) -> ItemInfo:
-    cat = eng.state.version.catalog
+    st = eng.state
+    cat = st.version.catalog
     i = cat.item_ids.get(item_id)
     if i is None:
         raise HTTPException(
             404,
             f"unknown item {item_id!r}: not in the catalogue of model "
-            f"{eng.state.version.name} (feedback on it is kept for the next update)",
+            f"{st.version.name} (feedback on it is kept for the next update)",
         )
     return ItemInfo(
         item_id=cat.item_ids.id(i),
         title=cat.title(i),
         known_to_model=True,
-        interactions=int(cat.interactions[i]),
+        interactions=int(st.item_users[i]),  # counted off the event loop when the version loaded
     )

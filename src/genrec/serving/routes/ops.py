@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from genrec.serving.engine import Engine
@@ -23,9 +24,18 @@ async def healthz() -> dict:
 
 @router.get("/readyz", tags=["ops"], responses={503: {"model": Detail}})
 async def readyz(eng: Engine = Depends(engine)) -> JSONResponse:
-    """A model is loaded and the event store answers."""
+    """A model is loaded and the event store answers; a newer version that failed to load is shown with
+    its error and when it is tried again (the old version keeps serving)."""
     ok = await asyncio.to_thread(eng.store.ping)
-    body = {"status": "ready" if ok else "event store unavailable", "model_version": eng.state.version.name}
+    body: dict = {"status": "ready" if ok else "event store unavailable"}
+    body["model_version"] = eng.state.version.name
+    if (fail := eng.load_failure) is not None:  # still serving the old version: ready, but say why
+        body["failed_load"] = {
+            "version": fail.version,
+            "error": fail.error,
+            "attempts": fail.attempts,
+            "retry_in_s": round(max(0.0, fail.retry_at - time.time()), 1),
+        }
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -46,8 +56,19 @@ async def versions(eng: Engine = Depends(engine)) -> dict:
     }
 
 
-@router.post("/admin/reload", tags=["admin"], responses=ERRORS, dependencies=[Depends(write_auth)])
+@router.post(
+    "/admin/reload",
+    tags=["admin"],
+    responses={503: {"model": Detail, "description": "the current version failed to load"}, **ERRORS},
+    dependencies=[Depends(write_auth)],
+)
 async def reload(eng: Engine = Depends(engine)) -> dict:
-    """Swap to the registry's current version now instead of at the next watch tick."""
-    swapped = await eng.maybe_swap()
+    """Swap to the registry's current version now instead of at the next watch tick (a version that
+    failed to load is tried again at once)."""
+    try:
+        swapped = await eng.maybe_swap(force=True)
+    except Exception as e:  # the old version keeps serving; say which one failed and why
+        raise HTTPException(
+            503, f"could not load {eng.registry.current()}: {e}; still serving {eng.state.version.name}"
+        ) from None
     return {"serving": eng.state.version.name, "swapped": swapped}
