@@ -102,3 +102,22 @@ def test_a_version_that_fails_to_load_shows_in_readyz_and_is_retried(client, run
     assert client.post("/admin/reload", headers=KEY).json() == {"serving": "v0002", "swapped": True}
     ready = client.get("/readyz").json()
     assert ready["model_version"] == "v0002" and "failed_load" not in ready
+
+
+def test_history_comes_in_pages(client):
+    events = [{"user_id": 5, "item_id": i, "type": "click", "event_id": f"p{i}"} for i in range(1, 8)]
+    assert client.post("/feedback", json={"events": events}, headers=KEY).status_code == 200
+    whole = client.get("/users/5/history").json()
+    n_train = sum(1 for h in whole["items"] if h["source"] == "training")
+    assert whole["total"] == len(whole["items"]) == n_train + 7 and whole["next_offset"] is None
+    pages, offset = [], 0
+    while offset is not None:  # a page size that splits both the training part and the feedback part
+        page = client.get("/users/5/history", params={"offset": offset, "limit": 3}).json()
+        assert len(page["items"]) <= 3 and page["total"] == whole["total"]
+        pages += page["items"]
+        offset = page["next_offset"]
+    assert pages == whole["items"]
+    past = client.get("/users/5/history", params={"offset": 10_000}).json()
+    assert past["items"] == [] and past["next_offset"] is None
+    for bad in ({"limit": 0}, {"limit": 10_001}, {"offset": -1}):
+        assert client.get("/users/5/history", params=bad).status_code == 422

@@ -276,11 +276,17 @@ class EventStore:
             received_at=r[7],
         )
 
-    def user_events(self, user_id: str) -> list[StoredEvent]:
+    def user_events(self, user_id: str, offset: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """The user's events in seq order; `offset`/`limit` page through them in the database."""
+        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
         rows = self._query(
-            f"SELECT {_COLS} FROM events WHERE user_id = {self.ph} ORDER BY seq", (str(user_id),)
+            f"SELECT {_COLS} FROM events WHERE user_id = {self.ph} ORDER BY seq{page}", (str(user_id),)
         )
         return [self._event(r) for r in rows]
+
+    def count_user_events(self, user_id: str) -> int:
+        rows = self._query(f"SELECT count(*) FROM events WHERE user_id = {self.ph}", (str(user_id),))
+        return int(rows[0][0])
 
     def events_after(self, seq: int) -> list[StoredEvent]:
         """Every event with seq > `seq`, in seq order (what a model trained up to `seq` has not seen)."""

@@ -158,6 +158,8 @@ class HistoryItem(BaseModel):
 class History(BaseModel):
     user_id: str
     items: list[HistoryItem]
+    total: int = Field(description="entries in the whole history (training items + stored events)")
+    next_offset: int | None = Field(description="`offset` of the next page; null on the last one")
 
 
 class ItemInfo(BaseModel):

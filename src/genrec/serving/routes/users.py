@@ -6,7 +6,8 @@ import asyncio
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Query
 
 from genrec.serving.engine import Engine
 from genrec.serving.routes.deps import engine, read_auth, unknown_user, write_auth
@@ -15,6 +16,7 @@ from genrec.serving.schemas import ERRORS, Detail, Erased, History, HistoryItem
 log = logging.getLogger("genrec.serving")
 router = APIRouter(tags=["users"])
 UserId = Annotated[str, Path(min_length=1, max_length=256)]
+MAX_HISTORY_PAGE = 10_000
 
 
 @router.get(
@@ -23,16 +25,32 @@ UserId = Annotated[str, Path(min_length=1, max_length=256)]
     dependencies=[Depends(read_auth)],
     responses={404: {"model": Detail, "description": "unknown user"}, **ERRORS},
 )
-async def history(user_id: UserId, eng: Engine = Depends(engine)) -> History:
-    """Training history (unless erased) followed by every stored feedback event, oldest first."""
+async def history(
+    user_id: UserId,
+    offset: Annotated[int, Query(ge=0, description="entries to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_HISTORY_PAGE, description="entries in this page")] = 1000,
+    eng: Engine = Depends(engine),
+) -> History:
+    """Training history (unless erased) followed by every stored feedback event, oldest first, a page
+    at a time (`offset`, `limit`; `next_offset` says where the next page starts)."""
     st = eng.state
     cat = st.version.catalog
     idx = cat.user_ids.get(user_id)
-    stored = await asyncio.to_thread(eng.store.user_events, user_id)
-    base = cat.histories.row(idx) if idx is not None and not st.hides_base(user_id) else []
-    if not len(base) and not stored:
+    base = cat.histories.row(idx) if idx is not None and not st.hides_base(user_id) else np.zeros(0, np.int64)
+    skip = max(0, offset - len(base))  # the page's feedback part starts this far into the stored events
+    take = limit - len(base[offset : offset + limit])
+
+    def read() -> tuple[int, list]:
+        page = eng.store.user_events(user_id, skip, take) if take else []
+        return eng.store.count_user_events(user_id), page
+
+    n_stored, stored = await asyncio.to_thread(read)
+    if not len(base) and not n_stored:
         raise unknown_user(user_id)
-    items = [HistoryItem(item_id=cat.item_ids.id(i), source="training", title=cat.title(i)) for i in base]
+    items = [
+        HistoryItem(item_id=cat.item_ids.id(i), source="training", title=cat.title(i))
+        for i in base[offset : offset + limit]
+    ]
     for e in stored:
         i = cat.item_ids.get(e.item_id)
         items.append(
@@ -47,7 +65,9 @@ async def history(user_id: UserId, eng: Engine = Depends(engine)) -> History:
                 title=cat.title(i) if i is not None else None,
             )
         )
-    return History(user_id=user_id, items=items)
+    total = len(base) + n_stored
+    end = offset + len(items)
+    return History(user_id=user_id, items=items, total=total, next_offset=end if end < total else None)
 
 
 @router.delete(
