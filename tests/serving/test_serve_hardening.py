@@ -121,3 +121,21 @@ def test_history_comes_in_pages(client):
     assert past["items"] == [] and past["next_offset"] is None
     for bad in ({"limit": 0}, {"limit": 10_001}, {"offset": -1}):
         assert client.get("/users/5/history", params=bad).status_code == 422
+
+
+def test_the_api_key_comes_from_the_environment_or_an_owner_only_file(run_dir, tmp_path, capsys):
+    from genrec.cli.serve import read_key_file
+
+    key = tmp_path / "key"
+    key.write_text("s3cret\n")
+    key.chmod(0o644)
+    assert main(["serve", str(run_dir), "--api-key-file", str(key)]) == 2
+    err = capsys.readouterr().err
+    assert "permissions 0644" in err and f"chmod 600 {key}" in err and "Traceback" not in err
+    key.chmod(0o600)
+    assert read_key_file(str(key)) == "s3cret"
+    assert main(["serve", str(run_dir), "--api-key-file", str(tmp_path / "missing")]) == 2
+    assert "No such file" in capsys.readouterr().err
+    # never on the command line, where any local user's `ps` would show it
+    assert main(["serve", str(run_dir), "--api-key", "s3cret"]) == 2
+    assert "--api-key is not accepted" in capsys.readouterr().err

@@ -25,8 +25,13 @@ def add_serve_command(sub: Subparsers) -> None:
         default=None,
         help="event store: sqlite:///PATH (default sqlite:///RUN/events.db) or postgresql://USER@HOST:PORT/DB",
     )
+    s.add_argument("--api-key", dest="api_key_argv", default=None, help=argparse.SUPPRESS)  # refused
     s.add_argument(
-        "--api-key", default=None, help="key for write routes (X-API-Key); default $GENREC_API_KEY"
+        "--api-key-file",
+        default=None,
+        metavar="FILE",
+        help="file holding the key for write routes (X-API-Key), readable by its owner only; "
+        "default $GENREC_API_KEY (a key is never given on the command line, where `ps` shows it)",
     )
     s.add_argument("--protect-reads", action="store_true", help="require the API key on read routes too")
     s.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a scoring batch")
@@ -92,6 +97,11 @@ def add_update_command(sub: Subparsers) -> None:
 
 
 def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
+    if a.api_key_argv is not None:
+        raise ValueError(
+            "--api-key is not accepted: a key on the command line is visible to every local user (ps); "
+            "set GENREC_API_KEY or use --api-key-file FILE"
+        )
     import logging
 
     import uvicorn
@@ -120,7 +130,7 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
         user_cache=a.user_cache,
         max_clock_skew_s=a.max_clock_skew,
     )
-    key = a.api_key or env_key
+    key = read_key_file(a.api_key_file) if a.api_key_file else env_key
     app = create_app(engine, api_key=key, protect_reads=a.protect_reads, watch_interval_s=a.watch_interval)
     v = engine.state.version
     print(
@@ -168,3 +178,21 @@ def update_doc() -> str:
 def events_url(a: argparse.Namespace) -> str:
     """--events, or the run's own SQLite store so that `serve` and `update` meet without flags."""
     return a.events or f"sqlite:///{Path(a.run).resolve() / 'events.db'}"
+
+
+def read_key_file(path: str) -> str:
+    """The key in FILE (surrounding whitespace dropped); refused when others may read the file."""
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+        key = p.read_text().strip()
+    except OSError as e:
+        raise ValueError(f"--api-key-file {path}: {e.strerror}") from None
+    if mode & 0o077:
+        raise ValueError(
+            f"--api-key-file {path}: permissions {mode & 0o777:04o} let other users read the key; "
+            f"run: chmod 600 {path}"
+        )
+    if not key:
+        raise ValueError(f"--api-key-file {path} is empty")
+    return key

@@ -30,7 +30,7 @@ def check_key(request: Request, given: str | None) -> None:
         raise HTTPException(
             403,
             "this server was started without an API key, so write routes are off; "
-            "restart it with --api-key KEY or GENREC_API_KEY",
+            "restart it with GENREC_API_KEY set or --api-key-file FILE",
         )
     if given is None or not hmac.compare_digest(given.encode(), api_key.encode()):
         raise HTTPException(401, "missing or wrong X-API-Key header")
