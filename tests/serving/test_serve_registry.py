@@ -61,3 +61,44 @@ def test_concurrent_publishers_get_distinct_complete_versions(run_dir):
     assert sorted(names) == [f"v{i:04d}" for i in range(2, 14)]
     assert reg.versions() == [f"v{i:04d}" for i in range(1, 14)]
     assert not [p.name for p in Path(reg.root).iterdir() if p.name.startswith(".tmp-")]
+
+
+PUBLISH_FOREVER = """
+import sys
+from genrec.serving.registry import Registry
+reg = Registry(sys.argv[1])
+v = reg.load()
+print("ready", flush=True)
+while True:
+    reg.publish(v.model, v.catalog, {"source": "test"})
+"""
+
+
+@pytest.mark.slow  # 20 fresh interpreters importing torch
+def test_publishers_killed_mid_publish_leave_a_sound_registry(run_dir):
+    import random
+    import subprocess
+    import sys
+
+    reg = Registry(run_dir)
+    reg.ensure()
+    rng = random.Random(0)
+    mid_write = 0
+    for _ in range(20):
+        child = subprocess.Popen(
+            [sys.executable, "-c", PUBLISH_FOREVER, str(run_dir)], stdout=subprocess.PIPE, text=True
+        )
+        assert child.stdout.readline().strip() == "ready"
+        threading.Event().wait(rng.uniform(0.0, 0.3))  # somewhere inside a publish
+        child.kill()
+        child.wait()
+        mid_write += any(p.name.startswith(".tmp-") for p in reg.root.iterdir())
+        names = reg.versions()
+        assert names == sorted(set(names)) and reg.current() in names
+        for name in (names[-1], reg.current()):
+            reg.load(name)  # complete and loadable
+    assert mid_write >= 3  # the kills did land inside publishes
+    before = reg.versions()
+    new = publish_in_time(reg, 30)  # no hang, a fresh name, and the dead publishers' debris swept
+    assert new not in before and int(new[1:]) > max(int(n[1:]) for n in before)
+    assert not [p for p in reg.root.iterdir() if p.name.startswith(".tmp-")]

@@ -173,7 +173,7 @@ class Registry:
     ) -> str:
         """Write a new version atomically and (by default) point CURRENT at it; returns its name."""
         self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{uuid.uuid4().hex}"
+        tmp = self.root / f".tmp-{os.getpid()}-{uuid.uuid4().hex}"  # the pid: see _sweep
         tmp.mkdir()
         try:
             if model_dir is not None:  # a copy, not a link: a retrain rewrites RUN/model in place
@@ -182,6 +182,7 @@ class Registry:
                 model.save(tmp / "model")
             catalog.save(tmp / "catalog.npz")
             with self._lock():  # one publisher at a time picks a name and renames into it
+                self._sweep()
                 name = self._next_name()
                 meta = dict(
                     meta,
@@ -211,6 +212,13 @@ class Registry:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def _sweep(self) -> None:
+        """Remove what publishers killed mid-write left behind (.tmp-PID-* of processes that are gone)."""
+        for p in self.root.glob(".tmp-*"):
+            pid = p.name.split("-")[1]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(p, ignore_errors=True)
+
     def _next_name(self) -> str:
         """One above every version number ever used: the highest on disk (complete or not) and the
         last one handed out (SEQ), so a deleted version's name is never reused. Call under `_lock`."""
@@ -236,6 +244,16 @@ class Registry:
         path = self.root / name
         model = Recommender.load(path / "model")
         return Version(name, path, model, Catalog.load(path / "catalog.npz"), self.meta(name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _write_atomic(path: Path, text: str) -> None:
