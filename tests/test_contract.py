@@ -106,7 +106,7 @@ def test_every_model_but_the_closed_form_ones_trains_in_the_loop():
 
 @pytest.mark.parametrize("name", sorted(n for n in REGISTRY if isinstance(make(n), Trainable)))
 def test_budget_stops_within_one_epoch_and_progress_is_printed(name, tiny_ds, capsys):
-    budget_s = 1.5
+    budget_s = 0.6
     model = make(name, epochs=10_000, patience=10_000)
     t0 = time.time()
     fit(model, tiny_ds, TrainConfig(threads=1, max_minutes=budget_s / 60))
