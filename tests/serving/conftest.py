@@ -206,7 +206,7 @@ def store_url(request, tmp_path):
     import psycopg  # a fresh schema per test: drop what an earlier test made
 
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute("DROP TABLE IF EXISTS events, erased_users, schema_migrations")
+        c.execute("DROP TABLE IF EXISTS events, erased_users, erasures, store_secrets, schema_migrations")
     return url
 
 

@@ -251,7 +251,7 @@ def test_postgresql_store_behind_the_api(run_dir, postgres_url):
     import psycopg
 
     with psycopg.connect(postgres_url, autocommit=True) as c:
-        c.execute("DROP TABLE IF EXISTS events, erased_users, schema_migrations")
+        c.execute("DROP TABLE IF EXISTS events, erased_users, erasures, store_secrets, schema_migrations")
     with make_client(run_dir, postgres_url) as c:
         ev = {
             "events": [

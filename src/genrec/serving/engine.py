@@ -35,7 +35,7 @@ from genrec.data.dataset import Histories
 from genrec.generation import Constraints, explain, generate
 from genrec.models.base import DotProductScores
 from genrec.ranking import RowSets
-from genrec.serving.events import Event, EventStore, StoredEvent
+from genrec.serving.events import Erasures, Event, EventStore, StoredEvent
 from genrec.serving.registry import Registry, Version
 
 log = logging.getLogger("genrec.serving")
@@ -106,7 +106,7 @@ class State:
     version: Version
     overlay: dict[str, list[StoredEvent]]  # raw user id -> events with seq > watermark, in seq order
     loaded_seq: int  # highest seq read from the store when this state was built
-    erased: dict[str, int]  # raw user id -> seq of their erasure (the engine's one dict, shared by states)
+    erased: Erasures  # who was erased and when (the engine's one table, shared by every state)
     user_states: UserStates = field(default_factory=lambda: UserStates(0))
     # (n_items + 1,) users whose visible history holds each item
     item_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -208,7 +208,8 @@ class Engine:
         self.load_failure: LoadFailure | None = None  # the last version that failed to load, until one loads
         self.registry.ensure()
         self.state = self._build_state(self.registry.load())
-        self.erased = self.state.erased  # every later state shares this dict: an erasure is never lost
+        self.erased = self.state.erased  # every later state shares this table: an erasure is never lost
+        self._erased_here: dict[str, int] = {}  # ids erased by this process (memory only), for item counts
 
     # --- versions -----------------------------------------------------------------------------
     def _build_state(self, version: Version) -> State:
@@ -223,8 +224,10 @@ class Engine:
         cache = UserStates(self.user_cache if isinstance(version.model, DotProductScores) else 0)
         counts = version.catalog.interactions.copy()
         st = State(version, overlay, loaded, self.store.erased_users(), cache, counts)
-        for user in st.erased:
-            st.uncount(user)
+        if len(st.erased):  # tombstones hold tags, not ids: find the catalogue's erased users by tag
+            for user in version.catalog.user_raw[1:].tolist():
+                if st.erased.get(user) > version.erased_through:
+                    st.uncount(user)
         return st
 
     async def maybe_swap(self, force: bool = False) -> bool:
@@ -262,12 +265,12 @@ class Engine:
                 if e.seq > new.loaded_seq and e.seq > new.version.watermark:
                     new.overlay[user].append(e)
         # erasures acknowledged while the new state was loading: its store reads may predate them
-        for user, seq in new.erased.items():
-            self.erased[user] = max(self.erased.get(user, 0), seq)
+        self.erased.merge(new.erased)
         new.erased = self.erased
-        for user in [u for u in new.overlay if u in self.erased]:
-            new.overlay[user] = [e for e in new.overlay[user] if e.seq > self.erased[user]]
-        for user in self.erased:
+        for user in list(new.overlay):
+            if (seq := self.erased.get(user)) > 0:
+                new.overlay[user] = [e for e in new.overlay[user] if e.seq > seq]
+        for user in self._erased_here:
             new.uncount(user)
         self.state = new  # the swap: one reference assignment on the event loop thread
         self.stats.swaps += 1
@@ -297,7 +300,8 @@ class Engine:
         """Hide what the user did before erasure `seq` from every state, now and after any swap (event
         loop thread only; the store has already deleted their events)."""
         st = self.state
-        self.erased[user_id] = max(self.erased.get(user_id, 0), seq)
+        self.erased.record(user_id, seq)
+        self._erased_here[user_id] = seq
         kept = [e for e in st.overlay.pop(user_id, ()) if e.seq > seq]  # later events: new consent
         if kept:
             st.overlay[user_id] = kept

@@ -13,7 +13,10 @@ in order on open and recorded in `schema_migrations`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -79,8 +82,57 @@ MIGRATIONS: list[tuple[int, str, list[str], list[str]]] = [
             "after_seq BIGINT NOT NULL)"
         ],
     ),
+    (
+        3,
+        "tombstones keep a keyed hash of the user id, never the id (rows of erased_users moved over)",
+        [
+            "CREATE TABLE store_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE erasures (user_tag TEXT PRIMARY KEY, erased_at REAL NOT NULL, "
+            "seq INTEGER NOT NULL)",
+        ],
+        [
+            "CREATE TABLE store_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            "CREATE TABLE erasures (user_tag TEXT PRIMARY KEY, erased_at DOUBLE PRECISION NOT NULL, "
+            "seq BIGINT NOT NULL)",
+        ],
+    ),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+@dataclass
+class Erasures:
+    """Erased users, by a keyed hash of their id (HMAC-SHA256 with the store's own random key): the
+    store can tell whether an id was erased, and when, but holds no erased id to read back."""
+
+    key: bytes
+    seqs: dict[str, int] = field(default_factory=dict)  # user tag -> seq of their last erasure
+
+    def tag(self, user_id: str) -> str:
+        return hmac.new(self.key, str(user_id).encode(), hashlib.sha256).hexdigest()
+
+    def get(self, user_id: str, default: int = 0) -> int:
+        return self.seqs.get(self.tag(user_id), default) if self.seqs else default
+
+    def __contains__(self, user_id: object) -> bool:
+        return bool(self.seqs) and self.tag(str(user_id)) in self.seqs
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def record(self, user_id: str, seq: int) -> None:
+        t = self.tag(user_id)
+        self.seqs[t] = max(self.seqs.get(t, 0), seq)
+
+    def merge(self, other: Erasures) -> None:
+        for t, seq in other.seqs.items():
+            self.seqs[t] = max(self.seqs.get(t, 0), seq)
+
+    @property
+    def last_seq(self) -> int:
+        return max(self.seqs.values(), default=0)
+
+
 _COLS = "seq, event_id, user_id, item_id, type, value, ts, received_at"
 
 
@@ -105,6 +157,7 @@ class EventStore:
     def __init__(self) -> None:
         self._lock = threading.Lock()  # one writer at a time: seq order == commit order
         self._conn: Any = None
+        self._key: bytes | None = None  # the tombstones' HMAC key (store_secrets), read by migrate()
 
     # --- dialect hooks ------------------------------------------------------------------------
     def _connect(self) -> Any:
@@ -134,13 +187,35 @@ class EventStore:
                 self._begin_write(cur)
                 for stmt in sqlite_sql if self.dialect == "sqlite" else pg_sql:
                     cur.execute(stmt)
+                if version == 3:
+                    self._hash_tombstones(cur)
                 cur.execute(
                     f"INSERT INTO schema_migrations VALUES ({self.ph}, {self.ph}, {self.ph})",
                     (version, desc, time.time()),
                 )
                 self._conn.commit()  # each migration is its own transaction
+            cur.execute(f"SELECT value FROM store_secrets WHERE name = {self.ph}", ("erasure_key",))
+            self._key = bytes.fromhex(cur.fetchone()[0])
             cur.execute("SELECT max(version) FROM schema_migrations")
-            return int(cur.fetchone()[0] or 0)
+            version = int(cur.fetchone()[0] or 0)
+            self._conn.commit()
+            return version
+
+    def _hash_tombstones(self, cur: Any) -> None:
+        """Migration 3: a random key for the tombstones, and erased_users' raw ids replaced by tags."""
+        p = self.ph
+        key = secrets.token_bytes(32)
+        cur.execute(f"INSERT INTO store_secrets VALUES ({p}, {p})", ("erasure_key", key.hex()))
+        cur.execute("SELECT user_id, erased_at, after_seq FROM erased_users")
+        tags = Erasures(key)
+        rows = [(tags.tag(u), at, seq) for u, at, seq in cur.fetchall()]
+        if rows:
+            cur.executemany(f"INSERT INTO erasures VALUES ({p}, {p}, {p})", rows)
+        cur.execute("DROP TABLE erased_users")
+
+    def _erasures(self) -> Erasures:
+        assert self._key is not None, "migrate() reads the key"
+        return Erasures(self._key)
 
     def schema_version(self) -> int:
         with self._lock:
@@ -240,10 +315,9 @@ class EventStore:
                 cur.execute("SELECT max(seq) FROM events")
                 seq = int(cur.fetchone()[0])
                 cur.execute(f"DELETE FROM events WHERE seq = {p}", (seq,))
-                cur.execute(f"DELETE FROM erased_users WHERE user_id = {p}", (str(user_id),))
-                cur.execute(
-                    f"INSERT INTO erased_users VALUES ({p}, {p}, {p})", (str(user_id), time.time(), seq)
-                )
+                tag = self._erasures().tag(user_id)
+                cur.execute(f"DELETE FROM erasures WHERE user_tag = {p}", (tag,))
+                cur.execute(f"INSERT INTO erasures VALUES ({p}, {p}, {p})", (tag, time.time(), seq))
                 self._conn.commit()
             except BaseException:
                 self._conn.rollback()
@@ -293,9 +367,12 @@ class EventStore:
         rows = self._query(f"SELECT {_COLS} FROM events WHERE seq > {self.ph} ORDER BY seq", (int(seq),))
         return [self._event(r) for r in rows]
 
-    def erased_users(self) -> dict[str, int]:
-        """user_id -> the seq of their erasure: their events below it are gone, later ones are new consent."""
-        return {r[0]: int(r[1]) for r in self._query("SELECT user_id, after_seq FROM erased_users")}
+    def erased_users(self) -> Erasures:
+        """Every erasure: `.get(user_id)` is the seq of theirs (0: never erased); their events below it
+        are gone, later ones are new consent."""
+        er = self._erasures()
+        er.seqs.update({r[0]: int(r[1]) for r in self._query("SELECT user_tag, seq FROM erasures")})
+        return er
 
     def max_seq(self) -> int:
         return int(self._query("SELECT coalesce(max(seq), 0) FROM events")[0][0])

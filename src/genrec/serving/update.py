@@ -34,7 +34,7 @@ from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import WarmStartable
 from genrec.serving.engine import is_positive
-from genrec.serving.events import StoredEvent, open_store
+from genrec.serving.events import Erasures, StoredEvent, open_store
 from genrec.serving.registry import Catalog, Registry, Version
 from genrec.training import fit
 from genrec.training.runs import RunConfig, read_run_config
@@ -61,7 +61,7 @@ def run_settings(run_dir: str | Path) -> RunConfig:
 def extend(
     version: Version,
     events: list[StoredEvent],
-    erased: dict[str, int],
+    erased: Erasures,
     rating_threshold: float | None,
     dedup: str,
 ) -> tuple[Catalog, list[np.ndarray], np.ndarray, dict[str, int]]:
@@ -81,10 +81,11 @@ def extend(
             items.append(e.item_id)
     n_users = len(users) - 1
     base = [old.histories.row(u) if u <= old.n_users else np.zeros(0, np.int64) for u in range(n_users + 1)]
-    for u, seq in erased.items():  # privacy: history from before an erasure never comes back ...
-        # ... but a version built after it holds only what the user sent since (new consent)
-        if seq > version.erased_through and u in user_index and user_index[u] <= old.n_users:
-            base[user_index[u]] = np.zeros(0, np.int64)
+    if len(erased):  # privacy: history from before an erasure never comes back ...
+        for u in users[1 : old.n_users + 1]:  # (tombstones hold tags: every old user is checked)
+            # ... but a version built after it holds only what the user sent since (new consent)
+            if erased.get(u) > version.erased_through:
+                base[user_index[u]] = np.zeros(0, np.int64)
     new: list[list[int]] = [[] for _ in range(n_users + 1)]
     for e in sorted(pos, key=lambda e: ((e.timestamp or 0.0), e.seq)):
         new[user_index[e.user_id]].append(item_index[e.item_id])
@@ -210,7 +211,7 @@ def update_run(
     base = dataclasses.asdict(cur.model.config) if same else {}
     # fine-tuning: a few epochs from the served weights (`--set epochs=N` still wins), unless a user was
     # erased since they were trained: weights that learnt from erased data are never a starting point
-    erased_since = any(seq > cur.erased_through for seq in erased.values())
+    erased_since = erased.last_seq > cur.erased_through
     warm = not from_scratch and not erased_since and same and isinstance(cur.model, WarmStartable)
     if warm and "epochs" in base:
         base["epochs"] = warm_epochs
@@ -268,7 +269,7 @@ def update_run(
         "source": "update",
         "parent": cur.name,
         "watermark": watermark,
-        "erased_through": max([cur.erased_through, *erased.values()]),
+        "erased_through": max(cur.erased_through, erased.last_seq),
         "update": report,
         "metrics": {"update_gate": report["gate"]},
     }
