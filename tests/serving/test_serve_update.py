@@ -115,7 +115,7 @@ def test_update_learns_shifted_taste_and_gate_rejects_broken(run_dir, tmp_path, 
         assert "cannot be validated" in capsys.readouterr().out
 
 
-def test_update_excludes_erased_users(run_dir, tmp_path):
+def test_update_excludes_erased_users(run_dir, tmp_path, capsys):
     events = f"sqlite:///{tmp_path / 'events.db'}"
     reg = Registry(run_dir)
     with make_client(run_dir, events) as client:
@@ -127,6 +127,8 @@ def test_update_excludes_erased_users(run_dir, tmp_path):
         assert client.post("/feedback", json=newcomer, headers=KEY).status_code == 200
     assert main(["update", str(run_dir), "--events", events]) == 0
     v2 = reg.load()
+    assert reg.versions() == ["v0002"]  # v0001 held the erased user's history: deleted once v0002 was out
+    assert "deleted v0001 (built before an erasure)" in capsys.readouterr().out
     # neither training nor feedback
     assert len(v2.catalog.histories.row(v2.catalog.user_ids.get(victim))) == 0
     assert v2.catalog.histories.row(v2.catalog.user_ids.get("newcomer")).tolist() == [

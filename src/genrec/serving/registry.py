@@ -229,6 +229,17 @@ class Registry:
         _write_atomic(seq, f"{n}\n")
         return f"v{n:04d}"
 
+    def drop_unerased(self, erased_through: int, keep: str) -> list[str]:
+        """Delete every version but `keep` built before erasure `erased_through` (it may still hold the
+        erased users' histories and weights learnt from them); returns their names."""
+        dropped = []
+        with self._lock():
+            for name in self.versions():
+                if name != keep and int(self.meta(name).get("erased_through", 0)) < erased_through:
+                    shutil.rmtree(self.root / name)
+                    dropped.append(name)
+        return dropped
+
     def set_current(self, name: str) -> None:
         if not (self.root / name / "meta.json").exists():
             raise FileNotFoundError(

@@ -258,7 +258,13 @@ def update_run(
     if not new_n >= old_n - tolerance:
         return UpdateResult(
             "rejected",
-            f"rejected: {verdict}; the candidate is worse by {old_n - new_n:.4f}, so {cur.name} stays",
+            f"rejected: {verdict}; the candidate is worse by {old_n - new_n:.4f}, so {cur.name} stays"
+            + (
+                f". {cur.name} was built before a user's erasure and still holds their data (its "
+                "server hides it); publish a version without it, e.g. with a larger --tolerance"
+                if erased_since
+                else ""
+            ),
             cur.name,
             report,
         )
@@ -274,4 +280,9 @@ def update_run(
         "metrics": {"update_gate": report["gate"]},
     }
     published = reg.publish(candidate, catalog, meta)
-    return UpdateResult("published", f"published {published}: {verdict}", published, report)
+    msg = f"published {published}: {verdict}"
+    if erased_since:  # older versions hold what the erased users did: they go once this one is served
+        dropped = reg.drop_unerased(meta["erased_through"], keep=published)
+        report["dropped_versions"] = dropped
+        msg += f"; deleted {', '.join(dropped)} (built before an erasure)" if dropped else ""
+    return UpdateResult("published", msg, published, report)
