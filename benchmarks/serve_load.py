@@ -31,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "serve_load.json"
+READ_KEY = "serve-load-read-key"
 
 
 def ensure_run(run: Path, data: Path, model: str, settings: dict) -> Path:
@@ -97,6 +98,7 @@ def start_server(run: Path, events: str, port: int, *extra: str) -> subprocess.P
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=dict(os.environ, GENREC_READ_KEY=READ_KEY),  # reads need a key; the client sends it
     )
     deadline = time.time() + 180
     while time.time() < deadline:
@@ -128,7 +130,9 @@ async def drive(port: int, paths: list[str], concurrency: int, seconds: float, o
                 path = paths[i % len(paths)]
                 i += concurrency
                 t = time.perf_counter()
-                writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+                writer.write(
+                    f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {READ_KEY}\r\n\r\n".encode()
+                )
                 status = await reader.readline()
                 length = 0
                 while True:

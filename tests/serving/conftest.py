@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+NO_KEY = {"X-API-Key": ""}  # an empty header: as if none was sent
 API_KEY = "test-key"
 
 
@@ -74,8 +75,11 @@ def make_client(run: Path, events: str, **kw):
         max_wait_s=kw.pop("max_wait_s", 0.002),
         user_cache=kw.pop("user_cache", 100_000),
     )
-    app = create_app(engine, api_key=kw.pop("api_key", API_KEY), watch_interval_s=kw.pop("watch", 0.0), **kw)
-    return TestClient(app, raise_server_exceptions=False)
+    api_key = kw.pop("api_key", API_KEY)
+    app = create_app(engine, api_key=api_key, watch_interval_s=kw.pop("watch", 0.0), **kw)
+    # every route but the ops ones needs a key: the client sends the admin key unless told otherwise
+    # (headers=NO_KEY for a request without one)
+    return TestClient(app, raise_server_exceptions=False, headers={"X-API-Key": api_key} if api_key else None)
 
 
 @pytest.fixture

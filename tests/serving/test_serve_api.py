@@ -7,7 +7,7 @@ from typing import Annotated
 
 import numpy as np
 import torch
-from conftest import API_KEY, make_client
+from conftest import API_KEY, NO_KEY, make_client
 
 from genrec.generation import generate
 
@@ -112,7 +112,7 @@ def test_explanations_match_ease_item_weights(client):
 
 def test_feedback_auth_storage_and_live_history(client):
     ev = {"event_id": "e-1", "user_id": 5, "item_id": 7, "type": "click"}
-    assert client.post("/feedback", json=ev).status_code == 401
+    assert client.post("/feedback", json=ev, headers=NO_KEY).status_code == 401
     assert client.post("/feedback", json=ev, headers={"X-API-Key": "wrong"}).status_code == 401
     before = [i["item_id"] for i in client.get("/recommend", params={"user_id": 5, "k": 400}).json()["items"]]
     top = before[0]
@@ -160,7 +160,7 @@ def test_feedback_auth_storage_and_live_history(client):
 
 def test_erase_user(client):
     client.post("/feedback", json={"event_id": "x1", "user_id": 8, "item_id": 3, "type": "view"}, headers=KEY)
-    assert client.delete("/users/8").status_code == 401
+    assert client.delete("/users/8", headers=NO_KEY).status_code == 401
     r = client.delete("/users/8", headers=KEY)
     assert r.status_code == 200 and r.json() == {"user_id": "8", "events_deleted": 1}
     assert client.get("/users/8/history").status_code == 404
@@ -197,14 +197,46 @@ def test_ops_routes_and_no_stack_traces(client, monkeypatch):
     assert "secret" not in r.text and "Traceback" not in r.text
 
 
-def test_writes_off_without_key_and_protected_reads(run_dir, tmp_path):
-    with make_client(run_dir, f"sqlite:///{tmp_path / 'a.db'}", api_key=None) as c:
-        r = c.post("/feedback", json={"user_id": 1, "item_id": 1, "type": "view"}, headers=KEY)
-        assert r.status_code == 403 and "--api-key" in r.json()["detail"]
-    with make_client(run_dir, f"sqlite:///{tmp_path / 'b.db'}", protect_reads=True) as c:
-        assert c.get("/recommend", params={"user_id": 5}).status_code == 401
-        assert c.get("/recommend", params={"user_id": 5}, headers=KEY).status_code == 200
-        assert c.get("/healthz").status_code == 200
+def test_every_route_needs_a_key_read_and_admin_keys_differ(run_dir, tmp_path):
+    read = {"X-API-Key": "reader"}
+    ev = {"user_id": 1, "item_id": 1, "type": "view"}
+    with make_client(run_dir, f"sqlite:///{tmp_path / 'a.db'}", read_key="reader") as c:
+        for method, path, kw in [
+            ("get", "/recommend", {"params": {"user_id": 5}}),
+            ("post", "/recommend", {"json": {"history": [1, 2]}}),
+            ("get", "/items/1", {}),
+            ("get", "/users/5/history", {}),
+            ("post", "/feedback", {"json": ev}),
+            ("delete", "/users/5", {}),
+            ("get", "/admin/versions", {}),
+        ]:
+            for headers in (NO_KEY, {"X-API-Key": "wrong"}):  # reads are not open by default
+                assert getattr(c, method)(path, headers=headers, **kw).status_code == 401, (path, headers)
+            admin = method == "delete" or path in ("/users/5/history", "/feedback", "/admin/versions")
+            r = getattr(c, method)(path, headers=read, **kw)
+            assert r.status_code == (403 if admin else 200), (path, r.text)  # a read key never administers
+        assert c.get("/recommend", params={"user_id": 5}).status_code == 200  # the admin key reads too
+        assert c.get("/healthz", headers=NO_KEY).status_code == 200
+        assert c.get("/readyz", headers=NO_KEY).status_code == 200
+    with make_client(run_dir, f"sqlite:///{tmp_path / 'b.db'}", api_key=None, read_key="reader") as c:
+        r = c.post("/feedback", json=ev, headers=read)
+        assert r.status_code == 403 and "--api-key-file" in r.json()["detail"]  # admin routes are off
+
+
+def test_anonymous_reads_never_reveal_a_stored_user(run_dir, tmp_path):
+    with make_client(run_dir, f"sqlite:///{tmp_path / 'a.db'}", anonymous_reads=True) as c:
+        r = c.post("/recommend", json={"history": [1, 2, 3], "k": 5}, headers=NO_KEY)
+        assert r.status_code == 200 and len(r.json()["items"]) == 5
+        assert c.get("/items/1", headers=NO_KEY).status_code == 200
+        for call in (
+            lambda h: c.get("/recommend", params={"user_id": 5}, headers=h),
+            lambda h: c.post("/recommend", json={"user_id": 5, "history": [1]}, headers=h),
+            lambda h: c.post("/recommend", json={"history": [1, 2, 3], "explain": True}, headers=h),
+        ):
+            r = call(NO_KEY)
+            assert r.status_code == 401 and "needs a key" in r.json()["detail"]
+            assert call(KEY).status_code == 200  # with a key, the same request is answered
+        assert c.get("/users/5/history", headers=NO_KEY).status_code == 401
 
 
 def test_micro_batching_one_score_call_same_results(run_dir, tmp_path):

@@ -97,7 +97,7 @@ def test_hot_swap_under_load(run_dir, tmp_path):
     stop = threading.Event()
 
     def client(t: int) -> None:
-        with httpx.Client(base_url=server.url, timeout=10.0) as c:
+        with httpx.Client(base_url=server.url, headers=KEY, timeout=10.0) as c:
             while not stop.is_set():
                 if t % 2:
                     r = c.get("/recommend", params={"user_id": 1 + t, "k": 10})
@@ -134,7 +134,8 @@ def test_hot_swap_under_load(run_dir, tmp_path):
         for t in threads:
             t.join()
     try:
-        after = httpx.get(server.url + "/recommend", params={"user_id": 1, "k": 3}).json()["model_version"]
+        r = httpx.get(server.url + "/recommend", params={"user_id": 1, "k": 3}, headers=KEY)
+        after = r.json()["model_version"]
         metrics = httpx.get(server.url + "/metrics").text
     finally:
         server.stop()

@@ -33,7 +33,19 @@ def add_serve_command(sub: Subparsers) -> None:
         help="file holding the key for write routes (X-API-Key), readable by its owner only; "
         "default $GENREC_API_KEY (a key is never given on the command line, where `ps` shows it)",
     )
-    s.add_argument("--protect-reads", action="store_true", help="require the API key on read routes too")
+    s.add_argument(
+        "--read-key-file",
+        default=None,
+        metavar="FILE",
+        help="file holding the read key (/recommend, /items; the admin key reads too), owner-only; "
+        "default $GENREC_READ_KEY",
+    )
+    s.add_argument(
+        "--anonymous-reads",
+        action="store_true",
+        help="let requests without a key read lists for a history they send (never a stored user's "
+        "list or an explanation); by default every route but /healthz, /readyz, /metrics needs a key",
+    )
     s.add_argument("--batch-wait-ms", type=float, default=2.0, help="longest wait to fill a scoring batch")
     s.add_argument("--max-batch", type=int, default=64, help="most requests scored in one model call")
     s.add_argument(
@@ -61,7 +73,9 @@ def add_serve_command(sub: Subparsers) -> None:
         help="torch threads for scoring (default: half the cores; the rest run the HTTP side)",
     )
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    s.set_defaults(func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY")))
+    s.set_defaults(
+        func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY"), os.environ.get("GENREC_READ_KEY"))
+    )
 
 
 def add_update_command(sub: Subparsers) -> None:
@@ -96,7 +110,7 @@ def add_update_command(sub: Subparsers) -> None:
     u.set_defaults(func=cmd_update)
 
 
-def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
+def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | None = None) -> int:
     if a.api_key_argv is not None:
         raise ValueError(
             "--api-key is not accepted: a key on the command line is visible to every local user (ps); "
@@ -119,6 +133,13 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
     torch.set_num_threads(a.threads)
     if a.batch_wait_ms < 0 or a.max_batch < 1 or a.user_cache < 0:
         raise ValueError("--batch-wait-ms and --user-cache must be >= 0 and --max-batch >= 1")
+    key = read_key_file(a.api_key_file) if a.api_key_file else env_key
+    read_key = read_key_file(a.read_key_file) if a.read_key_file else env_read_key
+    if key is None and read_key is None and not a.anonymous_reads:
+        raise ValueError(
+            "no key: every route needs one; set GENREC_API_KEY (admin) and/or GENREC_READ_KEY, or use "
+            "--api-key-file / --read-key-file, or --anonymous-reads for an open read-only server"
+        )
     store = open_store(events_url(a))
     settings = run_settings(a.run)
     engine = Engine(
@@ -130,8 +151,13 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None) -> int:
         user_cache=a.user_cache,
         max_clock_skew_s=a.max_clock_skew,
     )
-    key = read_key_file(a.api_key_file) if a.api_key_file else env_key
-    app = create_app(engine, api_key=key, protect_reads=a.protect_reads, watch_interval_s=a.watch_interval)
+    app = create_app(
+        engine,
+        api_key=key,
+        read_key=read_key,
+        anonymous_reads=a.anonymous_reads,
+        watch_interval_s=a.watch_interval,
+    )
     v = engine.state.version
     print(
         f"serving {a.run} version {v.name} ({v.model.name}, {v.catalog.n_items} items) "

@@ -1,8 +1,10 @@
 """The HTTP API (FastAPI). Ids in and out are the dataset's own ids (answered as strings); the OpenAPI
 spec is at /openapi.json.
 
-Write routes (POST /feedback, DELETE /users/{id}, /admin/*) need the `X-API-Key` header; read
-routes too when the server runs with `protect_reads`. Errors are JSON `{"detail": ...}` with a 4xx
+Every route but /healthz, /readyz and /metrics needs an `X-API-Key` header: the admin key for POST
+/feedback, GET /users/{id}/history, DELETE /users/{id} and /admin/*; the read key (or the admin key) for
+/recommend and /items. With `anonymous_reads` a request without a key may read, but only lists for a
+history it sends (no stored user, no explanations). Errors are JSON `{"detail": ...}` with a 4xx
 status; unexpected failures answer 500 with a request id and never a stack trace.
 
 This module wires the app; the routes (serving/routes/), bodies (schemas.py), middleware and metrics
@@ -32,7 +34,8 @@ log = logging.getLogger("genrec.serving")
 def create_app(
     engine: Engine,
     api_key: str | None = None,
-    protect_reads: bool = False,
+    read_key: str | None = None,
+    anonymous_reads: bool = False,
     watch_interval_s: float = 1.0,
     max_body: int = MAX_BODY_BYTES,
 ) -> FastAPI:
@@ -62,7 +65,8 @@ def create_app(
     )
     app.state.engine = engine
     app.state.api_key = api_key
-    app.state.protect_reads = protect_reads
+    app.state.read_key = read_key
+    app.state.anonymous_reads = anonymous_reads
     app.state.metrics = Metrics()
 
     # --- errors: clear 4xx, never a stack trace ---------------------------------------------------

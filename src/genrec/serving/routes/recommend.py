@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from genrec.generation import check_strategy, records
 from genrec.serving.engine import Engine, Job, ListSpec, State
-from genrec.serving.routes.deps import engine, read_auth, unknown_user
+from genrec.serving.routes.deps import engine, read_auth, refuse_anonymous, unknown_user
 from genrec.serving.schemas import ERRORS, Detail, ListSettings, Recommendations, RecommendRequest, unix
 
 router = APIRouter(tags=["recommend"], dependencies=[Depends(read_auth)])
@@ -85,6 +85,7 @@ async def recommend_get(request: Request) -> Response:
     # the hottest route reads its query and engine itself: FastAPI resolves each dependency, and each
     # query field of a query model, in Python, which cost a third of a cached request's CPU; the
     # OpenAPI document lists the query parameters through `openapi_extra`
+    refuse_anonymous(request, "a stored user's list")
     eng: Engine = request.app.state.engine
     eng.arriving(1)
     try:
@@ -112,9 +113,13 @@ async def recommend_get(request: Request) -> Response:
 
 
 @router.post("/recommend", response_model=Recommendations, responses=RESPONSES)
-async def recommend_post(req: RecommendRequest, eng: Engine = Depends(engine)) -> Response:
+async def recommend_post(req: RecommendRequest, request: Request, eng: Engine = Depends(engine)) -> Response:
     """A list for an ad-hoc history, optionally on top of a known user's stored history, with business
     filters and explanations."""
+    if req.user_id is not None:
+        refuse_anonymous(request, "a stored user's list")
+    if req.explain:
+        refuse_anonymous(request, "an explanation")
     eng.arriving(1)
     try:
         st = eng.state

@@ -10,7 +10,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Path, Query
 
 from genrec.serving.engine import Engine
-from genrec.serving.routes.deps import engine, read_auth, unknown_user, write_auth
+from genrec.serving.routes.deps import engine, unknown_user, write_auth
 from genrec.serving.schemas import ERRORS, Detail, Erased, History, HistoryItem
 
 log = logging.getLogger("genrec.serving")
@@ -22,7 +22,7 @@ MAX_HISTORY_PAGE = 10_000
 @router.get(
     "/users/{user_id}/history",
     response_model=History,
-    dependencies=[Depends(read_auth)],
+    dependencies=[Depends(write_auth)],  # a whole history is personal data: the admin key
     responses={404: {"model": Detail, "description": "unknown user"}, **ERRORS},
 )
 async def history(
