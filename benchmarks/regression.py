@@ -16,7 +16,7 @@ Jobs (leave-one-out, full ranking, history excluded):
     python benchmarks/regression.py --before ../genrec-old --only serving   # keeps the other rows
     python benchmarks/regression.py --before ../old --only sequential --models hstu --datasets amazon-beauty
 
-Prints a table with after/before ratios and writes benchmarks/results/regression.json.
+Prints a table with after/before ratios and writes benchmarks/results/regression.json (or --out).
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def main() -> int:
     p.add_argument("--after", default=str(AFTER), help="source tree of the newer genrec (default: this one)")
     p.add_argument("--epochs", type=int, default=3, help="epochs of the sequential jobs")
     p.add_argument("--only", default="foundation,sequential,serving")
+    p.add_argument("--out", default=str(RESULTS), help="result JSON (a partial run keeps its other parts)")
     p.add_argument("--datasets", default=",".join(DATASETS), help="datasets of the training rows")
     p.add_argument("--models", default="pop,ease,sasrec,hstu", help="models of the training rows")
     p.add_argument("--serve-seconds", type=float, default=8.0)
@@ -190,15 +191,16 @@ def main() -> int:
                     f"server CPU {cb:.3f} -> {cf:.3f} ms/req (x{cf / cb:.3f})"
                 )
     # a partial run (--only) replaces its own parts of an earlier result and keeps the rest
-    old = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    out = Path(a.out)
+    old = json.loads(out.read_text()) if out.exists() else {}
     fresh = {(r["kind"], r["dataset"], r["model"]) for r in rows}
     rows = [r for r in old.get("rows", []) if (r["kind"], r["dataset"], r["model"]) not in fresh] + rows
     for new, part in ((serving, "serving"), (serving_cpu, "serving_cpu_ms")):
         for side, rows_ in old.get(part, {}).items():  # rows of models this run did not serve stay
             for key, v in rows_.items():
                 new.setdefault(side, {}).setdefault(key, v)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
                 "trees": {k: str(v) for k, v in trees.items()},
@@ -214,7 +216,7 @@ def main() -> int:
             indent=2,
         )
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
     return 0
 
 
