@@ -119,7 +119,8 @@ def test_update_excludes_erased_users(run_dir, tmp_path, capsys):
     events = f"sqlite:///{tmp_path / 'events.db'}"
     reg = Registry(run_dir)
     with make_client(run_dir, events) as client:
-        plan = shifted_taste(reg.load().catalog)
+        cat1 = reg.load().catalog
+        plan = shifted_taste(cat1)
         post(client, plan, 0, 4, "w1")
         victim = next(iter(plan))
         assert client.delete(f"/users/{victim}", headers=KEY).status_code == 200
@@ -129,8 +130,9 @@ def test_update_excludes_erased_users(run_dir, tmp_path, capsys):
     v2 = reg.load()
     assert reg.versions() == ["v0002"]  # v0001 held the erased user's history: deleted once v0002 was out
     assert "deleted v0001 (built before an erasure)" in capsys.readouterr().out
-    # neither training nor feedback
-    assert len(v2.catalog.histories.row(v2.catalog.user_ids.get(victim))) == 0
+    # neither training nor feedback, nor their id: the new catalogue does not hold it at all
+    assert v2.catalog.user_ids.get(victim) is None
+    assert victim not in v2.catalog.user_raw.tolist() and len(v2.catalog.user_raw) == len(cat1.user_raw) + 1
     assert v2.catalog.histories.row(v2.catalog.user_ids.get("newcomer")).tolist() == [
         1,
         2,

@@ -69,6 +69,15 @@ def extend(
     old = version.catalog
     users = old.user_raw.tolist()
     items = old.item_raw.tolist()
+    # privacy: a user erased since `version` was built leaves the catalogue, id and history; the slot
+    # stays (internal ids never move) under a placeholder with an empty history, and if they come back
+    # they join as a new user (new consent)
+    gone = set()
+    if len(erased):  # tombstones hold tags, not ids: every old user is checked
+        for i in range(1, old.n_users + 1):
+            if erased.get(users[i]) > version.erased_through:
+                users[i] = f"\x00erased-{i}"
+                gone.add(i)
     user_index = {u: i for i, u in enumerate(users) if i > 0}
     item_index = {v: i for i, v in enumerate(items) if i > 0}
     pos = [e for e in events if is_positive(e, rating_threshold)]
@@ -80,12 +89,8 @@ def extend(
             item_index[e.item_id] = len(items)
             items.append(e.item_id)
     n_users = len(users) - 1
-    base = [old.histories.row(u) if u <= old.n_users else np.zeros(0, np.int64) for u in range(n_users + 1)]
-    if len(erased):  # privacy: history from before an erasure never comes back ...
-        for u in users[1 : old.n_users + 1]:  # (tombstones hold tags: every old user is checked)
-            # ... but a version built after it holds only what the user sent since (new consent)
-            if erased.get(u) > version.erased_through:
-                base[user_index[u]] = np.zeros(0, np.int64)
+    none = np.zeros(0, np.int64)
+    base = [old.histories.row(u) if u <= old.n_users and u not in gone else none for u in range(n_users + 1)]
     new: list[list[int]] = [[] for _ in range(n_users + 1)]
     for e in sorted(pos, key=lambda e: ((e.timestamp or 0.0), e.seq)):
         new[user_index[e.user_id]].append(item_index[e.item_id])
