@@ -1,0 +1,87 @@
+"""GET /recommend without HTTP: the ASGI app driven in process by httpx, to compare two source trees'
+serving code with less noise than `serve_load.py` (no sockets, no second process).
+
+Run it once per tree, with that tree's code first on the path, e.g.
+
+    PYTHONPATH=../genrec-before/src python benchmarks/serve_inprocess.py --model ease
+    PYTHONPATH=src python benchmarks/serve_inprocess.py --model ease
+
+Trains (or reuses) the model's run under --runs with the settings of serve_load.py, fills the user
+cache with one request per user, then times `--requests` cached requests at concurrency 1 and 32, best
+of `--repeats`, and prints req/s and the process's CPU milliseconds per request as one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+
+async def drive(app, paths: list[str], requests: int, repeats: int) -> dict:
+    import httpx
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        key = {"X-API-Key": "k"}
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=key) as c:
+
+            async def worker(ps: list[str]) -> None:
+                for p in ps:
+                    r = await c.get(p)
+                    assert r.status_code == 200, r.text
+
+            await asyncio.gather(*(worker(paths[i::32]) for i in range(32)))  # every user cached
+            out = {}
+            for conc in (1, 32):
+                ps = [paths[i % len(paths)] for i in range(requests)]
+                best, cpu = 0.0, float("inf")
+                for _ in range(repeats):
+                    t, c0 = time.perf_counter(), time.process_time()
+                    await asyncio.gather(*(worker(ps[i::conc]) for i in range(conc)))
+                    best = max(best, requests / (time.perf_counter() - t))
+                    cpu = min(cpu, (time.process_time() - c0) / requests * 1e3)
+                out[f"c={conc} req/s"] = round(best, 1)
+                out[f"c={conc} cpu_ms"] = round(cpu, 3)
+            return out
+
+
+def main() -> int:
+    from serve_load import MODELS, ensure_run
+
+    from genrec.serving.app import create_app
+    from genrec.serving.engine import Engine
+    from genrec.serving.events import open_store
+    from genrec.serving.registry import Registry
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="ease", choices=sorted(MODELS))
+    p.add_argument("--data", default=str(HERE.parents[1] / "shared" / "datasets" / "ml-1m-u2999"))
+    p.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "genrec-serve-inprocess"))
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+    torch.set_num_threads(1)
+    run = ensure_run(Path(a.runs) / f"{a.model}-ml-1m-u2999", Path(a.data), a.model, MODELS[a.model])
+    engine = Engine(str(run), open_store(f"sqlite:///{tempfile.mkdtemp()}/events.db"))
+    app = create_app(engine, api_key="k", watch_interval_s=0)
+    cat = Registry(run).load().catalog
+    users = [cat.user_raw[u] for u in range(1, cat.n_users + 1)]
+    paths = [f"/recommend?user_id={u}&k=10" for u in np.random.default_rng(0).permutation(users)]
+    res = asyncio.run(drive(app, paths, a.requests, a.repeats))
+    print(json.dumps({"model": a.model, **res}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
