@@ -190,3 +190,38 @@ def fuzz(op, budget: float, failures: list[str], n_calls: Counter):
                 failures.append(f"{op.label} -> {resp.status_code}: {case.as_curl_command()}")
 
     return check
+
+
+def test_slow_request_heads_are_cut_off(run_dir, tmp_path):
+    """Fifty connections that send headers a byte at a time (slowloris) are closed after
+    --header-timeout, before a first request and between keep-alive requests; a normal client is served."""
+    import socket
+
+    server = Server(
+        run_dir, f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "server.log", "--header-timeout", "1"
+    )
+    head = f"GET /recommend?user_id=1 HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n"
+    try:
+        slow = []
+        for _ in range(50):
+            s = socket.create_connection(("127.0.0.1", server.port))
+            s.sendall(head.encode())  # never the blank line that ends the head
+            slow.append(s)
+        kept = socket.create_connection(("127.0.0.1", server.port))  # keep-alive: one request, then slow
+        kept.sendall((head + "\r\n").encode())
+        kept.settimeout(5)
+        assert kept.recv(65536).startswith(b"HTTP/1.1 200")
+        kept.sendall(head.encode())
+        r = httpx.get(server.url + "/recommend", params={"user_id": 2}, headers=KEY)
+        assert r.status_code == 200
+        time.sleep(2.0)
+        for s in [*slow, kept]:
+            s.settimeout(5)  # a socket the server left open times out here and fails the test
+            try:
+                while s.recv(65536):  # the rest of `kept`'s first response, then the close
+                    pass
+            except ConnectionResetError:
+                pass
+            s.close()
+    finally:
+        server.stop()

@@ -55,6 +55,15 @@ def add_serve_command(sub: Subparsers) -> None:
         help="sequence models: users whose final hidden state is cached between requests (0 = off)",
     )
     s.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to send a complete request head (then it is closed)",
+    )
+    s.add_argument(
+        "--keep-alive-timeout", type=float, default=5.0, help="seconds an idle connection stays open"
+    )
+    s.add_argument(
         "--max-clock-skew",
         type=float,
         default=86_400.0,
@@ -123,6 +132,7 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
     from genrec.serving.app import create_app
     from genrec.serving.engine import Engine
     from genrec.serving.events import open_store
+    from genrec.serving.protocol import head_timeout_protocol
     from genrec.serving.update import run_settings
 
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -140,6 +150,9 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
             "no key: every route needs one; set GENREC_API_KEY (admin) and/or GENREC_READ_KEY, or use "
             "--api-key-file / --read-key-file, or --anonymous-reads for an open read-only server"
         )
+    http = head_timeout_protocol(a.header_timeout)  # checks the value before any work
+    if not a.keep_alive_timeout > 0:
+        raise ValueError(f"--keep-alive-timeout must be > 0 seconds, got {a.keep_alive_timeout}")
     store = open_store(events_url(a))
     settings = run_settings(a.run)
     engine = Engine(
@@ -166,7 +179,15 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
         flush=True,
     )
     # access_log off: URLs carry user ids; our middleware logs route templates only
-    uvicorn.run(app, host=a.host, port=a.port, log_level=a.log_level, access_log=False)
+    uvicorn.run(
+        app,
+        host=a.host,
+        port=a.port,
+        log_level=a.log_level,
+        access_log=False,
+        http=http,
+        timeout_keep_alive=a.keep_alive_timeout,
+    )
     store.close()
     return 0
 
