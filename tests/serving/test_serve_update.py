@@ -141,6 +141,12 @@ def test_update_excludes_erased_users(run_dir, tmp_path, capsys):
     ]  # users join too
     assert main(["update", str(run_dir), "--events", events]) == 0  # nothing new: no-op, still v0002
     assert reg.current() == "v0002"
+    # an erasure and no new feedback: nothing can validate a retrain, and the operator is told why
+    with make_client(run_dir, events) as client:
+        assert client.delete("/users/newcomer", headers=KEY).status_code == 200
+    assert main(["update", str(run_dir), "--events", events]) == 3
+    out = capsys.readouterr()
+    assert "still holds their data" in out.out + out.err and reg.current() == "v0002"
 
 
 def test_update_bad_settings_are_clear(run_dir, tmp_path, capsys):

@@ -185,6 +185,16 @@ def update_run(
         events = store.events_after(cur.watermark)
         erased = store.erased_users()
     events = [e for e in events if e.seq > erased.get(e.user_id, -1)]
+    if not events and erased.last_seq > cur.erased_through:
+        # nothing to validate a retrain on, yet the served weights learnt from erased users: say so
+        return UpdateResult(
+            "rejected",
+            f"no feedback since {cur.name}'s watermark (seq {cur.watermark}), so no retrain can be "
+            f"validated; {cur.name} was built before a user's erasure and still holds their data (its "
+            "server hides it). The next update with new feedback refits without it; to remove it now, "
+            "retrain the run on source data without the erased users (genrec train ... --out RUN --force)",
+            cur.name,
+        )
     if not events:
         return UpdateResult(
             "nothing-new",
