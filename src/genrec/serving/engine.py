@@ -209,7 +209,7 @@ class Engine:
         self.registry.ensure()
         self.state = self._build_state(self.registry.load())
         self.erased = self.state.erased  # every later state shares this table: an erasure is never lost
-        self._erased_here: dict[str, int] = {}  # ids erased by this process (memory only), for item counts
+        self._erased_here: set[str] = set()  # ids erased by this process (memory only), for item counts
 
     # --- versions -----------------------------------------------------------------------------
     def _build_state(self, version: Version) -> State:
@@ -301,7 +301,7 @@ class Engine:
         loop thread only; the store has already deleted their events)."""
         st = self.state
         self.erased.record(user_id, seq)
-        self._erased_here[user_id] = seq
+        self._erased_here.add(user_id)
         kept = [e for e in st.overlay.pop(user_id, ()) if e.seq > seq]  # later events: new consent
         if kept:
             st.overlay[user_id] = kept

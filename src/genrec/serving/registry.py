@@ -116,7 +116,7 @@ class Version:
     @property
     def erased_through(self) -> int:
         """Every erasure with seq <= this was applied when this version was built (0: none were)."""
-        return int(self.meta.get("erased_through", 0))
+        return erased_through(self.meta)
 
 
 class Registry:
@@ -229,13 +229,13 @@ class Registry:
         _write_atomic(seq, f"{n}\n")
         return f"v{n:04d}"
 
-    def drop_unerased(self, erased_through: int, keep: str) -> list[str]:
-        """Delete every version but `keep` built before erasure `erased_through` (it may still hold the
+    def drop_unerased(self, last_erasure: int, keep: str) -> list[str]:
+        """Delete every version but `keep` built before erasure `last_erasure` (it may still hold the
         erased users' histories and weights learnt from them); returns their names."""
         dropped = []
         with self._lock():
             for name in self.versions():
-                if name != keep and int(self.meta(name).get("erased_through", 0)) < erased_through:
+                if name != keep and erased_through(self.meta(name)) < last_erasure:
                     shutil.rmtree(self.root / name)
                     dropped.append(name)
         return dropped
@@ -255,6 +255,11 @@ class Registry:
         path = self.root / name
         model = Recommender.load(path / "model")
         return Version(name, path, model, Catalog.load(path / "catalog.npz"), self.meta(name))
+
+
+def erased_through(meta: dict[str, Any]) -> int:
+    """The last erasure seq a version was built with, from its meta.json (0: none)."""
+    return int(meta.get("erased_through", 0))
 
 
 def _alive(pid: int) -> bool:
