@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+import zipfile
+from pathlib import Path
 
-from conftest import API_KEY, make_client
+import httpx
+from conftest import API_KEY, Server, make_client
 from test_serve_update import post, shifted_taste
 
 from genrec.cli import main
@@ -102,3 +105,54 @@ def test_item_counts_leave_out_erased_users_across_swaps(client, run_dir):
     reg.publish(v.model, v.catalog, {"source": "test"})  # built before the erasure: still holds user 5
     assert client.post("/admin/reload", headers=KEY).json()["swapped"]
     assert client.get(f"/items/{item}").json()["interactions"] == before - 1
+
+
+def _traces(roots: list[Path], needle: str) -> list[str]:
+    """Files (and zip members) under `roots` holding `needle` as UTF-8, UTF-16 or UTF-32 text (numpy
+    stores strings as UTF-32), like `grep -a` for each encoding."""
+    forms = [needle.encode(enc) for enc in ("utf-8", "utf-16-le", "utf-32-le")]
+    found = []
+    for root in roots:
+        for f in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+            blobs = [(str(f), f.read_bytes())]
+            if zipfile.is_zipfile(f):  # .npz: compressed members would hide from a plain grep
+                with zipfile.ZipFile(f) as z:
+                    blobs += [(f"{f}:{m}", z.read(m)) for m in z.namelist()]
+            found += [name for name, blob in blobs if any(form in blob for form in forms)]
+    return found
+
+
+def test_erased_user_leaves_no_trace_in_the_run_or_the_store(tmp_path, monkeypatch):
+    """Erase, then SIGTERM the server: no file under the run directory or of the store holds the id."""
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
+    victim, rng = "zq-erase-me-7f3a9c", random.Random(1)
+    users = [victim] + [f"shopper-{u}" for u in range(80)]
+    rows = [f"{u},sku-{rng.randrange(40)},{1_700_000_000 + 60 * t}" for u in users for t in range(8)]
+    data = tmp_path / "clicks.csv"
+    data.write_text("user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--model", "ease", "--out", str(run)]) == 0
+    store = tmp_path / "store" / "events.db"
+    store.parent.mkdir()
+    server = Server(run, f"sqlite:///{store}", tmp_path / "serve.log")
+    try:
+        feedback = [{"user_id": u, "item_id": "sku-3", "type": "click"} for u in (victim, "shopper-1")]
+        r = httpx.post(server.url + "/feedback", json={"events": feedback}, headers=KEY)
+        assert r.status_code == 200
+        r = httpx.get(server.url + "/recommend", params={"user_id": victim}, headers=KEY)
+        assert r.status_code == 200
+        files = [run, store.parent]
+        before = _traces(files, victim)  # the scan finds the id where it is
+        assert any("dataset" in f for f in before) and any("catalog.npz" in f for f in before), before
+        assert any("events.db" in f for f in before), before
+        assert httpx.delete(f"{server.url}/users/{victim}", headers=KEY).status_code == 200
+    finally:
+        server.stop()  # SIGTERM
+    assert server.proc.returncode in (0, -15)  # uvicorn re-raises SIGTERM after its shutdown
+    assert _traces(files, victim) == []
+    # the others are untouched: the run still loads, evaluates and serves them
+    assert _traces(files, "shopper-1") != []
+    assert main(["evaluate", str(run)]) == 0
+    with make_client(run, f"sqlite:///{store}") as client:
+        assert client.get("/recommend", params={"user_id": "shopper-1"}).status_code == 200
+        assert client.get("/recommend", params={"user_id": victim}).status_code == 404

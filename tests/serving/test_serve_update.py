@@ -141,12 +141,18 @@ def test_update_excludes_erased_users(run_dir, tmp_path, capsys):
     ]  # users join too
     assert main(["update", str(run_dir), "--events", events]) == 0  # nothing new: no-op, still v0002
     assert reg.current() == "v0002"
-    # an erasure and no new feedback: nothing can validate a retrain, and the operator is told why
+    # an erasure and no new feedback: refit without them, validated on every user's last two items
     with make_client(run_dir, events) as client:
         assert client.delete("/users/newcomer", headers=KEY).status_code == 200
-    assert main(["update", str(run_dir), "--events", events]) == 3
-    out = capsys.readouterr()
-    assert "still holds their data" in out.out + out.err and reg.current() == "v0002"
+    capsys.readouterr()
+    assert main(["update", str(run_dir), "--events", events]) == 0, capsys.readouterr()
+    v3 = reg.load()
+    assert reg.versions() == ["v0003"] and v3.meta["update"]["erased_since"]
+    assert not v3.meta["update"]["warm_start"] and v3.watermark == v2.watermark
+    assert v3.catalog.user_ids.get("newcomer") is None and v3.catalog.n_users == v2.catalog.n_users
+    assert v3.meta["update"]["gate_users"] > 0.9 * (v3.catalog.n_users - 2)
+    assert main(["update", str(run_dir), "--events", events]) == 0  # nothing new since: no-op
+    assert reg.current() == "v0003" and "no feedback since" in capsys.readouterr().out
 
 
 def test_update_bad_settings_are_clear(run_dir, tmp_path, capsys):

@@ -55,6 +55,13 @@ def add_serve_command(sub: Subparsers) -> None:
         help="sequence models: users whose final hidden state is cached between requests (0 = off)",
     )
     s.add_argument(
+        "--overlay-events",
+        type=int,
+        default=200_000,
+        help="feedback events kept in memory between updates (about 200 bytes each); beyond that, the "
+        "least recently served users' events are read back from the store when asked for",
+    )
+    s.add_argument(
         "--header-timeout",
         type=float,
         default=10.0,
@@ -141,8 +148,10 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
     if a.threads < 1:
         raise ValueError("--threads must be >= 1")
     torch.set_num_threads(a.threads)
-    if a.batch_wait_ms < 0 or a.max_batch < 1 or a.user_cache < 0:
-        raise ValueError("--batch-wait-ms and --user-cache must be >= 0 and --max-batch >= 1")
+    if a.batch_wait_ms < 0 or a.max_batch < 1 or a.user_cache < 0 or a.overlay_events < 1:
+        raise ValueError(
+            "--batch-wait-ms and --user-cache must be >= 0, --max-batch and --overlay-events >= 1"
+        )
     key = read_key_file(a.api_key_file) if a.api_key_file else env_key
     read_key = read_key_file(a.read_key_file) if a.read_key_file else env_read_key
     if key is None and read_key is None and not a.anonymous_reads:
@@ -163,6 +172,7 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
         rating_threshold=settings.data.rating_threshold,
         user_cache=a.user_cache,
         max_clock_skew_s=a.max_clock_skew,
+        overlay_events=a.overlay_events,
     )
     app = create_app(
         engine,

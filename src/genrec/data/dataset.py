@@ -7,7 +7,7 @@ user and the item space. People only ever see the dataset's own ids (`user_raw`,
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,12 @@ import numpy as np
 from genrec.data.ids import IdMap
 
 PAD = 0
+ERASED = "\x00erased-"  # prefix of an erased user's placeholder id (no dataset id starts with NUL)
+
+
+def erased_placeholder(u: int) -> str:
+    """The id left in internal slot `u` once its user is erased."""
+    return f"{ERASED}{u}"
 
 
 @dataclass
@@ -69,6 +75,15 @@ class Histories:
         ts = self.timestamps[idx] if self.timestamps is not None else None
         ratings = self.ratings[idx] if self.ratings is not None else None
         return Histories(indptr, self.items[idx], ts, self.users[rows], ratings)
+
+    def emptied(self, rows: np.ndarray) -> Histories:
+        """The same rows with every entry of `rows` removed (their rows stay, empty)."""
+        keep = ~np.isin(self.row_ids(), rows)
+        indptr = np.zeros(len(self) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.row_ids()[keep], minlength=len(self)), out=indptr[1:])
+        ts = self.timestamps[keep] if self.timestamps is not None else None
+        ratings = self.ratings[keep] if self.ratings is not None else None
+        return Histories(indptr, self.items[keep], ts, self.users, ratings)
 
     def padded(self, max_len: int | None = None, left: bool = True) -> np.ndarray:
         """(B, L) item matrix, most recent `max_len` items, padded with 0 on the left by default."""
@@ -176,6 +191,29 @@ class Dataset:
         if rated:
             out.ratings = np.concatenate(ratings) if ratings else np.zeros(0, dtype=np.float32)
         return out
+
+    def without_users(self, users: np.ndarray) -> Dataset:
+        """The dataset with no trace of internal `users`: their interactions go from every split and
+        their id becomes a placeholder (the slot stays, so no other internal id moves)."""
+        users = np.asarray(users, dtype=np.int64)
+        marks = [erased_placeholder(int(u)) for u in users]
+        raw = self.user_raw.astype(str)  # a placeholder is text, whatever type the ids had
+        raw = raw.astype(f"<U{max([raw.dtype.itemsize // 4, *map(len, marks)])}")  # never truncate
+        raw[users] = marks
+
+        def drop(e: EvalSet) -> EvalSet:
+            rows = np.flatnonzero(~np.isin(e.history.users, users))
+            return EvalSet(e.history.take(rows), e.targets.take(rows))
+
+        manifest = dict(self.manifest, erased_users=int(np.sum(np.char.startswith(raw, ERASED))))
+        return replace(
+            self,
+            user_raw=raw,
+            train=self.train.emptied(users),
+            valid=drop(self.valid),
+            test=drop(self.test),
+            manifest=manifest,
+        )
 
     # --- persistence -------------------------------------------------------------------------
     def save(self, path: Path) -> None:

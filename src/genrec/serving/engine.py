@@ -35,7 +35,9 @@ from genrec.data.dataset import Histories
 from genrec.generation import Constraints, explain, generate
 from genrec.models.base import DotProductScores
 from genrec.ranking import RowSets
+from genrec.serving.erasure import scrub_run
 from genrec.serving.events import Erasures, Event, EventStore, StoredEvent
+from genrec.serving.overlay import Overlay
 from genrec.serving.registry import Registry, Version
 
 log = logging.getLogger("genrec.serving")
@@ -104,7 +106,7 @@ class State:
     """What one request sees: a version and the feedback that arrived after its training watermark."""
 
     version: Version
-    overlay: dict[str, list[StoredEvent]]  # raw user id -> events with seq > watermark, in seq order
+    overlay: Overlay  # raw user id -> events with seq > watermark, in seq order (bounded, see overlay.py)
     loaded_seq: int  # highest seq read from the store when this state was built
     erased: Erasures  # who was erased and when (the engine's one table, shared by every state)
     user_states: UserStates = field(default_factory=lambda: UserStates(0))
@@ -160,6 +162,7 @@ class Result:
     because: list[list[int]] | None = None  # per item, the history items that most drove it
 
 
+LOAD_CHUNK = 50_000  # events read from the store at a time when a version loads
 LOAD_RETRY_S, LOAD_RETRY_MAX_S = 5.0, 600.0  # a failed version load is retried after 5 s, 10 s, ... 10 min
 
 
@@ -189,6 +192,7 @@ class Engine:
         rating_threshold: float | None = None,
         user_cache: int = 100_000,
         max_clock_skew_s: float = 86_400.0,
+        overlay_events: int = 200_000,
     ) -> None:
         if not max_clock_skew_s >= 0:
             raise ValueError(f"max_clock_skew_s must be >= 0 seconds, got {max_clock_skew_s}")
@@ -199,6 +203,8 @@ class Engine:
         self.max_wait_s = max_wait_s
         self.rating_threshold = rating_threshold
         self.user_cache = user_cache
+        self._reads: dict[tuple[str, str], asyncio.Future] = {}  # store reads of spilled users in flight
+        self.overlay_events = overlay_events  # feedback events held in memory; older users are re-read
         self.stats = Stats()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="genrec-score")  # models are not thread-safe
         self._queue: asyncio.Queue[Job] | None = None
@@ -210,15 +216,16 @@ class Engine:
         self.state = self._build_state(self.registry.load())
         self.erased = self.state.erased  # every later state shares this table: an erasure is never lost
         self._erased_here: set[str] = set()  # ids erased by this process (memory only), for item counts
+        self.scrub_files()  # erasures this run's files may still hold (made while no server ran)
 
     # --- versions -----------------------------------------------------------------------------
     def _build_state(self, version: Version) -> State:
         """Load the feedback a version has not been trained on (blocking: call off the event loop)."""
-        overlay: dict[str, list[StoredEvent]] = defaultdict(list)
-        events = self.store.events_after(version.watermark)
-        for e in events:
-            overlay[e.user_id].append(e)
-        loaded = max([version.watermark] + [e.seq for e in events])
+        overlay = Overlay(self.overlay_events)
+        loaded = version.watermark
+        while events := self.store.events_after(loaded, limit=LOAD_CHUNK):  # memory: one chunk at a time
+            overlay.extend(events)
+            loaded = events[-1].seq
         # only models that score by a dot product get a user-vector cache (checked once per version: a
         # runtime Protocol check costs tens of microseconds, a real share of a cached request)
         cache = UserStates(self.user_cache if isinstance(version.model, DotProductScores) else 0)
@@ -251,7 +258,7 @@ class Engine:
             return False  # a broken version is not reloaded (and logged) on every tick
         t = time.time()
         try:
-            new = await asyncio.to_thread(lambda: self._build_state(self.registry.load(name)))
+            new = await asyncio.to_thread(self._load_and_scrub, name)
         except Exception as e:
             attempts = fail.attempts + 1 if fail is not None and fail.version == name else 1
             wait = min(LOAD_RETRY_MAX_S, LOAD_RETRY_S * 2 ** (attempts - 1))
@@ -259,23 +266,38 @@ class Engine:
             raise
         self.load_failure = None
         old = self.state
-        # feedback acknowledged while the new state was loading lives only in the old overlay
-        for user, evs in old.overlay.items():
-            for e in evs:
-                if e.seq > new.loaded_seq and e.seq > new.version.watermark:
-                    new.overlay[user].append(e)
+        # feedback acknowledged while the new state was loading lives in the old overlay, or in the store
+        # for users the old overlay sent back there: the new one looks for those there too
+        seen = max(new.loaded_seq, new.version.watermark)
+        new.overlay.extend(e for e in old.overlay.events() if e.seq > seen)
+        if old.overlay.spills:
+            new.overlay.inherit_spills(old.overlay)
         # erasures acknowledged while the new state was loading: its store reads may predate them
         self.erased.merge(new.erased)
         new.erased = self.erased
-        for user in list(new.overlay):
+        for user in new.overlay.users():
             if (seq := self.erased.get(user)) > 0:
-                new.overlay[user] = [e for e in new.overlay[user] if e.seq > seq]
+                new.overlay.replace(user, [e for e in new.overlay.get(user) if e.seq > seq])
         for user in self._erased_here:
             new.uncount(user)
         self.state = new  # the swap: one reference assignment on the event loop thread
         self.stats.swaps += 1
         log.info("swapped model %s -> %s in %.2fs", old.version.name, name, time.time() - t)
         return True
+
+    def _load_and_scrub(self, name: str) -> State:
+        st = self._build_state(self.registry.load(name))
+        if len(self.erased):  # a version built while an erasure happened may hold that user on disk
+            scrub_run(self.registry.run, self.erased, version=name)
+        return st
+
+    def scrub_files(self, ids: list[str] | None = None) -> dict[str, int]:
+        """Remove erased users (all of them, or just `ids`) from the run's dataset and every version's
+        catalogue on disk (blocking: call off the event loop)."""
+        done = scrub_run(self.registry.run, self.erased, ids)
+        if done:
+            log.info("erased users removed from files: %s", done)  # counts only, no ids
+        return done
 
     async def watch(self, interval_s: float) -> None:
         while True:
@@ -293,8 +315,26 @@ class Engine:
         st = self.state
         for e in events:
             if e.seq > st.version.watermark:
-                st.overlay[e.user_id].append(e)
+                st.overlay.add(e)
                 st.user_states.drop(e.user_id)
+
+    async def refresh(self, st: State, user_id: str) -> None:
+        """Read back from the store the new events of a user the overlay sent there (call when
+        `st.overlay.spilled(user_id)`); concurrent requests for the user share one read."""
+        key = (st.version.name, user_id)
+        read = self._reads.get(key)
+        if read is None:
+            read = self._reads[key] = asyncio.ensure_future(self._read_back(st, user_id))
+            read.add_done_callback(lambda _: self._reads.pop(key, None))
+        await asyncio.shield(read)
+
+    async def _read_back(self, st: State, user_id: str) -> None:
+        st.overlay.begin_read(user_id)  # events recorded meanwhile are buffered, not dropped
+        evs: list[StoredEvent] = []
+        try:
+            evs = await asyncio.to_thread(self.store.user_events, user_id, after=st.version.watermark)
+        finally:
+            st.overlay.end_read(user_id, evs)
 
     def erase(self, user_id: str, seq: int) -> None:
         """Hide what the user did before erasure `seq` from every state, now and after any swap (event
@@ -302,9 +342,7 @@ class Engine:
         st = self.state
         self.erased.record(user_id, seq)
         self._erased_here.add(user_id)
-        kept = [e for e in st.overlay.pop(user_id, ()) if e.seq > seq]  # later events: new consent
-        if kept:
-            st.overlay[user_id] = kept
+        st.overlay.replace(user_id, [e for e in st.overlay.get(user_id) if e.seq > seq])  # later: new consent
         st.user_states.drop(user_id)
         st.uncount(user_id)
 
@@ -332,7 +370,7 @@ class Engine:
         if base_ts is None:
             base_ts = np.zeros(len(base), np.int64)
         add, add_ts, skips = [], [], []
-        for e in st.overlay.get(user_id, ()):
+        for e in st.overlay.get(user_id):
             i = cat.item_ids.get(e.item_id)
             if i is None:
                 continue  # an item the model does not know yet: it joins at the next update

@@ -350,11 +350,15 @@ class EventStore:
             received_at=r[7],
         )
 
-    def user_events(self, user_id: str, offset: int = 0, limit: int | None = None) -> list[StoredEvent]:
-        """The user's events in seq order; `offset`/`limit` page through them in the database."""
+    def user_events(
+        self, user_id: str, offset: int = 0, limit: int | None = None, after: int = 0
+    ) -> list[StoredEvent]:
+        """The user's events with seq > `after`, in seq order; `offset`/`limit` page through them in the
+        database."""
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
         rows = self._query(
-            f"SELECT {_COLS} FROM events WHERE user_id = {self.ph} ORDER BY seq{page}", (str(user_id),)
+            f"SELECT {_COLS} FROM events WHERE user_id = {self.ph} AND seq > {self.ph} ORDER BY seq{page}",
+            (str(user_id), int(after)),
         )
         return [self._event(r) for r in rows]
 
@@ -362,9 +366,12 @@ class EventStore:
         rows = self._query(f"SELECT count(*) FROM events WHERE user_id = {self.ph}", (str(user_id),))
         return int(rows[0][0])
 
-    def events_after(self, seq: int) -> list[StoredEvent]:
-        """Every event with seq > `seq`, in seq order (what a model trained up to `seq` has not seen)."""
-        rows = self._query(f"SELECT {_COLS} FROM events WHERE seq > {self.ph} ORDER BY seq", (int(seq),))
+    def events_after(self, seq: int, limit: int | None = None) -> list[StoredEvent]:
+        """Events with seq > `seq` in seq order (what a model trained up to `seq` has not seen): all of
+        them, or the first `limit`."""
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        sql = f"SELECT {_COLS} FROM events WHERE seq > {self.ph} ORDER BY seq{page}"
+        rows = self._query(sql, (int(seq),))
         return [self._event(r) for r in rows]
 
     def erased_users(self) -> Erasures:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from genrec.data.dataset import Histories
+from genrec.data.dataset import Histories, erased_placeholder
 from genrec.data.ids import IdMap
 from genrec.models import Recommender
 from genrec.training.runs import load_run
@@ -79,6 +79,13 @@ class Catalog:
         pairs = np.unique(np.stack([h.row_ids(), h.items]), axis=1)
         np.add.at(users_per_item, pairs[1], 1)
         return users_per_item
+
+    def without_users(self, users: np.ndarray) -> Catalog:
+        """The catalogue with internal `users` under placeholder ids and with empty histories."""
+        marks = [erased_placeholder(int(u)) for u in users]
+        raw = self.user_raw.astype(f"<U{max([self.user_raw.dtype.itemsize // 4, *map(len, marks)])}")
+        raw[np.asarray(users, dtype=np.int64)] = marks
+        return Catalog(self.item_raw, raw, self.histories.emptied(users), self.item_title)
 
     def save(self, path: Path) -> None:
         h = self.histories
@@ -181,7 +188,7 @@ class Registry:
             else:
                 model.save(tmp / "model")
             catalog.save(tmp / "catalog.npz")
-            with self._lock():  # one publisher at a time picks a name and renames into it
+            with self.lock():  # one publisher at a time picks a name and renames into it
                 self._sweep()
                 name = self._next_name()
                 meta = dict(
@@ -203,7 +210,7 @@ class Registry:
         return name
 
     @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
+    def lock(self) -> Iterator[None]:
         """Exclusive lock over version naming (an flock: released by the kernel if the holder dies)."""
         with open(self.root / ".lock", "a") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
@@ -233,7 +240,7 @@ class Registry:
         """Delete every version but `keep` built before erasure `last_erasure` (it may still hold the
         erased users' histories and weights learnt from them); returns their names."""
         dropped = []
-        with self._lock():
+        with self.lock():
             for name in self.versions():
                 if name != keep and erased_through(self.meta(name)) < last_erasure:
                     shutil.rmtree(self.root / name)

@@ -9,7 +9,9 @@
    Mult-DAE) fine-tune from the served weights for `--warm-epochs` epochs: new items get new embedding
    rows, the old rows start where they were. Others (and --from-scratch) are refit from scratch, and
    so is every model after an erasure the served version was not built with (its weights learnt from
-   the erased data). A version's `erased_through` is the last erasure seq it was built with.
+   the erased data). A version's `erased_through` is the last erasure seq it was built with. With
+   erasures and no new feedback, the slice is every user's last two items instead, and the served
+   model is refit without the erased users.
 3. Gate: NDCG@10 of the candidate and of the served model on the held-back slice (same histories,
    full ranking over the new catalogue; the served model cannot rank items it never saw). The
    candidate is published only if candidate >= served - tolerance; otherwise the served version stays.
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrec.data.dataset import Dataset, EvalSet, Histories
+from genrec.data.dataset import Dataset, EvalSet, Histories, erased_placeholder
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import WarmStartable
@@ -76,7 +78,7 @@ def extend(
     if len(erased):  # tombstones hold tags, not ids: every old user is checked
         for i in range(1, old.n_users + 1):
             if erased.get(users[i]) > version.erased_through:
-                users[i] = f"\x00erased-{i}"
+                users[i] = erased_placeholder(i)
                 gone.add(i)
     user_index = {u: i for i, u in enumerate(users) if i > 0}
     item_index = {v: i for i, v in enumerate(items) if i > 0}
@@ -185,17 +187,8 @@ def update_run(
         events = store.events_after(cur.watermark)
         erased = store.erased_users()
     events = [e for e in events if e.seq > erased.get(e.user_id, -1)]
-    if not events and erased.last_seq > cur.erased_through:
-        # nothing to validate a retrain on, yet the served weights learnt from erased users: say so
-        return UpdateResult(
-            "rejected",
-            f"no feedback since {cur.name}'s watermark (seq {cur.watermark}), so no retrain can be "
-            f"validated; {cur.name} was built before a user's erasure and still holds their data (its "
-            "server hides it). The next update with new feedback refits without it; to remove it now, "
-            "retrain the run on source data without the erased users (genrec train ... --out RUN --force)",
-            cur.name,
-        )
-    if not events:
+    erased_since = erased.last_seq > cur.erased_through  # the served weights learnt from erased users
+    if not events and not erased_since:
         return UpdateResult(
             "nothing-new",
             f"no feedback since {cur.name}'s watermark (seq {cur.watermark}); still serving {cur.name}",
@@ -205,19 +198,25 @@ def update_run(
     catalog, new, base_lens, counts = extend(
         cur, events, erased, settings.data.rating_threshold, settings.data.dedup
     )
-    base = [catalog.histories.row(u)[: base_lens[u]] for u in range(catalog.n_users + 1)]
+    if events:
+        base = [catalog.histories.row(u)[: base_lens[u]] for u in range(catalog.n_users + 1)]
+    else:  # only erasures: refit without them, validated on every user's last two items (leave-one-out)
+        base = [np.zeros(0, np.int64)] * (catalog.n_users + 1)
+        new = [catalog.histories.row(u) for u in range(catalog.n_users + 1)]
     train, valid, gate = split_new(catalog, base, new)
-    watermark = max(e.seq for e in events)
+    watermark = max([cur.watermark] + [e.seq for e in events])
     report: dict[str, Any] = {
         "from_version": cur.name,
         "watermark": watermark,
         **counts,
         "gate_users": len(gate),
         "tolerance": tolerance,
+        "erased_since": erased_since,
     }
     if len(gate) < min_eval_users:
         msg = (
-            f"rejected: only {len(gate)} users have >= 3 new events, fewer than --min-eval-users "
+            f"rejected: only {len(gate)} users have >= 3 {'new ' if events else ''}events, fewer than "
+            "--min-eval-users "
             f"{min_eval_users}, so the update cannot be validated; still serving {cur.name}"
         )
         return UpdateResult("rejected", msg, cur.name, report)
@@ -226,7 +225,6 @@ def update_run(
     base = dataclasses.asdict(cur.model.config) if same else {}
     # fine-tuning: a few epochs from the served weights (`--set epochs=N` still wins), unless a user was
     # erased since they were trained: weights that learnt from erased data are never a starting point
-    erased_since = erased.last_seq > cur.erased_through
     warm = not from_scratch and not erased_since and same and isinstance(cur.model, WarmStartable)
     if warm and "epochs" in base:
         base["epochs"] = warm_epochs

@@ -92,6 +92,8 @@ async def recommend_get(request: Request) -> Response:
         q = recommend_query(request)
         st = eng.state
         spec = checked(st, q)
+        if st.overlay.spilled(q.user_id):  # their new feedback left memory: read it back first
+            await eng.refresh(st, q.user_id)
         if not eng.known_user(st, q.user_id):
             raise unknown_user(q.user_id)
         user, items, skips, ts = eng.user_history(st, q.user_id)
@@ -129,6 +131,8 @@ async def recommend_post(req: RecommendRequest, request: Request, eng: Engine = 
         none = np.zeros(0, np.int64)
         user, items, skips, ts = 0, none, none, none
         if uid is not None:
+            if st.overlay.spilled(uid):
+                await eng.refresh(st, uid)
             if not eng.known_user(st, uid) and not req.history:
                 raise unknown_user(uid)
             user, items, skips, ts = eng.user_history(st, uid)

@@ -77,5 +77,6 @@ async def erase(user_id: UserId, eng: Engine = Depends(engine)) -> Erased:
     """Erase the user's stored events and exclude them from every future training run."""
     n, seq = await asyncio.to_thread(eng.store.erase_user, user_id)
     eng.erase(user_id, seq)
+    await asyncio.to_thread(eng.scrub_files, [user_id])  # their id and history off the disk, then answer
     log.info("erased a user (%d events)", n)  # no ids, no histories in logs
     return Erased(user_id=user_id, events_deleted=n)
