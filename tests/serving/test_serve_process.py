@@ -192,13 +192,21 @@ def fuzz(op, budget: float, failures: list[str], n_calls: Counter):
     return check
 
 
-def test_slow_request_heads_are_cut_off(run_dir, tmp_path):
+@pytest.mark.parametrize("parser", ["auto", "h11"])
+def test_slow_request_heads_are_cut_off(run_dir, tmp_path, parser):
     """Fifty connections that send headers a byte at a time (slowloris) are closed after
-    --header-timeout, before a first request and between keep-alive requests; a normal client is served."""
+    --header-timeout, before a first request and between keep-alive requests; a normal client is served.
+    Both parsers: httptools (the default) and h11."""
     import socket
 
     server = Server(
-        run_dir, f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "server.log", "--header-timeout", "1"
+        run_dir,
+        f"sqlite:///{tmp_path / 'events.db'}",
+        tmp_path / "server.log",
+        "--header-timeout",
+        "1",
+        "--http-parser",
+        parser,
     )
     head = f"GET /recommend?user_id=1 HTTP/1.1\r\nHost: x\r\nX-API-Key: {API_KEY}\r\n"
     try:

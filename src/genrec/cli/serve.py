@@ -68,6 +68,12 @@ def add_serve_command(sub: Subparsers) -> None:
         help="seconds a connection has to send a complete request head (then it is closed)",
     )
     s.add_argument(
+        "--http-parser",
+        choices=["auto", "httptools", "h11"],
+        default="auto",
+        help="HTTP/1.1 parser: httptools (C, the faster) when installed, else h11 (pure Python)",
+    )
+    s.add_argument(
         "--keep-alive-timeout", type=float, default=5.0, help="seconds an idle connection stays open"
     )
     s.add_argument(
@@ -159,7 +165,7 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
             "no key: every route needs one; set GENREC_API_KEY (admin) and/or GENREC_READ_KEY, or use "
             "--api-key-file / --read-key-file, or --anonymous-reads for an open read-only server"
         )
-    http = head_timeout_protocol(a.header_timeout)  # checks the value before any work
+    http = head_timeout_protocol(a.header_timeout, a.http_parser)  # checks the value before any work
     if not a.keep_alive_timeout > 0:
         raise ValueError(f"--keep-alive-timeout must be > 0 seconds, got {a.keep_alive_timeout}")
     store = open_store(events_url(a))
