@@ -207,3 +207,23 @@ def test_ease_sparse_and_dense_scoring_agree(monkeypatch):
     sparse = model.score(h)
     assert torch.allclose(dense, sparse, atol=1e-5)
     assert torch.allclose(sparse[0], model.B_[3] + model.B_[7], atol=1e-5)
+
+
+def test_batches_shrink_for_large_catalogues_and_metrics_do_not_change(synthetic_ds):
+    """`max_cells` bounds the scores held at once (fewer users per batch); every metric is unchanged."""
+    n_cols = synthetic_ds.n_items + 1
+    shapes = []
+
+    def score(h: Histories) -> torch.Tensor:  # deterministic per user, with many ties
+        shapes.append(len(h))
+        users = torch.from_numpy(h.users)[:, None]
+        return ((users * 7919 + torch.arange(n_cols)) % 97).float()
+
+    test = synthetic_ds.test
+    whole = evaluate(score, test, ks=(1, 10, 50), item_popularity=synthetic_ds.item_popularity)
+    assert max(shapes) > 100  # the default: up to 1024 users at a time
+    shapes.clear()
+    pop = synthetic_ds.item_popularity
+    small = evaluate(score, test, ks=(1, 10, 50), item_popularity=pop, max_cells=3 * n_cols)
+    assert max(shapes) == 3 and sum(shapes) == len(test)
+    assert small == pytest.approx(whole, rel=1e-12)

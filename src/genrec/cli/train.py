@@ -22,7 +22,9 @@ from genrec.data.types import DataError
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    from genrec.training import TrainConfig, TrainingInterrupted
+    if a.nproc is not None:
+        return launch_torchrun(a)
+    from genrec.training import TrainConfig, TrainingInterrupted, distributed
     from genrec.training.runs import RunConfig, check_target, partial_dir, train_run
     from genrec.training.settings import parse_sets, read_config_file, resolve
 
@@ -53,11 +55,17 @@ def cmd_train(a: argparse.Namespace) -> int:
     stem = spec.dataset or Path(spec.data or "synthetic").stem
     name = a.name or f"{stem}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(a.out) if a.out else Path("runs") / name
-    check_target(out, a.resume, a.force)
+    main_process = distributed.is_main()
+    if main_process:  # the other processes of a torchrun launch write nothing
+        check_target(out, a.resume, a.force)
     served = (out / "versions").exists()
     try:
         metrics = train_run(cfg, out, resume=a.resume, force=a.force)
+        if not main_process:
+            return 0
     except TrainingInterrupted as stop:
+        if not main_process:
+            return 130
         args = [x for x in a.argv if x not in ("--resume", "--force")]
         if stop.checkpoint is None:
             print(
@@ -81,6 +89,27 @@ def cmd_train(a: argparse.Namespace) -> int:
         print(f"{out} is served: published the retrained model as version {version}")
     print_metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, a.k)
     return 0
+
+
+def launch_torchrun(a: argparse.Namespace) -> int:
+    """`genrec train --nproc N ...`: the same command under torchrun, N processes on this machine."""
+    import os
+    import subprocess
+
+    if a.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {a.nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise ValueError("--nproc inside a torchrun launch: give the process count to torchrun only")
+    argv, skip = [], False
+    for x in a.argv:  # the same command, less --nproc
+        if skip:
+            skip = False
+        elif x == "--nproc":
+            skip = True
+        elif not x.startswith("--nproc="):
+            argv.append(x)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={a.nproc}"]
+    return subprocess.call([*cmd, "-m", "genrec", *argv])
 
 
 def cmd_models(a: argparse.Namespace) -> int:
@@ -149,6 +178,12 @@ def add_train_command(sub: Subparsers) -> None:
         "--resume",
         action="store_true",
         help="continue an interrupted run (same options and --out) from its last checkpoint",
+    )
+    tr.add_argument(
+        "--nproc",
+        type=int,
+        help="data-parallel training in N processes on this machine (starts torchrun; for several "
+        "machines run torchrun yourself: docs/distributed.md)",
     )
     tr.add_argument(
         "--force",

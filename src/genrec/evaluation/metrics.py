@@ -19,6 +19,8 @@ import torch
 from genrec.data.dataset import EvalSet, Histories
 from genrec.ranking import mask_scores, top_k
 
+MAX_CELLS = 1 << 25  # scores held at once while evaluating: 128 MB of float32 (1024 users x 32k items)
+
 
 def target_ranks(scores: torch.Tensor, history: Histories, targets: Histories, exclude_seen: bool = True):
     """Pessimistic 1-based ranks of each target: (B, T) float tensor, +inf where no target (padding).
@@ -93,6 +95,7 @@ def evaluate(
     batch_size: int = 1024,
     item_popularity: np.ndarray | None = None,
     progress: bool = False,
+    max_cells: int = MAX_CELLS,
 ) -> dict[str, float]:
     """Mean full-ranking metrics over `evalset`, plus coverage@K and popularity of top-K lists.
 
@@ -101,6 +104,8 @@ def evaluate(
     avg_pop@K: mean training popularity of recommended items divided by the catalogue's mean
     popularity (1 = no popularity bias; Pop scores far above 1).
     Only eligible items count for both: a user with fewer than K rankable items has a shorter list.
+    Users are scored `batch_size` at a time, fewer when a batch would hold more than `max_cells`
+    scores: memory stays bounded however large the catalogue (the metrics do not depend on it).
     """
     ks = sorted(set(int(k) for k in ks))
     if not ks or ks[0] < 1:
@@ -111,18 +116,18 @@ def evaluate(
     sums: dict[str, float] = {}
     kmax = max(ks)
     recommended: list[torch.Tensor] = []
-    starts = range(0, n, batch_size)
+    bar = None
     if progress:
         from tqdm import tqdm
 
         # a bar only when there is something to wait for, and only on a terminal (disable=None)
-        starts = tqdm(
-            starts, desc="evaluate", unit="batch", leave=False, disable=True if n <= batch_size else None
+        bar = tqdm(
+            total=n, desc="evaluate", unit="user", leave=False, disable=True if n <= batch_size else None
         )
-    n_cols = 0
+    n_cols, s, step = 0, 0, 1  # a first batch of one user tells the catalogue's size
     with torch.no_grad():
-        for s in starts:
-            rows = slice(s, min(s + batch_size, n))
+        while s < n:
+            rows = slice(s, min(s + step, n))
             hist, tgt = evalset.history.take(rows), evalset.targets.take(rows)
             scores = score_fn(hist)
             # one private float copy: the model may hand out a view of its own state
@@ -137,7 +142,12 @@ def evaluate(
             ranks = _ranks(masked, tgt, t_rows, t_items, t_scores)
             per_user = metrics_from_ranks(ranks, torch.from_numpy(tgt.lengths), ks)
             for key, v in per_user.items():
-                sums[key] = sums.get(key, 0.0) + float(v.sum())
+                sums[key] = sums.get(key, 0.0) + float(v.double().sum())  # exact for any batch size
+            if bar is not None:
+                bar.update(rows.stop - rows.start)
+            s, step = rows.stop, max(1, min(batch_size, max_cells // n_cols))
+    if bar is not None:
+        bar.close()
     out = {key: v / n for key, v in sums.items()}
     top = torch.cat(recommended)
     n_items = n_cols - 1

@@ -10,7 +10,10 @@ their phases, batches and step, and everything else happens here:
 - a checkpoint after every epoch; `resume` continues from it with the same RNG state, so the loss curve
   continues exactly; Ctrl-C leaves the last completed epoch's checkpoint and raises TrainingInterrupted;
 - progress: a tqdm bar on a terminal, one line per epoch on stderr, and a plain log line (train.log) at
-  least every 30 s; callbacks receive every epoch's row (TensorBoard / MLflow loggers plug in here).
+  least every 30 s; callbacks receive every epoch's row (TensorBoard / MLflow loggers plug in here);
+- data-parallel training when launched by torchrun (genrec.training.distributed): each process takes
+  its share of every epoch's batches, gradients are averaged at each update, validation is split
+  across processes; rank 0 alone logs, shows progress and writes checkpoints.
 
 Models without epochs are fitted here too: `Tunable` models (EASE) by a search on validation, the
 others by their closed-form `fit`.
@@ -36,6 +39,7 @@ from tqdm import tqdm
 from genrec.data.dataset import Dataset, EvalSet
 from genrec.evaluation import evaluate
 from genrec.models.base import Fitting, Phase, Recommender, StepContext, Trainable, Tunable
+from genrec.training import distributed
 from genrec.training.config import TrainConfig
 
 log = logging.getLogger("genrec")
@@ -108,10 +112,11 @@ def seed_everything(seed: int) -> None:
 
 
 def auto_threads() -> int:
-    """All cores, or 1 when the machine is already busy: with other processes on the cores, OpenMP
-    threads of small ops spin-wait on each other (measured: 2 threads 16x slower than 1 at load 10)."""
-    cores = os.cpu_count() or 1
-    return 1 if os.getloadavg()[0] >= cores else cores
+    """All cores (shared by the processes of a torchrun launch on this machine), or 1 when the machine
+    is already busy: with other processes on the cores, OpenMP threads of small ops spin-wait on each
+    other (measured: 2 threads 16x slower than 1 at load 10)."""
+    cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
+    return 1 if os.getloadavg()[0] >= (os.cpu_count() or 1) else cores
 
 
 def pick_device(config: TrainConfig) -> torch.device:
@@ -131,6 +136,19 @@ def validation_users(data: Dataset, n: int, seed: int) -> EvalSet:
         return data.valid
     rows = np.sort(np.random.default_rng([seed, 7]).choice(len(data.valid), n, replace=False))
     return EvalSet(data.valid.history.take(rows), data.valid.targets.take(rows))
+
+
+def validate_shared(model: Recommender, evalset: EvalSet, metric: str, batch_size: int = 1024) -> float:
+    """`validate`, with the users split across the processes of a distributed run (the same value on
+    every process: the mean over all users)."""
+    if not distributed.active():
+        return validate(model, evalset, metric, batch_size)
+    rank, n = distributed.world()
+    rows = np.arange(rank, len(evalset), n)
+    part = EvalSet(evalset.history.take(rows), evalset.targets.take(rows))
+    local = validate(model, part, metric, batch_size) * len(rows) if len(rows) else 0.0
+    total, count = distributed.all_sum([local, float(len(rows))])
+    return total / max(count, 1.0)
 
 
 def validate(model: Recommender, evalset: EvalSet, metric: str, batch_size: int = 1024) -> float:
@@ -191,6 +209,11 @@ class _Loop:
         self.model, self.data, self.config, self.ckpt = model, data, config, ckpt
         self.callbacks, self.progress = callbacks, progress
         self.device = pick_device(config)
+        distributed.init(self.device)  # a torchrun launch: join its process group (no-op otherwise)
+        self.rank, self.world = distributed.world()
+        self.main = self.rank == 0  # logs, progress and checkpoints
+        if not self.main:
+            self.progress = False
         on_gpu = self.device.type == "cuda"
         self.autocast = (
             torch.autocast("cuda", dtype=torch.bfloat16)
@@ -252,6 +275,8 @@ class _Loop:
                 elif phase.continue_from_best:
                     self._continue_from_best(fitting)
                 saved = None
+                if distributed.active():
+                    distributed.broadcast_parameters(fitting.modules)
                 keep_full = p + 1 < len(phases) and phases[p + 1].continue_from_best
                 self._run_phase(phase, fitting, t_start, keep_full, len(phases) > 1)
         except KeyboardInterrupt:
@@ -271,7 +296,10 @@ class _Loop:
             if phase.patience and st["bad"] >= phase.patience:
                 stopped_by = "early stopping"
                 break
-            if self.budget_s and time.time() - t_start > self.budget_s and st["epoch"] > 0:
+            over = bool(self.budget_s) and time.time() - t_start > self.budget_s and st["epoch"] > 0
+            if distributed.active():  # every process stops at the same epoch, or a collective hangs
+                over = distributed.all_sum([float(over)])[0] > 0
+            if over:
                 stopped_by = "time budget"
                 break
             epoch = st["epoch"] + 1
@@ -279,7 +307,7 @@ class _Loop:
             if valid is not None and (epoch % phase.eval_every == 0 or epoch == phase.epochs):
                 for m in fitting.modules.values():
                     m.eval()
-                row["valid_" + metric] = value = validate(model, valid, metric, phase.eval_batch)
+                row["valid_" + metric] = value = validate_shared(model, valid, metric, phase.eval_batch)
                 if st["best"] is None or value > st["best"]:
                     st.update(best=value, best_epoch=epoch, bad=0)
                     self.best_modules = _snapshot_modules(fitting)
@@ -324,7 +352,9 @@ class _Loop:
         for m in fitting.modules.values():
             m.train()
         rng = np.random.default_rng([self.config.seed, st["phase"], epoch])  # order: (seed, phase, epoch)
-        batches = model.batches(phase, self.data, rng)
+        batches = model.batches(phase, self.data, rng)  # the same order on every process
+        if distributed.active():
+            batches = distributed.Shard(batches, self.rank, self.world)
         sums: dict[str, float] = {}
         n_examples, t0, last_log = 0, time.time(), time.time()
         ctx = StepContext(step=st["step"], device=self.device, update=self._updater(fitting))
@@ -348,7 +378,7 @@ class _Loop:
             losses = {k: f"{v / i:.4f}" for k, v in sums.items() if k.endswith("loss")}
             if i % 10 == 0 or i == len(batches):
                 bar.set_postfix(losses)
-            if time.time() - last_log >= LOG_EVERY_S:  # a plain line for train.log on long epochs
+            if self.main and time.time() - last_log >= LOG_EVERY_S:  # a plain line for train.log
                 last_log = time.time()
                 rate = i / (last_log - t0)
                 log.info(
@@ -364,11 +394,19 @@ class _Loop:
                 )
         seconds = time.time() - t0
         n = max(len(batches), 1)
+        if distributed.active():  # losses averaged over the processes, examples summed
+            keys = sorted(sums)
+            *totals, n_examples = distributed.all_sum([*(sums[k] for k in keys), float(n_examples)])
+            sums, n = dict(zip(keys, totals)), n * self.world
         row = {"epoch": epoch, "seconds": seconds, **{k: v / n for k, v in sums.items()}}
         if n_examples:
             row["examples_per_s"] = n_examples / max(seconds, 1e-9)
         for k, v in model.end_epoch(phase).items():
             row[k] = float(v)
+        # end_epoch may change weights from what one process saw (tiger's dead codes): rank 0's wins
+        if distributed.active() and not distributed.in_sync(fitting.modules):
+            distributed.broadcast_parameters(fitting.modules)
+            self.state["resyncs"] = self.state.get("resyncs", 0) + 1
         if not all(math.isfinite(v) for k, v in row.items() if k.endswith("loss")):
             raise FloatingPointError(
                 f"{model.name}: non-finite loss in epoch {epoch} ({_fmt(row)}); "
@@ -381,6 +419,8 @@ class _Loop:
             opt = fitting.optimizers[optimizer]
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if distributed.active():
+                distributed.average_gradients([p for g in opt.param_groups for p in g["params"]])
             if fitting.grad_clip:
                 params = [p for g in opt.param_groups for p in g["params"]]
                 torch.nn.utils.clip_grad_norm_(params, fitting.grad_clip)
@@ -392,6 +432,8 @@ class _Loop:
         return update
 
     def _report(self, label: str, phase: Phase, row: dict[str, float], metric: str) -> None:
+        if not self.main:
+            return
         st = self.state
         msg = f"{label} epoch {row['epoch']}/{phase.epochs}: {_fmt(row)}"
         if "valid_" + metric in row:
@@ -415,6 +457,8 @@ class _Loop:
             train_seconds=seconds,
             seconds_per_epoch=float(np.mean([r["seconds"] for r in last["curve"]])) if last["curve"] else 0.0,
             device=str(self.device),
+            processes=self.world,
+            resyncs=self.state.get("resyncs", 0),  # epochs that ended with different weights per process
             phases=[{k: v for k, v in d.items() if k != "best_row"} for d in done],
         )
 
@@ -452,7 +496,7 @@ class _Loop:
         self.best_full = None
 
     def _save_checkpoint(self, fitting: Fitting | None) -> None:
-        if self.ckpt is None:
+        if self.ckpt is None or not self.main:  # one writer; the states are the same on every process
             return
         payload = {
             "loop": self.state,

@@ -36,8 +36,10 @@ from genrec.data.sources import SourceSpec, load_dataset
 from genrec.data.types import DataConfig, DataError
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
+from genrec.models.base import Trainable
+from genrec.training import distributed
 from genrec.training.config import TrainConfig
-from genrec.training.loop import Callback, TrainingInterrupted, fit
+from genrec.training.loop import Callback, TrainingInterrupted, fit, pick_device
 
 log = logging.getLogger("genrec")
 SERVED = ("versions", "events.db", "events.db-wal", "events.db-shm")  # what `genrec serve` keeps in a run
@@ -134,11 +136,17 @@ def train_run(
     progress: bool | None = None,
     callbacks: tuple[Callback, ...] = (),
 ) -> dict:
-    """Train and evaluate; write the run directory atomically. Returns the metrics."""
+    """Train and evaluate; write the run directory atomically. Returns the metrics.
+
+    Under torchrun, every process trains its share (genrec.training.distributed) and rank 0 alone
+    writes the run and evaluates it; the other processes return an empty dict."""
     out = Path(out)
-    check_target(out, resume, force)
     model = build_model(cfg.model, cfg.model_config)
     part = partial_dir(out)
+    distributed.init(pick_device(cfg.train))
+    if not distributed.is_main():
+        return _train_replica(cfg, model, part, resume)
+    check_target(out, resume, force)
     if resume:
         saved = json.loads((part / "config.json").read_text())
         if RunConfig.from_json(saved["run"]).to_json() != cfg.to_json():
@@ -233,6 +241,17 @@ def _train(
     log.info("test %s", ", ".join(f"{k} {v:.4f}" for k, v in metrics["test"].items()))
     shutil.rmtree(part / "checkpoints", ignore_errors=True)  # only an unfinished run needs them
     return metrics
+
+
+def _train_replica(cfg: RunConfig, model: Recommender, part: Path, resume: bool) -> dict:
+    """A torchrun process other than rank 0: the same data, its share of the training, nothing written
+    (a resumed run reads rank 0's checkpoint, so several machines need a shared file system for it)."""
+    logging.getLogger("genrec").setLevel(logging.WARNING)  # rank 0 tells the story
+    if not isinstance(model, Trainable):
+        return {}  # nothing to share out: rank 0 fits it alone
+    ds = load_dataset(cfg.source, cfg.data)
+    fit(model, ds, cfg.train, checkpoint_dir=part / "checkpoints", resume=resume, progress=False)
+    return {}
 
 
 def _put_in_place(part: Path, out: Path) -> None:
