@@ -43,7 +43,9 @@ def train(data: Path, model: str, epochs: int, tokens: int, seqs: int, nproc: in
     metrics = json.loads((out / "metrics.json").read_text())
     curve = info["phases"][-1]["curve"]
     return {
-        "command": " ".join(cmd[1:]).replace(sys.executable, "python"),
+        "command": "genrec " + " ".join(cmd[3:]).replace(str(data), os.path.relpath(data, HERE.parent)).replace(
+            str(out), "RUN"
+        ),
         "processes": info["processes"],
         "valid_ndcg@10": metrics["valid"]["ndcg@10"],
         "test_ndcg@10": metrics["test"]["ndcg@10"],

@@ -139,6 +139,13 @@ def serve_load(tree: Path, runs: Path, seconds: float, models: str) -> dict[str,
     }
 
 
+def commit_of(tree: Path) -> str:
+    """The tree's git commit (with '+changes' when its files differ from it): what the JSON records."""
+    run = lambda *c: subprocess.run(["git", "-C", str(tree), *c], capture_output=True, text=True).stdout  # noqa: E731
+    head = run("rev-parse", "--short", "HEAD").strip() or "unknown"
+    return head + ("+changes" if run("status", "--porcelain", "--untracked-files=no").strip() else "")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", required=True, help="source tree of the older genrec (a git worktree)")
@@ -203,7 +210,7 @@ def main() -> int:
     out.write_text(
         json.dumps(
             {
-                "trees": {k: str(v) for k, v in trees.items()},
+                "trees": {k: commit_of(v) for k, v in trees.items()},
                 "epochs": a.epochs,
                 "rows": rows,
                 "serving": serving,

@@ -83,6 +83,7 @@ def run_two(tmp_path, names: list[str]) -> None:
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
 
 
+@pytest.mark.slow
 def test_two_processes_keep_one_model_and_resume_in_one(tmp_path, tiny_ds):  # noqa: F811
     run_two(tmp_path, ITERATIVE)
     h = tiny_ds.test.history.take(slice(0, 25))
@@ -102,6 +103,7 @@ def test_two_processes_keep_one_model_and_resume_in_one(tmp_path, tiny_ds):  # n
         assert resumed.fit_info_["processes"] == 1
 
 
+@pytest.mark.slow
 def test_genrec_train_nproc_writes_one_run(tmp_path, capsys):
     out = tmp_path / "run"
     args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--set", "epochs=2"]

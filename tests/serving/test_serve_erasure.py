@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import httpx
+import pytest
 from conftest import API_KEY, Server, make_client
 from test_serve_update import post, shifted_taste
 
@@ -16,6 +17,7 @@ from genrec.serving.registry import Registry
 KEY = {"X-API-Key": API_KEY}
 
 
+@pytest.mark.slow  # 50 swaps, each erasure rewriting the run's files
 def test_erasure_racing_hot_swaps_never_serves_the_erased(run_dir, tmp_path):
     """50 erase-vs-swap interleavings: the DELETE lands before the new version loads, while it reads the
     store (after the read, before the swap), or after the swap. Once acknowledged, the user is gone from

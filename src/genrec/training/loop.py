@@ -210,7 +210,7 @@ class _Loop:
         self.callbacks, self.progress = callbacks, progress
         self.device = pick_device(config)
         distributed.init(self.device)  # a torchrun launch: join its process group (no-op otherwise)
-        self.rank, self.world = distributed.world()
+        self.rank, self.world = distributed.world() if distributed.active() else (0, 1)
         self.main = self.rank == 0  # logs, progress and checkpoints
         if not self.main:
             self.progress = False
@@ -370,7 +370,7 @@ class _Loop:
             ctx.step = st["step"]
             with self.autocast:
                 out = model.train_step(batch, ctx)
-            st["step"] += 1
+            st["step"] += self.world  # steps count batches: N processes take N per update
             n_examples += int(out.get("n", 0))
             for k, v in out.items():
                 if k != "n":
@@ -426,8 +426,9 @@ class _Loop:
                 torch.nn.utils.clip_grad_norm_(params, fitting.grad_clip)
             opt.step()
             sched = fitting.schedulers.get(optimizer)
-            if sched is not None:
-                sched.step()
+            if sched is not None:  # a schedule counts the model's batches, and N processes take N
+                for _ in range(self.world):
+                    sched.step()
 
         return update
 
