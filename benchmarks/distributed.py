@@ -42,10 +42,9 @@ def train(data: Path, model: str, epochs: int, tokens: int, seqs: int, nproc: in
     info = json.loads((out / "model" / "model.json").read_text())["fit_info"]
     metrics = json.loads((out / "metrics.json").read_text())
     curve = info["phases"][-1]["curve"]
+    rel = os.path.relpath(data, HERE.parent)  # the command as run from the repository
     return {
-        "command": "genrec " + " ".join(cmd[3:]).replace(str(data), os.path.relpath(data, HERE.parent)).replace(
-            str(out), "RUN"
-        ),
+        "command": "genrec " + " ".join(cmd[3:]).replace(str(out), "RUN").replace(str(data), rel),
         "processes": info["processes"],
         "valid_ndcg@10": metrics["valid"]["ndcg@10"],
         "test_ndcg@10": metrics["test"]["ndcg@10"],

@@ -6,6 +6,10 @@ Run it once per tree, with that tree's code first on the path, e.g.
     PYTHONPATH=../genrec-before/src python benchmarks/serve_inprocess.py --model ease
     PYTHONPATH=src python benchmarks/serve_inprocess.py --model ease
 
+or, for a tree whose genrec cannot train with this script, give each tree a run it trained itself
+(`--run`, e.g. the runs `regression.py` leaves in its temporary folder), and
+`--user-cache 0` to time the uncached path.
+
 Trains (or reuses) the model's run under --runs with the settings of serve_load.py, fills the user
 cache with one request per user, then times `--requests` cached requests at concurrency 1 and 32, best
 of `--repeats`, and prints req/s and the process's CPU milliseconds per request as one JSON line.
@@ -57,7 +61,7 @@ async def drive(app, paths: list[str], requests: int, repeats: int) -> dict:
 
 
 def main() -> int:
-    from serve_load import MODELS, ensure_run
+    import inspect
 
     from genrec.serving.app import create_app
     from genrec.serving.engine import Engine
@@ -65,21 +69,30 @@ def main() -> int:
     from genrec.serving.registry import Registry
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default="ease", choices=sorted(MODELS))
+    p.add_argument("--model", default="ease", help="ease, sasrec or hstu (serve_load.py's settings)")
+    p.add_argument("--run", help="serve this run instead (one trained by the tree under test)")
     p.add_argument("--data", default=str(HERE.parents[1] / "shared" / "datasets" / "ml-1m-u2999"))
     p.add_argument("--runs", default=str(Path(tempfile.gettempdir()) / "genrec-serve-inprocess"))
     p.add_argument("--requests", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--user-cache", type=int, default=100_000, help="0: every request runs the model")
     a = p.parse_args()
     torch.set_num_threads(1)
-    run = ensure_run(Path(a.runs) / f"{a.model}-ml-1m-u2999", Path(a.data), a.model, MODELS[a.model])
-    engine = Engine(str(run), open_store(f"sqlite:///{tempfile.mkdtemp()}/events.db"))
-    app = create_app(engine, api_key="k", watch_interval_s=0)
+    if a.run:
+        run = Path(a.run)
+    else:
+        from serve_load import MODELS, ensure_run
+
+        run = ensure_run(Path(a.runs) / f"{a.model}-ml-1m-u2999", Path(a.data), a.model, MODELS[a.model])
+    store = open_store(f"sqlite:///{tempfile.mkdtemp()}/events.db")
+    engine = Engine(str(run), store, user_cache=a.user_cache)
+    kw = {"watch_interval_s": 0} if "watch_interval_s" in inspect.signature(create_app).parameters else {}
+    app = create_app(engine, api_key="k", **kw)  # older trees: no watch interval to set
     cat = Registry(run).load().catalog
     users = [cat.user_raw[u] for u in range(1, cat.n_users + 1)]
     paths = [f"/recommend?user_id={u}&k=10" for u in np.random.default_rng(0).permutation(users)]
     res = asyncio.run(drive(app, paths, a.requests, a.repeats))
-    print(json.dumps({"model": a.model, **res}))
+    print(json.dumps({"model": a.model, "user_cache": a.user_cache, **res}))
     return 0
 
 

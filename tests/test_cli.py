@@ -177,5 +177,17 @@ def test_evaluate_something_that_is_not_a_run(tmp_path, capsys):
 def test_demo_trains_evaluates_and_recommends(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--models", "pop,nope"]) == 0
     out = capsys.readouterr().out
-    assert "skipping unknown model 'nope'" in out and "pop recommends:" in out
+    assert "skipping unknown model 'nope'" in out and "pop generates, by top-k" in out
     assert (tmp_path / "pop" / "metrics.json").is_file()
+    assert "== feedback: 600 clicks from 150 shoppers" in out and "held-back NDCG@10" in out
+
+
+@pytest.mark.slow  # trains a tiny HSTU
+def test_demo_generates_with_reasons_and_updates(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "hstu generates, by beam search (beam 4)" in out and "because you read" in out
+    for name in ("pop", "ease", "hstu"):
+        assert (tmp_path / name / "metrics.json").is_file()
+    assert "published v0002" in out or "rejected" in out
+    assert (tmp_path / "hstu" / "versions" / "CURRENT").is_file()

@@ -13,6 +13,7 @@ from genrec.cli.common import RAW
 from genrec.cli.data import add_data_command
 from genrec.cli.demo import add_demo_command
 from genrec.cli.evaluate import add_evaluate_command
+from genrec.cli.explain import add_explain_command
 from genrec.cli.export import add_export_command
 from genrec.cli.items import add_items_command
 from genrec.cli.recommend import add_recommend_command
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_train_command,
         add_evaluate_command,
         add_recommend_command,
+        add_explain_command,
         add_models_command,
         add_demo_command,
         add_export_command,

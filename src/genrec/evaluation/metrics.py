@@ -104,6 +104,11 @@ def evaluate(
     avg_pop@K: mean training popularity of recommended items divided by the catalogue's mean
     popularity (1 = no popularity bias; Pop scores far above 1).
     Only eligible items count for both: a user with fewer than K rankable items has a shorter list.
+    gini@K: Gini coefficient of how often each catalogue item appears in the top-K lists (0: every item
+    equally often, 1: one item takes every slot).
+    With `item_popularity`, head_hr@K / tail_hr@K: share of the targets that are head items (the most
+    popular items that together hold HEAD_SHARE, 20%, of the training interactions) / tail items
+    ranked in the top K: whether the model finds what few people chose as well as what many did.
     Users are scored `batch_size` at a time, fewer when a batch would hold more than `max_cells`
     scores: memory stays bounded however large the catalogue (the metrics do not depend on it).
     """
@@ -115,6 +120,9 @@ def evaluate(
         raise ValueError("the evaluation set is empty: no users to evaluate")
     sums: dict[str, float] = {}
     kmax = max(ks)
+    head = None if item_popularity is None else torch.from_numpy(head_items(np.asarray(item_popularity)))
+    side_hits = {f"{side}_hr@{k}": 0.0 for side in ("head", "tail") for k in ks}
+    side_n = {"head": 0, "tail": 0}
     recommended: list[torch.Tensor] = []
     bar = None
     if progress:
@@ -143,6 +151,15 @@ def evaluate(
             per_user = metrics_from_ranks(ranks, torch.from_numpy(tgt.lengths), ks)
             for key, v in per_user.items():
                 sums[key] = sums.get(key, 0.0) + float(v.double().sum())  # exact for any batch size
+            if head is not None:
+                is_head = torch.zeros_like(ranks, dtype=torch.bool)
+                col = torch.from_numpy(np.arange(len(tgt.items)) - np.repeat(tgt.indptr[:-1], tgt.lengths))
+                is_head[t_rows, col] = head[t_items]
+                real = torch.isfinite(ranks)
+                for side, mask in (("head", is_head & real), ("tail", ~is_head & real)):
+                    side_n[side] += int(mask.sum())
+                    for k in ks:
+                        side_hits[f"{side}_hr@{k}"] += float((ranks[mask] <= k).sum())
             if bar is not None:
                 bar.update(rows.stop - rows.start)
             s, step = rows.stop, max(1, min(batch_size, max_cells // n_cols))
@@ -159,9 +176,41 @@ def evaluate(
         # bincount, not unique: linear time instead of a sort of every recommended slot
         times = torch.bincount(items, minlength=n_cols)
         out[f"coverage@{k}"] = int(times[1:].count_nonzero()) / n_items
+        out[f"gini@{k}"] = gini(times[1:].double())
         if item_popularity is not None:
             # mean training popularity of recommended items, relative to the catalogue mean
             n_rec = int(times[1:].sum())
             out[f"avg_pop@{k}"] = float(pop[items].sum() / n_rec / pop[1:].mean()) if n_rec else 0.0
+    if head is not None:
+        for key, hits in side_hits.items():
+            side = key.split("_")[0]
+            out[key] = hits / side_n[side] if side_n[side] else float("nan")
     out["n_users"] = n
     return dict(sorted(out.items()))
+
+
+HEAD_SHARE = 0.2  # head items: the most popular ones, together at least this share of the interactions
+
+
+def head_items(popularity: np.ndarray) -> np.ndarray:
+    """(n_items + 1,) bool: the most popular items that together hold HEAD_SHARE of the training
+    interactions (index 0, padding, is not an item)."""
+    pop = np.asarray(popularity, dtype=np.float64).copy()
+    pop[0] = 0.0
+    order = np.argsort(-pop, kind="stable")
+    cum = np.cumsum(pop[order])
+    n_head = int(np.searchsorted(cum, HEAD_SHARE * cum[-1])) + 1 if cum[-1] > 0 else 0
+    out = np.zeros(len(pop), dtype=bool)
+    out[order[:n_head]] = True
+    out[0] = False
+    return out
+
+
+def gini(counts: torch.Tensor) -> float:
+    """Gini coefficient of non-negative `counts` (0 = equal; 1 = all in one)."""
+    x = torch.sort(counts.double()).values
+    n, total = len(x), float(x.sum())
+    if n == 0 or total == 0:
+        return 0.0
+    i = torch.arange(1, n + 1, dtype=torch.float64)
+    return float(2 * (i * x).sum() / (n * total) - (n + 1) / n)

@@ -21,6 +21,7 @@ from genrec.data.dataset import Dataset, Histories
 from genrec.data.ids import IdMap
 from genrec.generation.constraints import Constraints
 from genrec.generation.explanations import explain as explain_lists
+from genrec.generation.explanations import order_effect, reasons
 from genrec.generation.search import generate
 from genrec.models.base import Recommender
 
@@ -124,3 +125,60 @@ class Generator:
         slates = generate(self.model, hist, k, strategy, cons, **options)
         because = explain_lists(self.model, hist, slates.items) if explain else None
         return records(ds.item_ids, ds.item_title, who, slates.items, slates.scores, because)
+
+    def explain(
+        self,
+        user: Any,
+        item: Any | None = None,
+        k: int = 10,
+        top: int = 3,
+        strategy: str = "topk",
+        exclude_seen: bool = True,
+        **options: Any,
+    ) -> dict:
+        """Why `user` gets each item of their list (or just `item`, whether in the list or not):
+
+        {"user_id", "history_length", "items": [{"item_id", "score", "title"?, "because": [{"item_id",
+        "title"?, "delta", "position"}], "order_effect"}]}
+
+        `because`: the `top` history items whose removal lowers the item's score the most, by `delta`
+        (leave-one-out on the model's own `score`: removing that item from the history lowers the score
+        by exactly this much); `position`: 0 = the last item of the history, 1 = the one before, ...
+        `order_effect`: score minus the score with the history's order reversed (0 for models that
+        read a history as a set). The same computation as HTTP's `explain=true`."""
+        ds = self.dataset
+        idx = ds.user_ids.indices([user])
+        hist = ds.full_history(idx)
+        scores = self.model.score(hist).float()
+        if item is None:
+            cons = self.constraints(exclude_seen=exclude_seen)
+            slates = generate(self.model, hist, k, strategy, cons, **options)
+            items = slates.items
+        else:
+            items = ds.item_ids.indices([item])[None, :]
+        why = reasons(self.model, hist, items, scores, top=top)[0]
+        order = order_effect(self.model, hist, items)[0]
+        out = []
+        for j, i in enumerate(items[0].tolist()):
+            if i <= 0:
+                continue
+            rec: dict[str, Any] = {"item_id": ds.item_ids.id(i), "score": float(scores[0, i])}
+            title = self._title(i)
+            if title:
+                rec["title"] = title
+            rec["because"] = [
+                {
+                    "item_id": ds.item_ids.id(r.item),
+                    **({"title": t} if (t := self._title(r.item)) else {}),
+                    "delta": r.delta,
+                    "position": r.position,
+                }
+                for r in why[j]
+            ]
+            rec["order_effect"] = float(order[j])
+            out.append(rec)
+        return {"user_id": ds.user_ids.id(int(idx[0])), "history_length": len(hist.row(0)), "items": out}
+
+    def _title(self, i: int) -> str | None:
+        t = self.dataset.item_title
+        return str(t[i]) if t is not None and t[i] else None
