@@ -42,6 +42,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         sets["size"] = a.size
     if a.seed is not None:
         sets["seed"] = str(a.seed)
+    if a.log is not None:
+        sets["log"] = a.log
     model_config, train_config = resolve(model, sets, file_values, TrainConfig())
     cfg = RunConfig(
         source=spec,
@@ -178,6 +180,11 @@ def add_train_command(sub: Subparsers) -> None:
         "--resume",
         action="store_true",
         help="continue an interrupted run (same options and --out) from its last checkpoint",
+    )
+    tr.add_argument(
+        "--log",
+        choices=["none", "csv", "tensorboard", "mlflow"],
+        help="training curves for dashboards in RUN/logs/ (default csv; same as --set log=...)",
     )
     tr.add_argument(
         "--nproc",

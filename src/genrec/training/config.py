@@ -13,11 +13,14 @@ class TrainConfig:
     max_minutes: float = 0.0  # wall-clock budget over the whole fit, checked between epochs; 0 = none
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: a CUDA GPU when one is visible
     amp: bool = True  # bf16 autocast of training steps (GPU only)
+    log: Literal["none", "csv", "tensorboard", "mlflow"] = "csv"  # curves for dashboards: RUN/logs/
 
     def validate(self) -> None:
         if self.threads < 0:
             raise ValueError(f"threads must be >= 0 (0 = all cores), got {self.threads}")
         if not self.max_minutes >= 0:
             raise ValueError(f"max_minutes must be >= 0 (0 = no budget), got {self.max_minutes}")
+        if self.log not in ("none", "csv", "tensorboard", "mlflow"):
+            raise ValueError(f"log must be one of none, csv, tensorboard, mlflow, got {self.log!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be one of auto, cpu, cuda, got {self.device!r}")

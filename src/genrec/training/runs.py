@@ -39,6 +39,7 @@ from genrec.models import Recommender, get_model_class
 from genrec.models.base import Trainable
 from genrec.training import distributed
 from genrec.training.config import TrainConfig
+from genrec.training.loggers import check_logger, make_logger
 from genrec.training.loop import Callback, TrainingInterrupted, fit, pick_device
 
 log = logging.getLogger("genrec")
@@ -147,6 +148,7 @@ def train_run(
     if not distributed.is_main():
         return _train_replica(cfg, model, part, resume)
     check_target(out, resume, force)
+    check_logger(cfg.train.log)  # a missing dashboard package is refused before any work
     if resume:
         saved = json.loads((part / "config.json").read_text())
         if RunConfig.from_json(saved["run"]).to_json() != cfg.to_json():
@@ -160,7 +162,8 @@ def train_run(
     part.mkdir(parents=True, exist_ok=True)
     handler = _log_to(part / "train.log")
     try:
-        metrics = _train(cfg, model, out, part, resume, progress, callbacks)
+        logger = make_logger(cfg.train.log, part / "logs", out.name)
+        metrics = _train(cfg, model, out, part, resume, progress, (*callbacks, *([logger] if logger else [])))
     except TrainingInterrupted:
         raise  # the partial run stays, with its checkpoint, for --resume
     except BaseException:
