@@ -60,7 +60,14 @@ def test_config_file_and_resolved_configuration_saved(tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())["run"]
     assert saved["model"] == "ease" and saved["model_config"]["l2"] == 123.0
     assert saved["model_config"]["l2_grid"][0] == 10.0  # every default, not only what was set
-    assert saved["train"] == {"seed": 0, "threads": 1, "max_minutes": 0.0, "device": "auto", "amp": True, "log": "csv"}
+    assert saved["train"] == {
+        "seed": 0,
+        "threads": 1,
+        "max_minutes": 0.0,
+        "device": "auto",
+        "amp": True,
+        "log": "csv",
+    }
 
 
 def test_existing_run_needs_force(tmp_path, capsys):
