@@ -339,3 +339,14 @@ def test_get_recommend_documents_its_query_as_fastapi_would(client):
         if p["in"] == "query"
     ]
     assert by_name(got) == want and {p["name"] for p in want} >= {"user_id", "k", "strategy", "seed"}
+
+
+def test_docs_work_offline(client):
+    """/docs loads Swagger UI from the installed package, never from a CDN."""
+    page = client.get("/docs", headers=NO_KEY)
+    assert page.status_code == 200 and "/docs/assets/swagger-ui-bundle.js" in page.text
+    assert "cdn" not in page.text.lower() and "http://" not in page.text and "https://" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        r = client.get(f"/docs/assets/{asset}", headers=NO_KEY)
+        assert r.status_code == 200 and len(r.content) > 10_000
+    assert "/docs" not in client.get("/openapi.json").json()["paths"]

@@ -17,10 +17,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from genrec.serving.engine import Engine
 from genrec.serving.metrics import Metrics
@@ -29,6 +30,35 @@ from genrec.serving.routes import ROUTERS
 from genrec.serving.schemas import MAX_BODY_BYTES
 
 log = logging.getLogger("genrec.serving")
+
+
+def swagger_assets() -> Path | None:
+    """Swagger UI's files from the installed swagger-ui-bundle package (None when it is missing: /docs
+    then loads them from a CDN, FastAPI's default, and is blank offline)."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    return Path(swagger_ui_bundle.swagger_ui_path)
+
+
+def serve_docs_offline(app: FastAPI, assets: Path) -> None:
+    """/docs from local files, so the API's documentation works with no network."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from fastapi.staticfiles import StaticFiles
+
+    app.mount("/docs/assets", StaticFiles(directory=assets), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="genrec API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no badge fetched from swagger.io
+        )
 
 
 def create_app(
@@ -57,12 +87,16 @@ def create_app(
             # shut down, and closing is what checkpoints SQLite's WAL into the database file and removes it
             engine.store.close()
 
+    assets = swagger_assets()
     app = FastAPI(
         title="genrec",
         version="1",
         lifespan=lifespan,
         description="Recommendations from a genrec run, feedback collection, privacy erasure.",
+        docs_url=None if assets else "/docs",  # with the assets installed, /docs is served below
     )
+    if assets:
+        serve_docs_offline(app, assets)
     app.state.engine = engine
     app.state.api_key = api_key
     app.state.read_key = read_key
