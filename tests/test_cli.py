@@ -180,6 +180,7 @@ def test_demo_trains_evaluates_and_recommends(tmp_path, capsys):
     assert "skipping unknown model 'nope'" in out and "pop generates, by top-k" in out
     assert (tmp_path / "pop" / "metrics.json").is_file()
     assert "== feedback: 600 clicks from 150 shoppers" in out and "held-back NDCG@10" in out
+    assert (tmp_path / "report.html").is_file() and "report:" in out
 
 
 @pytest.mark.slow  # trains a tiny HSTU
@@ -191,3 +192,4 @@ def test_demo_generates_with_reasons_and_updates(tmp_path, capsys):
         assert (tmp_path / name / "metrics.json").is_file()
     assert "published v0002" in out or "rejected" in out
     assert (tmp_path / "hstu" / "versions" / "CURRENT").is_file()
+    assert "Training and validation curves" in (tmp_path / "report.html").read_text()

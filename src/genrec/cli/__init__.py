@@ -17,6 +17,7 @@ from genrec.cli.explain import add_explain_command
 from genrec.cli.export import add_export_command
 from genrec.cli.items import add_items_command
 from genrec.cli.recommend import add_recommend_command
+from genrec.cli.report import add_report_command
 from genrec.cli.serve import add_serve_command, add_update_command
 from genrec.cli.train import add_models_command, add_train_command
 from genrec.data.types import DataError
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_evaluate_command,
         add_recommend_command,
         add_explain_command,
+        add_report_command,
         add_models_command,
         add_demo_command,
         add_export_command,

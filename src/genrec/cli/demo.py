@@ -5,6 +5,7 @@ beam-search slate with its reasons, then simulate feedback and run the gated upd
 from __future__ import annotations
 
 import argparse
+import shutil
 import time
 from pathlib import Path
 
@@ -36,8 +37,10 @@ def run_demo(out: Path, models: list[str]) -> int:
             model_config=SETTINGS.get(name, {}),
             train=TrainConfig(max_minutes=1.0),
         )
-        # the demo's runs are disposable: a second `make demo` replaces them
-        rows[name] = train_run(cfg, out / name, force=True)["test"]
+        # the demo's runs are disposable: a second `make demo` starts again from nothing (served
+        # versions and stored feedback included)
+        shutil.rmtree(out / name, ignore_errors=True)
+        rows[name] = train_run(cfg, out / name)["test"]
     print("\ntest metrics (leave-one-out, full ranking, history excluded):")
     print_metrics_table(rows, [10, 20])
     generative = "hstu" if "hstu" in rows else max(rows, key=lambda m: rows[m]["ndcg@10"])
@@ -58,7 +61,11 @@ def run_demo(out: Path, models: list[str]) -> int:
         if because:
             print(f"       because you read {because}")
     simulate_feedback(gen, run)
-    print(f"\nruns in {out}/ -- next: genrec serve {run}   (then GET /recommend?user_id={user})")
+    from genrec.cli.report import write_report
+
+    report = write_report([out / m for m in rows], out / "report.html", "genrec demo: synthetic shop")
+    print(f"\nreport: {report} (one HTML file, opens offline)")
+    print(f"runs in {out}/ -- next: genrec serve {run}   (then GET /recommend?user_id={user})")
     return 0
 
 
