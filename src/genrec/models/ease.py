@@ -36,6 +36,8 @@ class EASEConfig(ModelConfig):
 
 
 class EASE(Recommender, Tunable, ExportsEmbeddings):
+    """EASE (Steck 2019): closed-form item-item linear autoencoder; lambda picked on validation."""
+
     name = "ease"
     config_cls = EASEConfig
     embedding_scoring = (

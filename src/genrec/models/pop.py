@@ -18,6 +18,8 @@ class PopConfig(ModelConfig):
 
 
 class MostPopular(Recommender):
+    """Most-popular: every user gets the items with the most training interactions."""
+
     name = "pop"
     config_cls = PopConfig
 
