@@ -28,8 +28,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     )
     m["seconds"] = time.time() - t
     groups = group_metrics(a, run, exclude) if a.groups else None
+    tradeoff = diversity_tradeoff(a, run, exclude) if a.diversity else None
     if a.json:
         extra = {"groups": groups} if groups is not None else {}
+        if tradeoff is not None:
+            extra["diversity"] = tradeoff
         print(json.dumps({"run": str(a.run), "split": a.split, "history_excluded": exclude, **m, **extra}))
         return 0
     print(
@@ -43,6 +46,14 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         f"exposure: gini@{k} {m[f'gini@{k}']:.4f} (0 = every item as often), hit rate@{k} of head-item "
         f"targets {m[f'head_hr@{k}']:.4f}, of tail-item targets {m[f'tail_hr@{k}']:.4f}"
     )
+    if tradeoff is not None:
+        print(f"\ndiversity re-ranking (MMR over the top 100), {a.split} split:")
+        print(f"{'diversity':>9}{f'NDCG@{k}':>10}{f'HR@{k}':>9}{f'coverage@{k}':>13}{f'ILD@{k}':>9}")
+        for r in tradeoff:
+            print(
+                f"{r['diversity']:>9.2f}{r[f'ndcg@{k}']:>10.4f}{r[f'hr@{k}']:>9.4f}"
+                f"{r[f'coverage@{k}']:>13.4f}{r[f'ild@{k}']:>9.4f}"
+            )
     for attr, res in (groups or {}).items():
         print(f"\nby {attr} ({res['unlabelled_users']} users without one):")
         print(f"{'group':<22}{'users':>7}{f'NDCG@{k}':>10}{f'HR@{k}':>9}")
@@ -57,6 +68,33 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                     f"{gap['difference']:.4f}, ratio {gap['ratio']:.3f})"
                 )
     return 0
+
+
+def diversity_tradeoff(a: argparse.Namespace, run, exclude: bool) -> list[dict]:  # noqa: ANN001 - a Run
+    """Accuracy, coverage and intra-list diversity of MMR-re-ranked top-k lists, per diversity level."""
+    import numpy as np
+
+    from genrec.generation import Generator
+    from genrec.generation.diversity import intra_list_diversity, list_metrics
+
+    levels = sorted({0.0, *(float(x) for x in a.diversity.split(",") if x.strip())})
+    if not all(0 <= d <= 1 for d in levels):
+        raise DataError(f"--diversity levels must lie in [0, 1], got {a.diversity}")
+    gen, ev, k = Generator(run.model, run.dataset), getattr(run.dataset, a.split), a.k[0]
+    cons = gen.constraints(exclude_seen=exclude)
+    out = []
+    for d in levels:
+        items = np.concatenate(
+            [
+                gen.lists(ev.history.take(slice(s, s + 1024)), k, "topk", cons, d).items
+                for s in range(0, len(ev), 1024)
+            ]
+        )
+        row = {"diversity": d, **list_metrics(items, ev.targets, k)}
+        row[f"coverage@{k}"] = len(np.unique(items[items > 0])) / run.dataset.n_items
+        row[f"ild@{k}"] = intra_list_diversity(items, gen.item_vectors)
+        out.append(row)
+    return out
 
 
 def group_metrics(a: argparse.Namespace, run, exclude: bool) -> dict:  # noqa: ANN001 - a training Run
@@ -126,6 +164,12 @@ def add_evaluate_command(sub: Subparsers) -> None:
         "--user-attributes",
         metavar="FILE",
         help="CSV/TSV with a user column (user_id, userId, user) and one column per attribute",
+    )
+    ev.add_argument(
+        "--diversity",
+        metavar="D,...",
+        help="also the accuracy / coverage / intra-list-diversity trade-off of MMR re-ranking at these "
+        "levels (0-1), e.g. 0.1,0.3,0.5 (0 is always included)",
     )
     ev.add_argument(
         "--min-group-users", type=int, default=20, help="groups smaller than this are left out of the gaps"

@@ -54,6 +54,7 @@ def cmd_recommend(a: argparse.Namespace) -> int:
             top_p=a.top_p,
             seed=a.seed,
             use_cache=False if a.no_cache else None,
+            diversity=a.diversity,
         )[0]
     except UnknownId as e:
         hint = (
@@ -104,6 +105,13 @@ def add_recommend_command(sub: Subparsers) -> None:
     rc.add_argument("--allow", help="file with one allowed item id per line")
     rc.add_argument("--block", help="file with one blocked item id per line")
     rc.add_argument("--category-cap", type=int, metavar="N", help="at most N items of one category per list")
+    rc.add_argument(
+        "--diversity",
+        type=float,
+        default=0.0,
+        metavar="D",
+        help="0-1: re-rank the top 100 for variety (MMR; 0 = the model's order; topk only)",
+    )
     rc.add_argument(
         "--strategy",
         choices=["topk", "beam", "sample"],

@@ -11,18 +11,21 @@ writes the same JSON shape for the HTTP server.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from genrec.data.dataset import Dataset, Histories
 from genrec.data.ids import IdMap
 from genrec.generation.constraints import Constraints
+from genrec.generation.diversity import POOL, item_vectors, mmr
 from genrec.generation.explanations import explain as explain_lists
 from genrec.generation.explanations import order_effect, reasons
-from genrec.generation.search import generate
+from genrec.generation.search import Slates, generate
 from genrec.models.base import Recommender
 
 
@@ -105,6 +108,7 @@ class Generator:
         category_cap: int | None = None,
         exclude_seen: bool = True,
         explain: bool = False,
+        diversity: float = 0.0,
         **options: Any,
     ) -> list[dict]:
         """One `{"user_id", "items": [{"item_id", "score", "title"?, "because"?}]}` per user (or per
@@ -122,9 +126,31 @@ class Generator:
             hist = Histories.from_lists([ds.item_ids.indices(h) for h in histories])
             who = [None] * len(hist)
         cons = self.constraints(allow, block, category_cap, exclude_seen)
-        slates = generate(self.model, hist, k, strategy, cons, **options)
+        slates = self.lists(hist, k, strategy, cons, diversity, **options)
         because = explain_lists(self.model, hist, slates.items) if explain else None
         return records(ds.item_ids, ds.item_title, who, slates.items, slates.scores, because)
+
+    def lists(
+        self,
+        hist: Histories,
+        k: int,
+        strategy: str,
+        cons: Constraints,
+        diversity: float = 0.0,
+        **options: Any,
+    ) -> Slates:
+        """`generate`, then with `diversity` > 0 an MMR re-ranking of the top POOL items (topk only)."""
+        if not diversity:
+            return generate(self.model, hist, k, strategy, cons, **options)
+        if strategy != "topk":
+            raise ValueError(f"diversity re-ranks top-k lists; strategy {strategy} decodes its own list")
+        pool = generate(self.model, hist, max(POOL, k), "topk", cons, **options)
+        return mmr(pool, k, diversity, self.item_vectors)
+
+    @functools.cached_property
+    def item_vectors(self) -> torch.Tensor:
+        """Co-consumption item vectors of the dataset (what diversity calls similar)."""
+        return item_vectors(self.dataset)
 
     def explain(
         self,
