@@ -50,7 +50,7 @@ def test_report_of_two_runs_is_self_contained(tmp_path, capsys):
     assert main(["report", str(tmp_path / "pop"), str(tmp_path / "sasrec"), "--out", str(out)]) == 0
     page = out.read_text()
     check_page(page)
-    assert page.count("<svg") == 4  # curves, @K, history length, popularity
+    assert page.count("<svg") == 5  # curves, @K, history length, popularity, diversity trade-off
     assert "&#9733;" in page  # the best value per column is marked
     assert '"model": "sasrec"' in page.replace("&quot;", '"')  # the resolved configuration
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")]) == 2
@@ -87,7 +87,7 @@ def test_report_of_two_movielens_runs_in_headless_chromium(shared_data, tmp_path
     shot.parent.mkdir(parents=True, exist_ok=True)
     dom, log = render(out, shot)
     check_page(dom)
-    assert dom.count("<svg") == 4 and "by gender" not in dom
+    assert dom.count("<svg") == 5 and "by gender" not in dom
     assert "Metrics by user group" in dom and ">F<" in dom and ">M<" in dom  # users.dat beside the data
     assert "CONSOLE" not in log, log  # no script error, no console message at all
     assert shot.stat().st_size > 50_000

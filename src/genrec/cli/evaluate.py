@@ -71,30 +71,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
 
 def diversity_tradeoff(a: argparse.Namespace, run, exclude: bool) -> list[dict]:  # noqa: ANN001 - a Run
-    """Accuracy, coverage and intra-list diversity of MMR-re-ranked top-k lists, per diversity level."""
-    import numpy as np
-
     from genrec.generation import Generator
-    from genrec.generation.diversity import intra_list_diversity, list_metrics
 
     levels = sorted({0.0, *(float(x) for x in a.diversity.split(",") if x.strip())})
     if not all(0 <= d <= 1 for d in levels):
         raise DataError(f"--diversity levels must lie in [0, 1], got {a.diversity}")
-    gen, ev, k = Generator(run.model, run.dataset), getattr(run.dataset, a.split), a.k[0]
-    cons = gen.constraints(exclude_seen=exclude)
-    out = []
-    for d in levels:
-        items = np.concatenate(
-            [
-                gen.lists(ev.history.take(slice(s, s + 1024)), k, "topk", cons, d).items
-                for s in range(0, len(ev), 1024)
-            ]
-        )
-        row = {"diversity": d, **list_metrics(items, ev.targets, k)}
-        row[f"coverage@{k}"] = len(np.unique(items[items > 0])) / run.dataset.n_items
-        row[f"ild@{k}"] = intra_list_diversity(items, gen.item_vectors)
-        out.append(row)
-    return out
+    gen = Generator(run.model, run.dataset)
+    return gen.diversity_tradeoff(getattr(run.dataset, a.split), a.k[0], levels, exclude)
 
 
 def group_metrics(a: argparse.Namespace, run, exclude: bool) -> dict:  # noqa: ANN001 - a training Run

@@ -20,6 +20,7 @@ def write_report(runs: list[Path], out: Path, title: str, user_attributes: str |
     from genrec.data.attributes import read_user_attributes
     from genrec.evaluation.groups import evaluate_groups
     from genrec.evaluation.report import Entry, render_report
+    from genrec.generation import Generator
     from genrec.training.runs import load_run
 
     entries = []
@@ -39,7 +40,18 @@ def write_report(runs: list[Path], out: Path, title: str, user_attributes: str |
                     )
         config = run.config.to_json()
         entries.append(
-            Entry(name, run.model, run.dataset, config, run.model.fit_info_, groups, run.config.exclude_seen)
+            Entry(
+                name,
+                run.model,
+                run.dataset,
+                config,
+                fit_info=run.model.fit_info_,
+                groups=groups,
+                tradeoff=Generator(run.model, run.dataset).diversity_tradeoff(
+                    run.dataset.test, 10, exclude_seen=run.config.exclude_seen
+                ),
+                exclude_seen=run.config.exclude_seen,
+            )
         )
     page = render_report(entries, title=title)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -37,6 +37,7 @@ SECTIONS = {
     "history": "Metrics by history length",
     "popularity": "Popularity bias",
     "exposure": "Coverage and Gini of exposure",
+    "diversity": "Accuracy, coverage and diversity trade-off",
     "groups": "Metrics by user group",
     "config": "Resolved configurations",
 }
@@ -52,6 +53,7 @@ class Entry:
     config: dict[str, Any]  # the run's resolved configuration (config.json "run")
     fit_info: dict[str, Any] = field(default_factory=dict)
     groups: dict[str, dict] = field(default_factory=dict)  # attribute -> evaluate_groups(...) result
+    tradeoff: list[dict] = field(default_factory=list)  # Generator.diversity_tradeoff(...) rows
     exclude_seen: bool = True
 
 
@@ -145,7 +147,8 @@ def render_report(entries: list[Entry], title: str = "genrec report") -> str:
     names = [e.name for e in entries]
     parts = [_metrics_section(entries, analyses), _curves_section(entries), _at_k_section(names, analyses)]
     parts += [_history_section(names, analyses), _popularity_section(names, analyses)]
-    parts += [_exposure_section(names, analyses), _groups_section(entries), _config_section(entries)]
+    parts += [_exposure_section(names, analyses), _tradeoff_section(entries), _groups_section(entries)]
+    parts += [_config_section(entries)]
     data = sorted({e.dataset.name for e in entries})
     return PAGE.format(
         title=html.escape(title),
@@ -280,6 +283,42 @@ def _exposure_section(names: list[str], analyses: list[Analysis]) -> str:
     return _section(
         "exposure", _table(["run", "coverage@10", "gini@10", "head HR@10", "tail HR@10"], rows), note
     )
+
+
+def _tradeoff_section(entries: list[Entry]) -> str:
+    runs = [e for e in entries if e.tradeoff]
+    if not runs:
+        return _section("diversity", "<p>No trade-off was measured.</p>")
+    fig, axes = _figure(10, 3.4, cols=2)
+    for e in runs:
+        ild = [r["ild@10"] for r in e.tradeoff]
+        axes[0].plot(ild, [r["ndcg@10"] for r in e.tradeoff], marker="o", ms=3, label=e.name)
+        axes[1].plot(ild, [r["coverage@10"] for r in e.tradeoff], marker="o", ms=3, label=e.name)
+        for r in e.tradeoff:
+            axes[0].annotate(f"{r['diversity']:g}", (r["ild@10"], r["ndcg@10"]), fontsize=6)
+    axes[0].set(xlabel="intra-list diversity@10", ylabel="NDCG@10", title="accuracy vs diversity")
+    axes[1].set(xlabel="intra-list diversity@10", ylabel="coverage@10", title="coverage vs diversity")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    rows = [
+        [
+            html.escape(e.name),
+            f"{r['diversity']:g}",
+            f"{r['ndcg@10']:.4f}",
+            f"{r['hr@10']:.4f}",
+            f"{r['coverage@10']:.4f}",
+            f"{r['ild@10']:.4f}",
+        ]
+        for e in runs
+        for r in e.tradeoff
+    ]
+    note = (
+        "MMR re-ranking of each top-100 list (genrec recommend --diversity D); points are labelled with "
+        "D. Intra-list diversity: 1 - the mean cosine of two items of a list (co-consumption vectors)."
+    )
+    table = _table(["run", "diversity", "NDCG@10", "HR@10", "coverage@10", "ILD@10"], rows)
+    return _section("diversity", _svg(fig) + table, note)
 
 
 def _groups_section(entries: list[Entry]) -> str:

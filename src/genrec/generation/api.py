@@ -19,14 +19,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from genrec.data.dataset import Dataset, Histories
+from genrec.data.dataset import Dataset, EvalSet, Histories
 from genrec.data.ids import IdMap
 from genrec.generation.constraints import Constraints
-from genrec.generation.diversity import POOL, item_vectors, mmr
+from genrec.generation.diversity import POOL, intra_list_diversity, item_vectors, list_metrics, mmr
 from genrec.generation.explanations import explain as explain_lists
 from genrec.generation.explanations import order_effect, reasons
 from genrec.generation.search import Slates, generate
 from genrec.models.base import Recommender
+
+TRADEOFF = (0.0, 0.1, 0.3, 0.5, 0.7)  # diversity levels of a trade-off curve
 
 
 def records(
@@ -146,6 +148,26 @@ class Generator:
             raise ValueError(f"diversity re-ranks top-k lists; strategy {strategy} decodes its own list")
         pool = generate(self.model, hist, max(POOL, k), "topk", cons, **options)
         return mmr(pool, k, diversity, self.item_vectors)
+
+    def diversity_tradeoff(
+        self, evalset: EvalSet, k: int = 10, levels: Sequence[float] = TRADEOFF, exclude_seen: bool = True
+    ) -> list[dict]:
+        """Per diversity level: NDCG@k and HR@k of the re-ranked lists, coverage@k, and intra-list
+        diversity (1 - mean cosine of two items of a list)."""
+        cons = self.constraints(exclude_seen=exclude_seen)
+        out = []
+        for d in levels:
+            items = np.concatenate(
+                [
+                    self.lists(evalset.history.take(slice(s, s + 1024)), k, "topk", cons, d).items
+                    for s in range(0, len(evalset), 1024)
+                ]
+            )
+            row = {"diversity": float(d), **list_metrics(items, evalset.targets, k)}
+            row[f"coverage@{k}"] = len(np.unique(items[items > 0])) / self.dataset.n_items
+            row[f"ild@{k}"] = intra_list_diversity(items, self.item_vectors)
+            out.append(row)
+        return out
 
     @functools.cached_property
     def item_vectors(self) -> torch.Tensor:
