@@ -17,6 +17,8 @@ SCRIPTS: list[str] = [
     "recbole_speed.py",
     "preprocess_memory.py",
     "semantic_ids.py",
+    "distributed.py",
+    "eval_memory.py",
 ]
 
 if __name__ == "__main__":

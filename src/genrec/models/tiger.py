@@ -91,7 +91,7 @@ class TigerConfig(ModelConfig):
     # add a learned per-item embedding to each *history* token (zero-initialised, so an item never seen in
     # training, e.g. a cold item, is read through its codes and text alone); the output stays the code
     # tuple, so every item, cold or not, is still generated through the trie. Chosen on validation: on
-    # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without (docs/benchmarks.md)
+    # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
     # training
     epochs: int = 40
