@@ -164,3 +164,30 @@ def test_moved_run_gives_identical_recommendations(tmp_path, capsys, monkeypatch
     assert r.status_code == 200
     assert [x["item_id"] for x in r.json()["items"]] == [x["item_id"] for x in json.loads(before)["items"]]
     assert not cache.exists()  # nothing was rebuilt
+
+
+def test_model_auto_keeps_the_best_on_validation_and_says_why(tmp_path, capsys):
+    out = tmp_path / "auto"
+    assert (
+        main(["train", "--synthetic", "--model", "auto", "--candidates", "pop,ease", "--out", str(out)]) == 0
+    )
+    printed = capsys.readouterr().out
+    sel = json.loads((out / "selection.json").read_text())
+    assert sel["picked"] == "ease" and set(sel["candidates"]) == {"pop", "ease"}
+    assert sel["candidates"]["ease"]["valid_ndcg@10"] > sel["candidates"]["pop"]["valid_ndcg@10"]
+    assert "ease has the best validation NDCG@10" in printed and "kept ease" in printed
+    assert json.loads((out / "config.json").read_text())["run"]["model"] == "ease"
+    assert not (tmp_path / "auto.auto").exists()  # the other candidates' runs are gone
+    assert main(["evaluate", str(out), "--json"]) == 0  # an ordinary run
+    capsys.readouterr()
+    assert (
+        main(["train", "--synthetic", "--model", "auto", "--set", "l2=5", "--out", str(tmp_path / "b")]) == 2
+    )
+    assert "training settings only" in capsys.readouterr().err
+    assert (
+        main(
+            ["train", "--synthetic", "--model", "auto", "--candidates", "ease", "--out", str(tmp_path / "c")]
+        )
+        == 2
+    )
+    assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()

@@ -44,6 +44,8 @@ def cmd_train(a: argparse.Namespace) -> int:
         sets["seed"] = str(a.seed)
     if a.log is not None:
         sets["log"] = a.log
+    if model == "auto":
+        return train_auto(a, spec, data_cfg, sets, file_values)
     model_config, train_config = resolve(model, sets, file_values, TrainConfig())
     cfg = RunConfig(
         source=spec,
@@ -89,6 +91,73 @@ def cmd_train(a: argparse.Namespace) -> int:
 
         version = Registry(out).publish_run()
         print(f"{out} is served: published the retrained model as version {version}")
+    print_metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, a.k)
+    return 0
+
+
+AUTO = "ease,sasrec,hstu"  # candidates of --model auto: the classic baseline and the transducers
+
+
+def train_auto(a: argparse.Namespace, spec, data_cfg, sets: dict, file_values: dict) -> int:  # noqa: ANN001
+    """`--model auto`: train each candidate, keep the one with the best validation NDCG@10, say why."""
+    import json
+    import os
+
+    from genrec.models.base import Trainable
+    from genrec.training import TrainConfig
+    from genrec.training.runs import RunConfig, build_model, check_target, train_run
+    from genrec.training.settings import resolve
+
+    if a.resume or a.nproc:
+        raise DataError("--model auto trains several runs: no --resume or --nproc")
+    names = [n.strip() for n in a.candidates.split(",") if n.strip()]
+    if len(names) < 2:
+        raise DataError(f"--candidates needs at least two models, got {a.candidates!r}")
+    train_keys = set(TrainConfig.__dataclass_fields__)
+    extra = sorted((set(sets) | set(file_values)) - train_keys)
+    if extra:
+        raise DataError(
+            f"--model auto takes training settings only ({', '.join(sorted(train_keys))}); "
+            f"{', '.join(extra)} belong to one model: train that model by name"
+        )
+    cfgs = {}
+    for n in names:  # every candidate's settings are checked before any work
+        model_config, train_config = resolve(n, sets, file_values, TrainConfig())
+        cfgs[n] = RunConfig(
+            spec, data_cfg, n, dataclasses.asdict(model_config), train_config, a.k, not a.include_seen
+        )
+    iterative = [n for n in names if isinstance(build_model(n, cfgs[n].model_config), Trainable)]
+    budget = cfgs[names[0]].train.max_minutes
+    for n in iterative:  # a total budget is shared by the models that train in epochs
+        if budget:
+            cfgs[n].train.max_minutes = budget / len(iterative)
+    stem = spec.dataset or Path(spec.data or "synthetic").stem
+    out = Path(a.out) if a.out else Path("runs") / (a.name or f"{stem}-auto-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_target(out, False, a.force)
+    work = out.with_name(out.name + ".auto")
+    shutil.rmtree(work, ignore_errors=True)
+    results = {}
+    for n in names:
+        print(
+            f"== auto: training {n}"
+            + (f" ({cfgs[n].train.max_minutes:g} min)" if n in iterative and budget else "")
+        )
+        m = train_run(cfgs[n], work / n)
+        results[n] = {"valid_ndcg@10": m["valid"]["ndcg@10"], "fit_seconds": m["fit_seconds"]}
+    best = max(names, key=lambda n: results[n]["valid_ndcg@10"])  # ties: the first listed
+    others = ", ".join(f"{n} {results[n]['valid_ndcg@10']:.4f}" for n in names if n != best)
+    reason = f"{best} has the best validation NDCG@10 ({results[best]['valid_ndcg@10']:.4f}; {others})"
+    if out.exists():
+        shutil.rmtree(out)  # --force (checked above)
+    os.rename(work / best, out)
+    (out / "selection.json").write_text(
+        json.dumps(
+            {"candidates": results, "picked": best, "reason": reason, "metric": "valid ndcg@10"}, indent=2
+        )
+    )
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nauto: {reason}; kept {best}\nrun written to {out}")
+    metrics = json.loads((out / "metrics.json").read_text())
     print_metrics_table({"valid": metrics["valid"], "test": metrics["test"]}, a.k)
     return 0
 
@@ -154,7 +223,17 @@ def add_train_command(sub: Subparsers) -> None:
         "  genrec train --synthetic --model sasrec --config sasrec.toml --set max_minutes=10",
     )
     add_source_args(tr)
-    tr.add_argument("--model", help="model name; `genrec models` lists them")
+    tr.add_argument(
+        "--model",
+        help="model name (`genrec models` lists them), or auto: train the --candidates and keep the one "
+        "with the best validation NDCG@10",
+    )
+    tr.add_argument(
+        "--candidates",
+        default=AUTO,
+        help=f"models --model auto compares (default {AUTO}); a --set max_minutes=N budget is shared by "
+        "those that train in epochs",
+    )
     tr.add_argument(
         "--set",
         action="append",
