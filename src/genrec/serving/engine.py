@@ -92,6 +92,10 @@ class UserStates:
     def __len__(self) -> int:
         return len(self._states)
 
+    def users(self) -> list[str]:
+        with self._lock:
+            return list(self._states)
+
 
 def history_digest(items: np.ndarray, timestamps: np.ndarray | None = None) -> bytes:
     h = hashlib.blake2b(np.ascontiguousarray(items, dtype=np.int64).tobytes(), digest_size=16)
@@ -217,6 +221,9 @@ class Engine:
         self.erased = self.state.erased  # every later state shares this table: an erasure is never lost
         self._erased_here: set[str] = set()  # ids erased by this process (memory only), for item counts
         self.scrub_files()  # erasures this run's files may still hold (made while no server ran)
+        # what other processes write to the same store (several servers behind one address): followed
+        self._tail = self.state.loaded_seq  # every event up to here is in the overlay (or trained on)
+        self._erasure_tail = self.erased.last_seq
 
     # --- versions -----------------------------------------------------------------------------
     def _build_state(self, version: Version) -> State:
@@ -280,6 +287,7 @@ class Engine:
                 new.overlay.replace(user, [e for e in new.overlay.get(user) if e.seq > seq])
         for user in self._erased_here:
             new.uncount(user)
+        self._tail = max(self._tail, new.loaded_seq)
         self.state = new  # the swap: one reference assignment on the event loop thread
         self.stats.swaps += 1
         log.info("swapped model %s -> %s in %.2fs", old.version.name, name, time.time() - t)
@@ -299,9 +307,44 @@ class Engine:
             log.info("erased users removed from files: %s", done)  # counts only, no ids
         return done
 
+    async def follow_store(self) -> None:
+        """Apply the feedback and the erasures that other processes sharing the store wrote since the
+        last call: servers behind one address each see every event and every erasure within one watch
+        interval (this process's own are applied when they happen)."""
+        tail, etail = self._tail, self._erasure_tail
+        evs, ers = await asyncio.to_thread(
+            lambda: (self.store.events_after(tail, limit=LOAD_CHUNK), self.store.erasures_after(etail))
+        )
+        new = {tag: seq for tag, seq in ers if seq > self.erased.seqs.get(tag, 0)}
+        if new:
+            st = self.state
+            hit = await asyncio.to_thread(self._users_tagged, st, set(new))
+            for user, tag in hit.items():
+                self.erase(user, new[tag])
+            for tag, seq in new.items():  # the ids this process never saw still count from now on
+                self.erased.seqs[tag] = max(self.erased.seqs.get(tag, 0), seq)
+        if ers:
+            self._erasure_tail = max(etail, ers[-1][1])
+        st = self.state
+        for e in evs:
+            if e.seq > st.version.watermark and e.seq > self.erased.get(e.user_id, 0):
+                st.overlay.add(e)  # a no-op for this process's own events (same seq)
+                st.user_states.drop(e.user_id)
+        if evs:
+            self._tail = max(self._tail, evs[-1].seq)
+
+    def _users_tagged(self, st: State, tags: set[str]) -> dict[str, str]:
+        """Ids among this state's users (catalogue, overlay, cached states) whose tag is in `tags`."""
+        seen = {*st.version.catalog.user_raw[1:].tolist(), *st.overlay.users(), *st.user_states.users()}
+        return {u: t for u in seen if (t := self.erased.tag(u)) in tags}
+
     async def watch(self, interval_s: float) -> None:
         while True:
             await asyncio.sleep(interval_s)
+            try:
+                await self.follow_store()
+            except Exception:  # a store hiccup must not kill the watcher; the next tick retries
+                log.exception("could not read the store's new events")
             try:
                 await self.maybe_swap()
             except Exception:  # a broken version must not kill the watcher; the old one keeps serving

@@ -381,6 +381,13 @@ class EventStore:
         er.seqs.update({r[0]: int(r[1]) for r in self._query("SELECT user_tag, seq FROM erasures")})
         return er
 
+    def erasures_after(self, seq: int) -> list[tuple[str, int]]:
+        """(user tag, erasure seq) of every erasure numbered above `seq` (what another process did since)."""
+        rows = self._query(
+            f"SELECT user_tag, seq FROM erasures WHERE seq > {self.ph} ORDER BY seq", (int(seq),)
+        )
+        return [(r[0], int(r[1])) for r in rows]
+
     def max_seq(self) -> int:
         return int(self._query("SELECT coalesce(max(seq), 0) FROM events")[0][0])
 

@@ -9,6 +9,7 @@ bounded however long a version serves (the filter is 1 MiB; a false positive cos
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 
@@ -67,7 +68,14 @@ class Overlay:
             if self.spilled(e.user_id):  # their older events are in the store only: keep it that way
                 return
             evs = self._users[e.user_id] = []
-        evs.append(e)
+        if evs and e.seq <= evs[-1].seq:  # from the store and from this process: once, in seq order
+            seqs = [x.seq for x in evs]
+            i = bisect.bisect_left(seqs, e.seq)
+            if i < len(seqs) and seqs[i] == e.seq:
+                return
+            evs.insert(i, e)
+        else:
+            evs.append(e)
         self._users.move_to_end(e.user_id)
         self.n_events += 1
         self._bound(keep=e.user_id)
