@@ -12,14 +12,18 @@ or, for a tree whose genrec cannot train with this script, give each tree a run 
 
 Trains (or reuses) the model's run under --runs with the settings of serve_load.py, fills the user
 cache with one request per user, then times `--requests` cached requests at concurrency 1 and 32, best
-of `--repeats`, and prints req/s and the process's CPU milliseconds per request as one JSON line.
+of `--repeats`, and prints req/s and the process's CPU milliseconds per request as one JSON line, with
+the Python function calls per request at c=32 (the client's included, the same on both trees): a
+count the machine's load does not move.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
+import pstats
 import sys
 import tempfile
 import time
@@ -57,6 +61,27 @@ async def drive(app, paths: list[str], requests: int, repeats: int) -> dict:
                     cpu = min(cpu, (time.process_time() - c0) / requests * 1e3)
                 out[f"c={conc} req/s"] = round(best, 1)
                 out[f"c={conc} cpu_ms"] = round(cpu, 3)
+            # Python function calls per request at c=32, both threads: a count, so not moved by a
+            # busy machine the way times are (the same code makes the same calls)
+            ps = [paths[i % len(paths)] for i in range(requests)]
+            main_prof, score_prof = cProfile.Profile(), cProfile.Profile()
+            engine = app.state.engine
+            score = type(engine)._score_batch
+
+            def profiled(self, batch):  # the scoring thread's share
+                score_prof.enable()
+                try:
+                    return score(self, batch)
+                finally:
+                    score_prof.disable()
+
+            type(engine)._score_batch = profiled
+            main_prof.enable()
+            await asyncio.gather(*(worker(ps[i::32]) for i in range(32)))
+            main_prof.disable()
+            type(engine)._score_batch = score
+            calls = sum(pstats.Stats(p).total_calls for p in (main_prof, score_prof))
+            out["c=32 python calls/req"] = round(calls / requests, 1)
             return out
 
 
