@@ -61,7 +61,8 @@ def test_report_of_two_runs_is_self_contained(tmp_path, capsys):
 def test_report_of_two_movielens_runs_in_headless_chromium(shared_data, tmp_path):
     data = str(shared_data / "ml-1m-u2999")
     runs = []
-    for model, extra in (("ease", ["--set", "l2=200"]), ("sasrec", ["--size", "tiny", "--set", "epochs=2"])):
+    tiny = ["--size", "tiny", "--set", "epochs=2", "--set", "max_len=50"]
+    for model, extra in (("pop", []), ("sasrec", tiny)):
         runs.append(tmp_path / model)
         assert (
             main(
