@@ -42,6 +42,7 @@ def check_page(text: str) -> None:
     assert not re.search(r"""(src|href)=["']https?://""", text)  # nothing to fetch
 
 
+@pytest.mark.slow  # trains two runs
 def test_report_of_two_runs_is_self_contained(tmp_path, capsys):
     for model in ("pop", "sasrec"):
         extra = ["--size", "tiny", "--set", "epochs=3", "--set", "threads=1"] if model == "sasrec" else []

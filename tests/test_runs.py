@@ -92,6 +92,7 @@ def test_existing_run_is_never_overwritten_silently(tmp_path, shared_data, own_c
     assert (out / "versions" / "CURRENT").read_text() == "v0001\n"  # served state kept for a new version
 
 
+@pytest.mark.slow  # resume is also in the contract test
 def test_interrupted_run_resumes_to_the_same_model(tmp_path, shared_data, own_cache):
     src = csv_source(tmp_path, shared_data)
     cfg = RunConfig(source=src, model="sasrec", model_config=SEQ, train=TrainConfig(threads=1))

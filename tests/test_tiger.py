@@ -161,6 +161,7 @@ class StopAt(Callback):
                 raise KeyboardInterrupt
 
 
+@pytest.mark.slow  # resume is also in the contract test
 def test_resumed_run_equals_an_uninterrupted_one(synthetic_ds, tmp_path, monkeypatch):
     """Interrupted in the RQ-VAE phase, at the start of the generator phase and inside it, resumed from
     the checkpoints (the later resumes find the RQ-VAE the interrupted run cached): same codes, curves

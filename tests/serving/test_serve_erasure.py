@@ -124,6 +124,7 @@ def _traces(roots: list[Path], needle: str) -> list[str]:
     return found
 
 
+@pytest.mark.slow  # a server process
 def test_erased_user_leaves_no_trace_in_the_run_or_the_store(tmp_path, monkeypatch):
     """Erase, then SIGTERM the server: no file under the run directory or of the store holds the id."""
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))

@@ -7,6 +7,7 @@ import asyncio
 import time
 
 import httpx
+import pytest
 from conftest import API_KEY, Server, make_client
 
 KEY = {"X-API-Key": API_KEY}
@@ -33,6 +34,7 @@ def test_two_engines_share_feedback_and_erasures(run_dir, tmp_path):
         assert b.get("/recommend", params={"user_id": "8"}).status_code == 200  # nobody else
 
 
+@pytest.mark.slow  # two server processes
 def test_erasure_reaches_another_server_process_within_a_second(run_dir, tmp_path):
     url = f"sqlite:///{tmp_path / 'events.db'}"
     one = Server(run_dir, url, tmp_path / "one.log", "--watch-interval", "0.2")
