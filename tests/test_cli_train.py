@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from genrec.cli import main
 
@@ -66,8 +67,26 @@ def test_config_file_and_resolved_configuration_saved(tmp_path, capsys):
         "max_minutes": 0.0,
         "device": "auto",
         "amp": True,
+        "compile": "auto",
         "log": "csv",
     }
+
+
+def test_device_flags_reach_the_saved_configuration(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--synthetic", "--model", "pop", "--out", str(out), "--device", "cpu"]
+    assert main(args + ["--compile", "off", "--no-amp"]) == 0
+    saved = json.loads((out / "config.json").read_text())["run"]["train"]
+    assert (saved["device"], saved["compile"], saved["amp"]) == ("cpu", "off", False)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_device_cuda_without_a_gpu_fails_before_any_work(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--synthetic", "--model", "sasrec", "--size", "tiny", "--out", str(out)]
+    assert main(args + ["--device", "cuda"]) != 0
+    assert "no CUDA GPU is visible" in capsys.readouterr().err
+    assert not out.exists()  # nothing half-written
 
 
 def test_existing_run_needs_force(tmp_path, capsys):

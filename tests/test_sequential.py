@@ -175,3 +175,21 @@ def test_batches_bound_tokens_and_sequences(synthetic_ds):
             assert len(b) == 1 or (len(b) <= seqs and padded <= tokens), (len(b), padded)
     # the sequence bound is what gives short-history data more steps per epoch
     assert len(windows.batches(4096, rng, 8)) > len(windows.batches(4096, rng, 1000))
+
+
+@pytest.mark.slow  # torch.compile on a CPU takes tens of seconds
+def test_compiled_training_matches_eager_and_saves_the_same_keys(synthetic_ds):
+    """compile=on changes how steps run, not what they compute: the same losses (to float noise) and
+    checkpoints/snapshots under the same parameter names, so a compiled run loads anywhere."""
+    runs = {}
+    for mode in ("off", "on"):
+        m = make("hstu", epochs=2, dropout=0.0)
+        fit(m, synthetic_ds, TrainConfig(threads=1, compile=mode))
+        loss = m.fit_info_["phases"][0]["curve"][0]["loss"]
+        assert (m.net._compiled_call_impl is not None) == (mode == "on")  # nn.Module.compile took effect
+        runs[mode] = (loss, m.net.state_dict())
+    (eager_loss, eager_state), (comp_loss, comp_state) = runs["off"], runs["on"]
+    assert list(comp_state) == list(eager_state)
+    assert comp_loss == pytest.approx(eager_loss, rel=1e-3)
+    for k in eager_state:
+        torch.testing.assert_close(comp_state[k], eager_state[k], rtol=1e-3, atol=1e-4)

@@ -43,6 +43,7 @@ def test_values_are_parsed_by_type():
         ("ease", "l2_grid", "5,x", "l2_grid expects list of number"),
         ("hstu", "side_tokens", "genre", "side_tokens expects one of none, rating"),
         ("sasrec", "device", "tpu", "device expects one of auto, cpu, cuda"),
+        ("hstu", "compile", "yes", "compile expects one of auto, on, off"),
     ],
 )
 def test_wrong_type_or_value_is_one_line_naming_key_type_and_values(model, key, text, expected):

@@ -44,6 +44,12 @@ def cmd_train(a: argparse.Namespace) -> int:
         sets["seed"] = str(a.seed)
     if a.log is not None:
         sets["log"] = a.log
+    if a.device is not None:
+        sets["device"] = a.device
+    if a.compile is not None:
+        sets["compile"] = a.compile
+    if a.no_amp:
+        sets["amp"] = "false"
     if model == "auto":
         return train_auto(a, spec, data_cfg, sets, file_values)
     model_config, train_config = resolve(model, sets, file_values, TrainConfig())
@@ -264,6 +270,20 @@ def add_train_command(sub: Subparsers) -> None:
         "--log",
         choices=["none", "csv", "tensorboard", "mlflow"],
         help="training curves for dashboards in RUN/logs/ (default csv; same as --set log=...)",
+    )
+    tr.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        help="where iterative models train (default auto: a CUDA GPU when one is visible; "
+        "same as --set device=...)",
+    )
+    tr.add_argument(
+        "--compile",
+        choices=["auto", "on", "off"],
+        help="torch.compile the networks (default auto: on a GPU only; the first steps compile)",
+    )
+    tr.add_argument(
+        "--no-amp", action="store_true", help="train in float32 on a GPU (default: bf16 autocast)"
     )
     tr.add_argument(
         "--nproc",

@@ -279,6 +279,13 @@ class StepContext:
     device: torch.device
     update: Callable[..., None]
 
+    def to(self, t: torch.Tensor) -> torch.Tensor:
+        """A CPU batch tensor on the training device. To a GPU through pinned (page-locked) memory, so
+        the copy is asynchronous and overlaps the previous step's kernels."""
+        if self.device.type != "cuda":
+            return t
+        return t.pin_memory().to(self.device, non_blocking=True)
+
 
 @runtime_checkable
 class Trainable(Protocol):

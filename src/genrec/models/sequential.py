@@ -235,8 +235,8 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
 
     def train_step(self, batch: np.ndarray, ctx: StepContext) -> dict[str, float]:
         net, w = self._require_net(), self._windows
-        inputs, ts, targets = (t.to(ctx.device, non_blocking=True) for t in w.gather(batch))
-        side = {} if w.side is None else {"side": w.gather_side(batch).to(ctx.device)}
+        inputs, ts, targets = (ctx.to(t) for t in w.gather(batch))
+        side = {} if w.side is None else {"side": ctx.to(w.gather_side(batch))}
         hidden, _ = net(inputs, ts, left_pad=False, **side)
         real = targets != 0
         loss = next_item_loss(

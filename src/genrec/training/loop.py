@@ -220,6 +220,7 @@ class _Loop:
             if config.amp and on_gpu
             else contextlib.nullcontext()
         )
+        self.compile = config.compile == "on" or (config.compile == "auto" and on_gpu)
         self.budget_s = config.max_minutes * 60
         # everything that must survive a restart; module and optimiser states are saved beside it
         self.state: dict[str, Any] = {
@@ -277,6 +278,10 @@ class _Loop:
                 saved = None
                 if distributed.active():
                     distributed.broadcast_parameters(fitting.modules)
+                if self.compile:
+                    # in place: state_dict keys (checkpoints, snapshots) stay the same
+                    for m in fitting.modules.values():
+                        m.compile(dynamic=True)
                 keep_full = p + 1 < len(phases) and phases[p + 1].continue_from_best
                 self._run_phase(phase, fitting, t_start, keep_full, len(phases) > 1)
         except KeyboardInterrupt:

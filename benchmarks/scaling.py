@@ -1,0 +1,296 @@
+"""Scaling curve of the sequence models: NDCG@10 against parameters and training FLOPs, by size preset.
+
+Trains HSTU (or SASRec) at each size preset (tiny/small/base/large) on each dataset with the default
+settings and early stopping on validation NDCG@10, then evaluates on test (protocol of
+docs/benchmarks.md). Each (dataset, model, size) runs in its own process; `--jobs N` runs N at once (on a
+GPU they share the card; every row records how many ran beside it).
+
+    python benchmarks/scaling.py --sizes tiny,small --minutes 20 --set threads=1          # CPU
+    python benchmarks/scaling.py --sizes tiny,small,base,large --jobs 8 --minutes 5       # one GPU
+    python benchmarks/scaling.py --sizes large --step-time 20 --set threads=2             # CPU s/epoch
+
+`--step-time N` trains nothing to the end: it times N training steps (after 3 warm-up steps) and
+extrapolates seconds per epoch, for sizes too slow to train on a CPU.
+
+Training FLOPs are estimated as 3 x the forward pass (backward = 2 x forward) over every trained target:
+per target 2 x non-embedding parameters (the blocks' matrix products), 4 x layers x dim x mean window
+length (attention scores and their weighted sum) and 2 x dim x items (the softmax over the catalogue).
+
+Prints one table and merges rows into benchmarks/results/scaling.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = Path(os.environ.get("GENREC_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
+RESULTS = HERE / "results" / "scaling.json"
+DATASETS = ("ml-1m-u2999", "amazon-beauty")
+SIZES = ("tiny", "small", "base", "large")
+
+
+def count_params(net) -> tuple[int, int]:
+    """(all parameters, non-embedding parameters: the blocks, norms and projections)."""
+    import torch
+
+    total = sum(p.numel() for p in net.parameters())
+    emb = sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Embedding))
+    return total, total - emb
+
+
+def flops_per_target(net_params: int, n_layers: int, dim: int, mean_len: float, n_items: int) -> float:
+    return 3.0 * (2.0 * net_params + 4.0 * n_layers * dim * mean_len + 2.0 * dim * n_items)
+
+
+def load(dataset: str):
+    from genrec.data.sources import SourceSpec, load_dataset
+    from genrec.data.types import DataConfig
+
+    p = Path(dataset)
+    path = str(p) if p.exists() else str(ROOT / dataset)
+    return (p.name if p.exists() else dataset), load_dataset(SourceSpec(data=path), DataConfig())
+
+
+def time_steps(model, ds, train_config, n_steps: int) -> dict:
+    """Seconds per epoch extrapolated from `n_steps` timed training steps (after 3 warm-up steps)."""
+    import numpy as np
+    import torch
+
+    from genrec.models.base import StepContext
+    from genrec.training.loop import pick_device
+
+    device = pick_device(train_config)
+    torch.manual_seed(train_config.seed)
+    if train_config.threads:
+        torch.set_num_threads(train_config.threads)
+    phase = model.prepare_training(ds)[0]
+    fitting = model.setup_phase(phase, ds, device)
+    opt = fitting.optimizers["main"]
+
+    def update(loss, optimizer: str = "main") -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(fitting.modules["net"].parameters(), fitting.grad_clip or 1e9)
+        opt.step()
+
+    batches = model.batches(phase, ds, np.random.default_rng(0))
+    ctx = StepContext(step=0, device=device, update=update)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else None
+    t0, n_targets = 0.0, 0
+    for i, b in enumerate(batches[: n_steps + 3]):
+        if i == 3:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.time()
+        if autocast is not None:
+            with autocast:
+                out = model.train_step(b, ctx)
+        else:
+            out = model.train_step(b, ctx)
+        n_targets += out["n"] if i >= 3 else 0
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    timed = min(n_steps, len(batches) - 3)
+    s_per_step = (time.time() - t0) / timed
+    return {
+        "timed_steps": timed,
+        "seconds_per_step": s_per_step,
+        "seconds_per_epoch": s_per_step * len(batches),
+        "examples_per_s": n_targets / (s_per_step * timed),
+        "device": str(device),
+    }
+
+
+def run_one(dataset: str, model_name: str, size: str, sets: dict, minutes: float, step_time: int) -> dict:
+    import torch
+
+    from genrec.evaluation import evaluate
+    from genrec.models import get_model_class
+    from genrec.training import fit
+    from genrec.training.settings import resolve
+
+    name, ds = load(dataset)
+    settings = {"size": size, "max_len": "200", **sets}
+    if minutes:
+        settings["max_minutes"] = str(minutes)
+    model_config, train_config = resolve(model_name, settings)
+    model = get_model_class(model_name)(model_config)
+    row: dict = {"dataset": name, "model": model_name, "size": size, "settings": settings}
+    if step_time:
+        row.update(time_steps(model, ds, train_config, step_time), mode="step-time")
+    else:
+        t0 = time.time()
+        fit(model, ds, train_config)
+        row["train_seconds"] = time.time() - t0
+        info = model.fit_info_
+        curve = [r for p in info["phases"] for r in p["curve"]]
+        trained = sum(r.get("examples_per_s", 0.0) * r["seconds"] for r in curve)
+        test = evaluate(model.score, ds.test, ks=(10,))
+        row.update(
+            mode="train",
+            device=info["device"],
+            epochs=info["epochs"],
+            best_epoch=info["best_epoch"],
+            stopped_by=info["stopped_by"],
+            seconds_per_epoch=info["seconds_per_epoch"],
+            trained_targets=trained,
+            valid_ndcg10=info["best_valid"],
+            ndcg10=test["ndcg@10"],
+            hr10=test["hr@10"],
+        )
+    net = model.net
+    total, body = count_params(net)
+    cfg = model.config
+    windows = model._windows
+    mean_len = windows.n_tokens / max(len(windows), 1)
+    dim, layers = cfg.resolved("dim"), cfg.resolved("n_layers")
+    row.update(
+        params=total,
+        non_embedding_params=body,
+        dim=dim,
+        n_layers=layers,
+        n_heads=cfg.resolved("n_heads"),
+        flops_per_target=flops_per_target(body, layers, dim, mean_len, ds.n_items),
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        threads=torch.get_num_threads(),
+        gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        torch=torch.__version__,
+    )
+    if "trained_targets" in row:
+        row["train_flops"] = row["flops_per_target"] * row["trained_targets"]
+    return row
+
+
+def merge(rows: list[dict]) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
+        key = lambda r: (r["dataset"], r["model"], r["size"], r["mode"], r["device"].split(":")[0], r["tag"])  # noqa: E731
+        new = {key(r) for r in rows}
+        data["rows"] = [r for r in data["rows"] if key(r) not in new] + rows
+        data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
+        tmp = RESULTS.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=float))
+        os.replace(tmp, RESULTS)
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"{'dataset':<15}{'model':<7}{'size':<7}{'params':>11}{'body':>10}{'train PFLOP':>12}"
+        f"{'valid':>8}{'NDCG@10':>9}{'HR@10':>8}{'s/epoch':>9}{'epochs':>7}{'device':>8}"
+    )
+    for r in rows:
+        pf = f"{r['train_flops'] / 1e15:.2f}" if "train_flops" in r else "-"
+        acc = (
+            f"{r['valid_ndcg10']:>8.4f}{r['ndcg10']:>9.4f}{r['hr10']:>8.4f}"
+            if r["mode"] == "train"
+            else f"{'-':>8}{'-':>9}{'-':>8}"
+        )
+        print(
+            f"{r['dataset']:<15}{r['model']:<7}{r['size']:<7}{r['params']:>11,}{r['non_embedding_params']:>10,}"
+            f"{pf:>12}{acc}{r['seconds_per_epoch']:>9.1f}{r.get('epochs', '-')!s:>7}"
+            f"{r['device'].split(':')[0]:>8}"
+        )
+
+
+def compare() -> int:
+    """GPU training rows against the CPU rows of the same (dataset, model, size): s/epoch and accuracy."""
+    rows = json.loads(RESULTS.read_text())["rows"] if RESULTS.exists() else []
+    cpu = {(r["dataset"], r["model"], r["size"]): r for r in rows if r["device"] == "cpu" and not r["tag"]}
+    gpu = [r for r in rows if r["device"].startswith("cuda")]
+    order = {s: i for i, s in enumerate(SIZES)}
+    gpu.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["size"], 9), r["tag"]))
+    print(
+        f"{'dataset':<15}{'model':<7}{'size':<7}{'tag':<10}{'GPU NDCG@10':>12}{'CPU NDCG@10':>12}"
+        f"{'GPU s/ep':>9}{'CPU s/ep':>9}{'speed-up':>9}{'epochs':>7}{'beside':>7}"
+    )
+    for g in gpu:
+        c = cpu.get((g["dataset"], g["model"], g["size"]))
+        c_acc = f"{c['ndcg10']:.4f}" if c and c["mode"] == "train" else "-"
+        c_ep = f"{c['seconds_per_epoch']:.1f}" if c else "-"
+        up = f"x{c['seconds_per_epoch'] / g['seconds_per_epoch']:.1f}" if c else "-"
+        print(
+            f"{g['dataset']:<15}{g['model']:<7}{g['size']:<7}{g['tag'] or '-':<10}{g.get('ndcg10', 0):>12.4f}"
+            f"{c_acc:>12}{g['seconds_per_epoch']:>9.1f}{c_ep:>9}{up:>9}{g.get('epochs', '-')!s:>7}"
+            f"{g['concurrent_runs'] - 1:>7}"
+        )
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default=",".join(DATASETS))
+    p.add_argument("--models", default="hstu", help="hstu, sasrec or both")
+    p.add_argument("--sizes", default=",".join(SIZES))
+    p.add_argument("--minutes", type=float, default=0.0, help="training budget per run (0 = none)")
+    p.add_argument("--jobs", type=int, default=1, help="runs at once (each its own process)")
+    p.add_argument("--step-time", type=int, default=0, help="time N steps instead of training")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model/training setting")
+    p.add_argument("--tag", default="", help="names a variant (e.g. compiled) so its rows stand apart")
+    p.add_argument("--compare", action="store_true", help="print GPU rows against CPU rows and exit")
+    p.add_argument("--one", nargs=4, metavar=("DATASET", "MODEL", "SIZE", "OUT"), help=argparse.SUPPRESS)
+    a = p.parse_args()
+    sets = dict(kv.split("=", 1) for kv in a.set)
+    if a.compare:
+        return compare()
+    if a.one:
+        dataset, model, size, out = a.one
+        row = run_one(dataset, model, size, sets, a.minutes, a.step_time)
+        row["concurrent_runs"] = int(os.environ.get("GENREC_CONCURRENT_RUNS", "1"))
+        row["tag"] = a.tag
+        Path(out).write_text(json.dumps(row, default=float))
+        return 0
+    todo = [(d, m, s) for d in a.datasets.split(",") for m in a.models.split(",") for s in a.sizes.split(",")]
+    env = {**os.environ, "GENREC_CONCURRENT_RUNS": str(min(a.jobs, len(todo)))}
+    running: list[tuple[subprocess.Popen, Path, tuple]] = []
+    rows, failed = [], []
+    tmp = RESULTS.parent / f".scaling-{os.getpid()}"
+    tmp.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    while todo or running:
+        while todo and len(running) < a.jobs:
+            d, m, s = todo.pop(0)
+            out = tmp / f"{Path(d).name}-{m}-{s}.json"
+            cmd = [sys.executable, __file__, "--one", d, m, s, str(out), "--minutes", str(a.minutes)]
+            cmd += ["--step-time", str(a.step_time), "--tag", a.tag]
+            cmd += [x for kv in a.set for x in ("--set", kv)]
+            log = open(tmp / f"{Path(d).name}-{m}-{s}.log", "w")
+            running.append(
+                (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), out, (d, m, s))
+            )
+            print(f"[{time.time() - t0:5.0f}s] started {d} {m} {s}", flush=True)
+        time.sleep(1)
+        for job in [j for j in running if j[0].poll() is not None]:
+            running.remove(job)
+            proc, out, what = job
+            if proc.returncode == 0:
+                rows.append(json.loads(out.read_text()))
+                print(f"[{time.time() - t0:5.0f}s] done {' '.join(what)}", flush=True)
+            else:
+                failed.append(what)
+                log = (tmp / f"{Path(what[0]).name}-{what[1]}-{what[2]}.log").read_text()
+                print(f"[{time.time() - t0:5.0f}s] FAILED {' '.join(what)}\n{log[-3000:]}", flush=True)
+    order = {s: i for i, s in enumerate(SIZES)}
+    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["size"], 9)))
+    if rows:
+        merge(rows)
+        print_table(rows)
+    for f in tmp.iterdir():
+        f.unlink()
+    tmp.rmdir()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
