@@ -67,6 +67,7 @@ def time_steps(model, ds, train_config, n_steps: int) -> dict:
     import torch
 
     from genrec.models.base import StepContext
+    from genrec.models.optim import dense_grads
     from genrec.training.loop import pick_device
 
     device = pick_device(train_config)
@@ -80,7 +81,8 @@ def time_steps(model, ds, train_config, n_steps: int) -> dict:
     def update(loss, optimizer: str = "main") -> None:
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(fitting.modules["net"].parameters(), fitting.grad_clip or 1e9)
+        params = dense_grads(fitting.modules["net"].parameters())  # as the training loop clips
+        torch.nn.utils.clip_grad_norm_(params, fitting.grad_clip or 1e9)
         opt.step()
 
     batches = model.batches(phase, ds, np.random.default_rng(0))

@@ -133,11 +133,24 @@ def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path):
 
 
 @pytest.mark.slow
-def test_sampled_softmax_trains(synthetic_ds):
-    m = fit(make("sasrec", epochs=3, loss="sampled", n_negatives=64), synthetic_ds, ONE_THREAD)
+@pytest.mark.parametrize("sparse", ["auto", "off"])
+def test_sampled_softmax_trains(synthetic_ds, baselines, sparse):
+    """auto: sampled softmax brings sparse item-table gradients and row-wise AdaGrad for the table."""
+    m = fit(
+        make("sasrec", epochs=3, loss="sampled", n_negatives=64, sparse_items=sparse), synthetic_ds, ONE_THREAD
+    )
     assert m.fit_info_["loss"] == "sampled"
+    assert m.net.item_emb.sparse == (sparse == "auto")
     losses = [r["loss"] for r in m.fit_info_["phases"][0]["curve"]]
     assert losses[-1] < losses[0]
+    assert evaluate(m.score, synthetic_ds.test, ks=(10,))["ndcg@10"] > baselines["pop"]
+
+
+def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
+    with pytest.raises(ValueError, match="sparse_items=on needs loss=sampled"):
+        make("sasrec", loss="ce", sparse_items="on")
+    with pytest.raises(ValueError, match="needs loss=sampled"):  # auto picks ce for this catalogue
+        fit(make("sasrec", epochs=1, sparse_items="on"), synthetic_ds, ONE_THREAD)
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)

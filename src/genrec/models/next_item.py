@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from genrec.data.dataset import Dataset
+from genrec.models.optim import RowWiseAdamW
 
 
 class TrainingWindows:
@@ -129,8 +130,10 @@ def next_item_loss(
     kind: str,
     log_q: torch.Tensor | None,
     n_negatives: int,
+    sparse: bool = False,
 ) -> torch.Tensor:
-    """Mean next-item loss. h (N, D) hidden states of real positions, targets (N,), emb (n_items+1, D)."""
+    """Mean next-item loss. h (N, D) hidden states of real positions, targets (N,), emb (n_items+1, D).
+    sparse: the sampled rows' gradient as a sparse tensor (row-wise optimiser of huge tables)."""
     if kind == "ce" and not h.is_cuda and torch.is_grad_enabled():
         return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets)
     if kind == "ce":
@@ -140,7 +143,9 @@ def next_item_loss(
     # sampled softmax: candidates = the batch's distinct targets + uniform negatives
     negs = torch.randint(1, emb.shape[0], (n_negatives,), device=h.device)
     cand = torch.unique(torch.cat([targets, negs]))  # (C,) sorted
-    logits = (h @ emb[cand].T).float() - log_q[cand]  # logQ correction: q = expected draws of the item
+    logits = (h @ F.embedding(cand, emb, sparse=sparse).T).float() - log_q[
+        cand
+    ]  # logQ correction: q = expected draws of the item
     label = torch.searchsorted(cand, targets)
     return F.cross_entropy(logits, label)
 
@@ -160,11 +165,15 @@ def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def make_optimizer(net: torch.nn.Module, cfg) -> torch.optim.AdamW:
-    decay = [p for p in net.parameters() if p.dim() >= 2]
+def make_optimizer(net: torch.nn.Module, cfg, sparse: bool = False) -> torch.optim.Optimizer:
+    table = net.item_emb.weight if sparse else None
+    decay = [p for p in net.parameters() if p.dim() >= 2 and p is not table]
     no_decay = [p for p in net.parameters() if p.dim() < 2]  # biases, norms, relative-bias tables
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    if table is None:
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+    groups.append({"params": [table], "weight_decay": 0.0})
+    return RowWiseAdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), sparse_lr=cfg.sparse_lr)
 
 
 def loss_kind(loss: str, sampled_above: int, n_items: int) -> str:

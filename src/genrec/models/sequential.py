@@ -84,6 +84,11 @@ class SequentialConfig(ModelConfig):
     loss: Literal["auto", "ce", "sampled"] = "auto"
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
+    # sparse item-table gradients + row-wise AdaGrad for the table (models/optim.py): a step touches only
+    # the batch's rows and the table's optimiser state is one number per row. auto: with sampled softmax
+    # (huge catalogues) in one process; off keeps AdamW on every weight
+    sparse_items: Literal["auto", "on", "off"] = "auto"
+    sparse_lr: float = 0.05  # row-wise AdaGrad's learning rate for the item table (before the schedule)
 
     def resolved(self, name: str) -> int:
         v = getattr(self, name)
@@ -122,6 +127,15 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"{cls}.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.sparse_items not in ("auto", "on", "off"):
+            raise ValueError(f"{cls}.sparse_items must be one of auto, on, off, got {self.sparse_items!r}")
+        if self.sparse_items == "on" and self.loss == "ce":
+            raise ValueError(
+                f"{cls}.sparse_items=on needs loss=sampled (a full softmax touches every row); "
+                "set loss=sampled or sparse_items=auto"
+            )
+        if not self.sparse_lr > 0:
+            raise ValueError(f"{cls}.sparse_lr must be > 0, got {self.sparse_lr!r}")
         dim, heads = self.resolved("dim"), self.resolved("n_heads")
         if dim % heads:
             raise ValueError(f"{cls}.dim ({dim}) must be divisible by n_heads ({heads})")
@@ -199,6 +213,15 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         if len(self._windows) == 0:
             raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
+        if cfg.sparse_items == "on" and self._loss != "sampled":
+            raise ValueError(
+                f"{self.name}: sparse_items=on needs loss=sampled (this catalogue gets {self._loss})"
+            )
+        # sparse gradients are not averaged across processes: under torchrun auto keeps them dense
+        one_process = not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        self._sparse = cfg.sparse_items == "on" or (
+            cfg.sparse_items == "auto" and self._loss == "sampled" and one_process
+        )
         self._steps_per_epoch = len(
             self._windows.batches(cfg.batch_tokens, np.random.default_rng(0), cfg.batch_seqs)
         )
@@ -220,10 +243,11 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         net = self.build_net(data.n_items)
         if self._init_from is not None:  # fine-tuning: start at the trained weights, new items fresh
             grow_into(net, self._init_from._state()["net"])
+        net.item_emb.sparse = self._sparse
         self.net = net.to(device)
         if self._log_q is not None:
             self._log_q = self._log_q.to(device)
-        opt = make_optimizer(net, cfg)
+        opt = make_optimizer(net, cfg, self._sparse)
         total = cfg.epochs * self._steps_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.min_lr_ratio)
@@ -240,7 +264,13 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         hidden, _ = net(inputs, ts, left_pad=False, **side)
         real = targets != 0
         loss = next_item_loss(
-            hidden[real], targets[real], net.item_emb.weight, self._loss, self._log_q, self.config.n_negatives
+            hidden[real],
+            targets[real],
+            net.item_emb.weight,
+            self._loss,
+            self._log_q,
+            self.config.n_negatives,
+            sparse=self._sparse,
         )
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(real.sum())}

@@ -105,6 +105,11 @@ def average_gradients(params: list[torch.Tensor]) -> None:
     process keeps none (so the optimiser skips it, as it would in one process)."""
     if not params:
         return
+    if any(p.grad is not None and p.grad.is_sparse for p in params):
+        raise ValueError(
+            "sparse gradients (sparse_items=on) are not averaged across processes; "
+            "train with sparse_items=auto or off under torchrun"
+        )
     grads = [
         p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), device=p.device) for p in params
     ]

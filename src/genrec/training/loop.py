@@ -39,6 +39,7 @@ from tqdm import tqdm
 from genrec.data.dataset import Dataset, EvalSet
 from genrec.evaluation import evaluate
 from genrec.models.base import Fitting, Phase, Recommender, StepContext, Trainable, Tunable
+from genrec.models.optim import dense_grads
 from genrec.training import distributed
 from genrec.training.config import TrainConfig
 
@@ -427,7 +428,8 @@ class _Loop:
             if distributed.active():
                 distributed.average_gradients([p for g in opt.param_groups for p in g["params"]])
             if fitting.grad_clip:
-                params = [p for g in opt.param_groups for p in g["params"]]
+                # sparse rows (a huge item table) are left out: row-wise AdaGrad normalises each row
+                params = dense_grads(p for g in opt.param_groups for p in g["params"])
                 torch.nn.utils.clip_grad_norm_(params, fitting.grad_clip)
             opt.step()
             sched = fitting.schedulers.get(optimizer)
