@@ -67,7 +67,10 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process (Linux /proc), to report CPU cost per request independently of
     how busy the shared machine is."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")  # `--workers N`: the workers do the work
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return own + sum(cpu_seconds(k) for k in kids)
 
 
 def free_port() -> int:
@@ -207,12 +210,17 @@ def bench_model(name: str, run: Path, a: argparse.Namespace, levels: list[int], 
     if name in SEQUENCE:
         modes.append(("no cache", ["--user-cache", "0"]))
     modes.append(("no batching", ["--max-batch", "1", "--user-cache", "0"]))
+    if a.workers > 1:  # the default server (one thread each) in N processes on one port
+        modes.append((f"{a.workers} workers", ["--workers", str(a.workers), "--threads", "1"]))
     rows = []
     for label, extra in modes:
         port = free_port()
         proc = start_server(run, f"sqlite:///{tmp}/{name}-{label.replace(' ', '-')}.db", port, *extra)
         tags = dict(model=name, n_items=cat.n_items)
         try:
+            if label.endswith("workers"):  # each worker fills its own user cache: two cold passes
+                for _ in range(2):
+                    asyncio.run(drive(port, paths, top, 1e9, once=True))
             if label == "cached":
                 # every user once at the top concurrency (bounded by the number of users): the cold pass
                 rows.append(measure(proc, port, paths, top, 1e9, once=True, **tags, mode="cold"))
@@ -237,6 +245,9 @@ def main() -> int:
         "--seconds", type=float, default=8.0, help="measured seconds per setting (after 2 s warm-up)"
     )
     p.add_argument("--concurrency", default="1,32")
+    p.add_argument(
+        "--workers", type=int, default=0, help="also serve with `--workers N` (against 1 process, same run)"
+    )
     a = p.parse_args()
     levels = [int(c) for c in a.concurrency.split(",")]
     load_before = os.getloadavg()
@@ -271,6 +282,9 @@ def main() -> int:
             g["batching"] = batched / by[(name, "no batching", top)]
         if name in SEQUENCE and (name, "cached", top) in by and batched:
             g["user_cache"] = by[(name, "cached", top)] / batched
+        n_workers = (name, f"{a.workers} workers", top)
+        if n_workers in by and (name, "cached", top) in by:
+            g[f"{a.workers}_workers"] = by[n_workers] / by[(name, "cached", top)]
         print(
             f"{name}: throughput ratios at concurrency {top} (same run): "
             + ", ".join(f"{k} x{v:.2f}" for k, v in g.items())

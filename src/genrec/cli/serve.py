@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from genrec.cli.common import RAW, Subparsers
@@ -94,6 +95,14 @@ def add_serve_command(sub: Subparsers) -> None:
         default=max(1, (os.cpu_count() or 2) // 2),
         help="torch threads for scoring (default: half the cores; the rest run the HTTP side)",
     )
+    s.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes on one port (each loads the model; the kernel spreads connections). "
+        "They share the event store (use PostgreSQL for several) and each follows new versions and "
+        "erasures within --watch-interval",
+    )
     s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     s.set_defaults(
         func=lambda a: cmd_serve(a, os.environ.get("GENREC_API_KEY"), os.environ.get("GENREC_READ_KEY"))
@@ -140,20 +149,15 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
         )
     import logging
 
-    import uvicorn
-
-    from genrec.serving.app import create_app
-    from genrec.serving.engine import Engine
     from genrec.serving.events import open_store
     from genrec.serving.protocol import head_timeout_protocol
     from genrec.serving.update import run_settings
 
     logging.basicConfig(level=a.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    import torch
-
     if a.threads < 1:
         raise ValueError("--threads must be >= 1")
-    torch.set_num_threads(a.threads)
+    if a.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {a.workers}")
     if a.batch_wait_ms < 0 or a.max_batch < 1 or a.user_cache < 0 or a.overlay_events < 1:
         raise ValueError(
             "--batch-wait-ms and --user-cache must be >= 0, --max-batch and --overlay-events >= 1"
@@ -165,17 +169,36 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
             "no key: every route needs one; set GENREC_API_KEY (admin) and/or GENREC_READ_KEY, or use "
             "--api-key-file / --read-key-file, or --anonymous-reads for an open read-only server"
         )
-    http = head_timeout_protocol(a.header_timeout, a.http_parser)  # checks the value before any work
+    head_timeout_protocol(a.header_timeout, a.http_parser)  # checks the values before any work
     if not a.keep_alive_timeout > 0:
         raise ValueError(f"--keep-alive-timeout must be > 0 seconds, got {a.keep_alive_timeout}")
+    run_settings(a.run)
+    if a.workers == 1:
+        return serve_worker(a, key, read_key, None)
+    open_store(events_url(a)).close()  # a bad URL or an old schema fails here, once, not in N children
+    return supervise(a, key, read_key)
+
+
+def serve_worker(a: argparse.Namespace, key: str | None, read_key: str | None, sock) -> int:
+    """One server process: its own engine (model, caches) and store connection; `sock` is its
+    listening socket when it is one of several workers (None: uvicorn binds --host/--port)."""
+    import torch
+    import uvicorn
+
+    from genrec.serving.app import create_app
+    from genrec.serving.engine import Engine
+    from genrec.serving.events import open_store
+    from genrec.serving.protocol import head_timeout_protocol
+    from genrec.serving.update import run_settings
+
+    torch.set_num_threads(a.threads)
     store = open_store(events_url(a))
-    settings = run_settings(a.run)
     engine = Engine(
         a.run,
         store,
         max_batch=a.max_batch,
         max_wait_s=a.batch_wait_ms / 1000,
-        rating_threshold=settings.data.rating_threshold,
+        rating_threshold=run_settings(a.run).data.rating_threshold,
         user_cache=a.user_cache,
         max_clock_skew_s=a.max_clock_skew,
         overlay_events=a.overlay_events,
@@ -188,24 +211,106 @@ def cmd_serve(a: argparse.Namespace, env_key: str | None, env_read_key: str | No
         watch_interval_s=a.watch_interval,
     )
     v = engine.state.version
+    who = f"worker {os.getpid()}: " if sock is not None else ""
     print(
-        f"serving {a.run} version {v.name} ({v.model.name}, {v.catalog.n_items} items) "
+        f"{who}serving {a.run} version {v.name} ({v.model.name}, {v.catalog.n_items} items) "
         f"on http://{a.host}:{a.port}; events in {store.url.split('@')[-1]}; "
         f"write routes {'need X-API-Key' if key else 'are OFF (no key)'}",
         flush=True,
     )
     # access_log off: URLs carry user ids; our middleware logs route templates only
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=a.host,
         port=a.port,
         log_level=a.log_level,
         access_log=False,
-        http=http,
+        http=head_timeout_protocol(a.header_timeout, a.http_parser),
         timeout_keep_alive=a.keep_alive_timeout,
     )
+    uvicorn.Server(config).run(sockets=None if sock is None else [sock])
     store.close()
     return 0
+
+
+def reuseport_socket(host: str, port: int):
+    """A listening socket on host:port that other processes may bind too: the kernel then spreads new
+    connections over every worker's socket (SO_REUSEPORT), instead of waking all on one shared socket."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    return sock
+
+
+def supervise(a: argparse.Namespace, key: str | None, read_key: str | None) -> int:
+    """`--workers N`: fork N workers, each with its own socket on the same port; forward SIGTERM/SIGINT
+    to them; restart a worker that dies, unless it died within 10 s of its start (a broken set-up would
+    otherwise restart forever), in which case stop them all and fail."""
+    import signal
+    import socket
+    import time
+
+    if not hasattr(os, "fork") or not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError("--workers N needs fork and SO_REUSEPORT (Linux); run one process per port instead")
+    try:  # the port is checked here, so a taken one is one clear error rather than N dying children
+        reuseport_socket(a.host, a.port).close()
+    except OSError as e:
+        raise ValueError(f"cannot listen on {a.host}:{a.port}: {e.strerror}") from None
+
+    def start() -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        code = 1
+        try:
+            code = serve_worker(a, key, read_key, reuseport_socket(a.host, a.port))
+        finally:
+            os._exit(code)
+
+    workers = {start(): time.time() for _ in range(a.workers)}
+    stopping = False
+
+    def stop(signum, frame) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in workers:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    print(
+        f"{a.workers} workers on http://{a.host}:{a.port} (pids {', '.join(map(str, workers))})", flush=True
+    )
+    failed = False
+    while workers:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        started = workers.pop(pid, None)
+        if started is None or stopping:
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        if time.time() - started < 10:
+            print(
+                f"worker {pid} exited ({code}) right after its start: stopping", file=sys.stderr, flush=True
+            )
+            failed = True
+            stop(signal.SIGTERM, None)
+            continue
+        print(f"worker {pid} exited ({code}): starting another", file=sys.stderr, flush=True)
+        workers[start()] = time.time()
+    return 1 if failed else 0
 
 
 def cmd_update(a: argparse.Namespace) -> int:

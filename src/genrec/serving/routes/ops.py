@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from fastapi import APIRouter, Depends, HTTPException
@@ -29,6 +30,7 @@ async def readyz(eng: Engine = Depends(engine)) -> JSONResponse:
     ok = await asyncio.to_thread(eng.store.ping)
     body: dict = {"status": "ready" if ok else "event store unavailable"}
     body["model_version"] = eng.state.version.name
+    body["worker"] = os.getpid()  # which process answered, when `genrec serve --workers N` runs several
     if (fail := eng.load_failure) is not None:  # still serving the old version: ready, but say why
         body["failed_load"] = {
             "version": fail.version,
