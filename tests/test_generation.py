@@ -400,3 +400,19 @@ def test_noise_is_a_pure_function_of_user_and_history():
     assert row_keys(h, seed=1)[0] != k[0]
     g = gumbel(k, 0, 50)
     assert torch.equal(g[0], g[2]) and not torch.equal(g[0], gumbel(k, 1, 50)[0])
+
+
+def test_topk_memory_bound_scores_fewer_users_at_once_and_keeps_the_lists(hist, synthetic_ds):
+    """max_cells bounds the (users x items) scores held at once: a huge catalogue gets fewer users per
+    forward pass, never different lists."""
+    fixed = FixedScores(synthetic_ds.n_items)
+    rows_per_call: list[int] = []
+    score = fixed.score
+    fixed.score = lambda h: (rows_per_call.append(len(h)), score(h))[1]
+    whole = top_k_slates(fixed, hist, 10)
+    assert max(rows_per_call) == min(len(hist), 256)
+    rows_per_call.clear()
+    bounded = top_k_slates(fixed, hist, 10, max_cells=3 * (synthetic_ds.n_items + 1))
+    assert max(rows_per_call) == 3 and sum(rows_per_call) == len(hist)
+    np.testing.assert_array_equal(bounded.items, whole.items)
+    np.testing.assert_array_equal(bounded.scores, whole.scores)

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from genrec.data.dataset import Histories
+from genrec.evaluation.metrics import MAX_CELLS
 from genrec.generation.constraints import Constraints, Eligibility
 from genrec.generation.decoders import StaticDecoder, decoder_for
 from genrec.generation.trie import trie_beam_chunk
@@ -145,11 +146,15 @@ def top_k_slates(
     constraints: Constraints | None = None,
     batch_size: int = 256,
     scores: torch.Tensor | None = None,
+    max_cells: int = MAX_CELLS,
 ) -> Slates:
     """The k best-scored eligible items of one forward pass (or of `scores`, the model's scores of
     `histories`). With a category cap the list is filled greedily in score order, skipping items whose
-    category is full."""
+    category is full. Users are scored `batch_size` at a time, fewer when a batch would hold more than
+    `max_cells` scores, so memory stays bounded as the catalogue grows (the lists do not change)."""
     _check_k(k)
+    if scores is None and model.n_items_:
+        batch_size = max(1, min(batch_size, max_cells // (model.n_items_ + 1)))
     if scores is not None and len(scores) != len(histories):
         raise ValueError(f"scores has {len(scores)} rows but there are {len(histories)} histories")
 
