@@ -215,7 +215,8 @@ def bench_model(name: str, run: Path, a: argparse.Namespace, levels: list[int], 
     rows = []
     for label, extra in modes:
         port = free_port()
-        proc = start_server(run, f"sqlite:///{tmp}/{name}-{label.replace(' ', '-')}.db", port, *extra)
+        events = a.events or f"sqlite:///{tmp}/{name}-{label.replace(' ', '-')}.db"
+        proc = start_server(run, events, port, *extra)
         tags = dict(model=name, n_items=cat.n_items)
         try:
             if label.endswith("workers"):  # each worker fills its own user cache: two cold passes
@@ -245,6 +246,7 @@ def main() -> int:
         "--seconds", type=float, default=8.0, help="measured seconds per setting (after 2 s warm-up)"
     )
     p.add_argument("--concurrency", default="1,32")
+    p.add_argument("--events", help="one event store for every server, e.g. postgresql://USER@HOST:PORT/DB")
     p.add_argument(
         "--workers", type=int, default=0, help="also serve with `--workers N` (against 1 process, same run)"
     )
