@@ -75,6 +75,7 @@ def make_client(run: Path, events: str, **kw):
         max_wait_s=kw.pop("max_wait_s", 0.002),
         user_cache=kw.pop("user_cache", 100_000),
         overlay_events=kw.pop("overlay_events", 200_000),
+        ann_candidates=kw.pop("ann_candidates", 0),
     )
     api_key = kw.pop("api_key", API_KEY)
     app = create_app(engine, api_key=api_key, watch_interval_s=kw.pop("watch", 0.0), **kw)

@@ -56,6 +56,14 @@ def add_serve_command(sub: Subparsers) -> None:
         help="sequence models: users whose final hidden state is cached between requests (0 = off)",
     )
     s.add_argument(
+        "--ann-candidates",
+        type=int,
+        default=0,
+        help="approximate top-k for huge catalogues (SASRec, HSTU): an HNSW index over the item vectors "
+        "(faiss) proposes N items per list and the model's exact scores rank them; 0 = exact full "
+        "ranking (default). Each version's index is built when it loads",
+    )
+    s.add_argument(
         "--overlay-events",
         type=int,
         default=200_000,
@@ -202,6 +210,7 @@ def serve_worker(a: argparse.Namespace, key: str | None, read_key: str | None, s
         user_cache=a.user_cache,
         max_clock_skew_s=a.max_clock_skew,
         overlay_events=a.overlay_events,
+        ann_candidates=a.ann_candidates,
     )
     app = create_app(
         engine,

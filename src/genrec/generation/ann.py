@@ -21,7 +21,7 @@ from genrec.data.dataset import Histories
 from genrec.generation.constraints import Constraints
 from genrec.generation.search import Slates, _check_k
 from genrec.models.base import DotProductScores
-from genrec.ranking import top_k
+from genrec.ranking import RowSets, top_k
 
 
 def _faiss():
@@ -42,16 +42,19 @@ class ItemIndex:
     index: object
     n_items: int
     build_seconds: float
+    candidates: int = 0  # per list, before re-scoring (0: 10 x k)
 
     @staticmethod
-    def build(items: torch.Tensor | np.ndarray, m: int = 32, ef_construction: int = 128) -> ItemIndex:
+    def build(
+        items: torch.Tensor | np.ndarray, m: int = 32, ef_construction: int = 128, candidates: int = 0
+    ) -> ItemIndex:
         faiss = _faiss()
         vecs = np.ascontiguousarray(np.asarray(items, dtype=np.float32)[1:])  # (n, D)
         t0 = time.time()
         index = faiss.IndexHNSWFlat(vecs.shape[1], m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
         index.add(vecs)
-        return ItemIndex(index, len(vecs), time.time() - t0)
+        return ItemIndex(index, len(vecs), time.time() - t0, candidates)
 
     def set_ef_search(self, ef: int) -> None:
         self.index.hnsw.efSearch = ef
@@ -73,28 +76,42 @@ def ann_top_k_slates(
     index: ItemIndex,
     constraints: Constraints | None = None,
     candidates: int = 0,
+    users: torch.Tensor | None = None,
 ) -> Slates:
     """The k best eligible items among the index's candidates, ranked by the model's exact scores.
-    `candidates` per user (default 10 k) plus the longest history, so excluded items cannot use up
-    the candidates."""
+    `candidates` per user (default 10 k) plus the most items a row excludes, so excluded items cannot
+    use up the candidates. `users`: the histories' (B, D) vectors when the caller has them (a cache)."""
     _check_k(k)
     c = constraints or Constraints()
     if c.category_cap is not None:
         raise ValueError("category_cap needs the full ranking: use top_k_slates (no approximate retrieval)")
-    users = model.user_embeddings(histories).float().cpu()  # (B, D)
-    n = max(candidates or 10 * k, k) + (int(histories.lengths.max(initial=0)) if c.exclude_seen else 0)
-    cand = torch.from_numpy(index.search(users.numpy(), n))  # (B, C)
+    n_all = index.n_items + 1
+    # (row, item) keys of everything a row may not get, matched without a (B, n_items) mask
+    keys, extra = [], 0
+    if c.exclude_seen:
+        keys.append(histories.row_ids() * n_all + histories.items)
+        extra += int(histories.lengths.max(initial=0))
+    if isinstance(c.blocked, RowSets):
+        keys.append(c.blocked.row_ids() * n_all + c.blocked.items)
+        extra += int(np.diff(c.blocked.indptr).max(initial=0))
+    elif c.blocked is not None:
+        blocked = np.asarray(c.blocked, dtype=np.int64)
+        keys.append((np.arange(len(histories))[:, None] * n_all + blocked[None, :]).ravel())
+        extra += len(blocked)
+    if users is None:
+        users = model.user_embeddings(histories)
+    users = users.float().cpu()  # (B, D)
+    cand = torch.from_numpy(index.search(users.numpy(), max(candidates or 10 * k, k) + extra))  # (B, C)
     items = model.item_embeddings().float().cpu()
     scores = torch.einsum("bd,bcd->bc", users, items[cand])  # exact dot products of the candidates
     banned = cand == 0
-    if c.exclude_seen:  # (row, item) pairs of the histories, matched without a (B, n_items) mask
-        n_all = index.n_items + 1
-        seen = torch.from_numpy(histories.row_ids() * n_all + histories.items)
-        keys = torch.arange(len(cand))[:, None] * n_all + cand
-        banned |= torch.isin(keys, seen)
-    if c.allowed is not None or c.blocked is not None:  # rare with huge catalogues: a dense mask
-        other = Constraints(exclude_seen=False, allowed=c.allowed, blocked=c.blocked)
-        banned |= other.banned(histories, index.n_items).gather(1, cand)
+    if keys:
+        banned |= torch.isin(
+            torch.arange(len(cand))[:, None] * n_all + cand, torch.from_numpy(np.concatenate(keys))
+        )
+    if c.allowed is not None:  # rare with huge catalogues: a dense mask
+        only = Constraints(exclude_seen=False, allowed=c.allowed)
+        banned |= only.banned(histories, index.n_items).gather(1, cand)
     picked, vals = top_k(scores.masked_fill(banned, -torch.inf), k)
     out = torch.where(torch.isfinite(vals), cand.gather(1, picked), 0)
     return Slates(out.numpy().astype(np.int64), vals.numpy().astype(np.float32))

@@ -33,6 +33,7 @@ import torch
 
 from genrec.data.dataset import Histories
 from genrec.generation import Constraints, explain, generate
+from genrec.generation.ann import ItemIndex, ann_top_k_slates
 from genrec.models.base import DotProductScores
 from genrec.ranking import RowSets
 from genrec.serving.erasure import scrub_run
@@ -117,6 +118,7 @@ class State:
     # (n_items + 1,) users whose visible history holds each item
     item_users: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     uncounted: set[str] = field(default_factory=set)  # erased users already taken out of item_users
+    index: ItemIndex | None = None  # approximate retrieval over the item vectors (--ann-candidates)
 
     def uncount(self, user_id: str) -> None:
         """Take a user whose history this version must hide out of the per-item user counts."""
@@ -197,6 +199,7 @@ class Engine:
         user_cache: int = 100_000,
         max_clock_skew_s: float = 86_400.0,
         overlay_events: int = 200_000,
+        ann_candidates: int = 0,
     ) -> None:
         if not max_clock_skew_s >= 0:
             raise ValueError(f"max_clock_skew_s must be >= 0 seconds, got {max_clock_skew_s}")
@@ -209,6 +212,9 @@ class Engine:
         self.user_cache = user_cache
         self._reads: dict[tuple[str, str], asyncio.Future] = {}  # store reads of spilled users in flight
         self.overlay_events = overlay_events  # feedback events held in memory; older users are re-read
+        if ann_candidates < 0:
+            raise ValueError(f"ann_candidates must be >= 0 (0 = exact top-k), got {ann_candidates}")
+        self.ann_candidates = ann_candidates  # candidates per list from an HNSW index; 0 = exact ranking
         self.stats = Stats()
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="genrec-score")  # models are not thread-safe
         self._queue: asyncio.Queue[Job] | None = None
@@ -238,6 +244,8 @@ class Engine:
         cache = UserStates(self.user_cache if isinstance(version.model, DotProductScores) else 0)
         counts = version.catalog.interactions.copy()
         st = State(version, overlay, loaded, self.store.erased_users(), cache, counts)
+        if self.ann_candidates and isinstance(version.model, DotProductScores):
+            st.index = ItemIndex.build(version.model.item_embeddings(), candidates=self.ann_candidates)
         if len(st.erased):  # tombstones hold tags, not ids: find the catalogue's erased users by tag
             for user in version.catalog.user_raw[1:].tolist():
                 if st.erased.get(user) > version.erased_through:
@@ -506,9 +514,18 @@ def raw_scores(jobs: list[Job], hist: Histories) -> torch.Tensor:
     """(B, n_items + 1) model scores of the jobs' histories (one version): from cached user vectors
     for `DotProductScores` models (their State has a cache), one `model.score` call otherwise."""
     model = jobs[0].state.version.model
+    if jobs[0].state.user_states.capacity == 0:
+        return model.score(hist).float()
+    return model.scores_from_embeddings(user_vectors(jobs, hist)).float()  # = model.score (the protocol)
+
+
+def user_vectors(jobs: list[Job], hist: Histories) -> torch.Tensor:
+    """(B, D) user vectors of the jobs' histories (a `DotProductScores` version), from the cache where
+    it holds them; one `user_embeddings` pass for the rest."""
+    model = jobs[0].state.version.model
     cache = jobs[0].state.user_states
     if cache.capacity == 0:
-        return model.score(hist).float()
+        return model.user_embeddings(hist)
     states: list[torch.Tensor | None] = [None] * len(jobs)
     digests: list[bytes | None] = [None] * len(jobs)
     missing = []
@@ -526,7 +543,7 @@ def raw_scores(jobs: list[Job], hist: Histories) -> torch.Tensor:
             states[b] = s
             if digests[b] is not None:
                 cache.put(jobs[b].cache_key, digests[b], s)
-    return model.scores_from_embeddings(torch.stack(states)).float()  # = model.score (the protocol)
+    return torch.stack(states)
 
 
 @torch.no_grad()
@@ -560,6 +577,13 @@ def _lists(jobs: list[Job], spec: ListSpec) -> list[Result]:
     )
     cons = Constraints(exclude_seen=False, allowed=allowed, blocked=blocked)
     explained = [b for b, j in enumerate(jobs) if j.explain]
+    index = jobs[0].state.index
+    if index is not None and spec.strategy == "topk" and not explained:  # approximate candidates
+        slates = ann_top_k_slates(
+            model, hist, spec.k, index, cons, index.candidates, user_vectors(jobs, hist)
+        )
+        items, vals = slates.items, slates.scores
+        return [Result(items[b][items[b] > 0], vals[b][items[b] > 0], None) for b in range(len(jobs))]
     scores = raw_scores(jobs, hist) if spec.strategy == "topk" or explained else None
     slates = generate(
         model,
