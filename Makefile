@@ -15,7 +15,7 @@ $(BIN)/python:
 # torch first, pinned to the CPU wheel on disk, so nothing pulls a CUDA build.
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,serve,text,dashboards,report]'
+	$(BIN)/pip install -q -e '.[dev,serve,text,dashboards,report,large]'
 	touch $(STAMP)
 
 install: $(STAMP)

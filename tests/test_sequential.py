@@ -137,7 +137,9 @@ def test_resume_continues_the_same_loss_curve(synthetic_ds, tmp_path):
 def test_sampled_softmax_trains(synthetic_ds, baselines, sparse):
     """auto: sampled softmax brings sparse item-table gradients and row-wise AdaGrad for the table."""
     m = fit(
-        make("sasrec", epochs=3, loss="sampled", n_negatives=64, sparse_items=sparse), synthetic_ds, ONE_THREAD
+        make("sasrec", epochs=3, loss="sampled", n_negatives=64, sparse_items=sparse),
+        synthetic_ds,
+        ONE_THREAD,
     )
     assert m.fit_info_["loss"] == "sampled"
     assert m.net.item_emb.sparse == (sparse == "auto")

@@ -6,6 +6,7 @@ import argparse
 import time
 
 from genrec.cli.common import RAW, Subparsers, add_source_args, source_from_args
+from genrec.data.sources import ENGINES
 
 
 def cmd_data_prepare(a: argparse.Namespace) -> int:
@@ -13,7 +14,7 @@ def cmd_data_prepare(a: argparse.Namespace) -> int:
 
     spec, cfg = source_from_args(a)
     t = time.time()
-    ds = load_dataset(spec, cfg)
+    ds = load_dataset(spec, cfg, engine=a.engine, memory_limit=a.memory_limit, progress=True)
     m = ds.manifest
     print(
         f"{ds.name}: {m['n_users']:,} users, {m['n_items']:,} items, {m['n_interactions']:,} interactions "
@@ -40,7 +41,24 @@ def add_data_command(sub: Subparsers) -> None:
         "$GENREC_CACHE_DIR and reused while the input files and settings are unchanged.",
         epilog="Examples:\n  genrec data prepare --data ../shared/datasets/ml-1m-u2999\n"
         "  genrec data prepare --data ../shared/datasets/amazon-beauty/Beauty.txt --format sequences\n"
-        "  genrec data prepare --dataset ml-1m --protocol temporal",
+        "  genrec data prepare --dataset ml-1m --protocol temporal\n"
+        "  genrec data prepare --data events.parquet --engine duckdb --memory-limit 4GB",
     )
     add_source_args(prep)
+    e = prep.add_argument_group("engine")
+    e.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="memory: pandas/numpy in memory; duckdb: out of core, for table files (CSV/Parquet) larger "
+        "than memory, protocol loo (pip install 'genrec[large]'); auto (default): duckdb for a table "
+        "file of 1 GiB or more when duckdb is installed and the protocol is loo, else memory. "
+        "Both write the same dataset",
+    )
+    e.add_argument(
+        "--memory-limit",
+        default=None,
+        metavar="SIZE",
+        help="duckdb engine: memory cap of its buffers, e.g. 2GB (default); it spills to disk beyond it",
+    )
     prep.set_defaults(func=cmd_data_prepare)

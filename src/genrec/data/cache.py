@@ -21,10 +21,15 @@ def cache_root() -> Path:
 
 
 def _hash_inputs(raw: RawData, cfg: DataConfig, extra: dict) -> str:
+    return hash_files(raw.sources, cfg, extra)
+
+
+def hash_files(sources: list[Path], cfg: DataConfig, extra: dict) -> str:
+    """Cache key of `sources` processed with `cfg`; both engines share it (they write the same Dataset)."""
     h = hashlib.sha256()
     key = {"v": CACHE_VERSION, "cfg": dataclasses.asdict(cfg), **extra}
     h.update(json.dumps(key, sort_keys=True).encode())
-    for p in sorted(raw.sources):
+    for p in sorted(sources):
         with open(p, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 22), b""):
                 h.update(chunk)
@@ -35,7 +40,7 @@ def prepare(raw: RawData, cfg: DataConfig, cache: bool = True, extra_key: dict |
     """Preprocess with an on-disk cache keyed by a hash of the input files and the settings."""
     cfg.validate()
     key = _hash_inputs(raw, cfg, extra_key or {}) if cache and (raw.sources or extra_key) else None
-    path = cache_root() / f"{_slug(raw.name)}-{key}" if key else None
+    path = cached_path(raw.name, key) if key else None
     if path is not None and (path / "manifest.json").exists():
         ds = Dataset.load(path)
         ds.manifest["cache_path"] = str(path)
@@ -55,6 +60,10 @@ def prepare(raw: RawData, cfg: DataConfig, cache: bool = True, extra_key: dict |
             shutil.rmtree(tmp, ignore_errors=True)  # debris of a failed or redundant write
         ds.manifest["cache_path"] = str(path)
     return ds
+
+
+def cached_path(name: str, key: str) -> Path:
+    return cache_root() / f"{_slug(name)}-{key}"
 
 
 def _slug(name: str) -> str:

@@ -240,13 +240,14 @@ class Dataset:
         (path / "manifest.json").write_text(json.dumps(meta, indent=2, default=str))
 
     @staticmethod
-    def load(path: Path) -> Dataset:
+    def load(path: Path, mmap_mode: str | None = None) -> Dataset:
+        """`mmap_mode` ("r", or "c" for copy-on-write) maps the arrays instead of reading them."""
         path = Path(path)
         manifest = json.loads((path / "manifest.json").read_text())
 
         def arr(key: str) -> np.ndarray | None:
             f = path / f"{key}.npy"
-            return np.load(f, allow_pickle=False) if f.exists() else None
+            return np.load(f, mmap_mode=mmap_mode, allow_pickle=False) if f.exists() else None
 
         def hist(prefix: str) -> Histories:
             return Histories(

@@ -69,6 +69,62 @@ def _reader_key(spec: SourceSpec) -> dict:
     return {"reader": {"format": spec.format, **opts}} if opts else {}
 
 
-def load_dataset(spec: SourceSpec, cfg: DataConfig, cache: bool = True) -> Dataset:
+ENGINES = ("auto", "memory", "duckdb")
+
+
+def choose_engine(spec: SourceSpec, cfg: DataConfig, engine: str = "auto") -> str:
+    """'memory' or 'duckdb'. 'auto' picks DuckDB for a table file of at least 1 GiB
+    (`outofcore.AUTO_MIN_BYTES`) when duckdb is installed and supports `cfg`; memory otherwise."""
+    from genrec.data import outofcore
+
+    if engine not in ENGINES:
+        raise DataError(f"unknown engine {engine!r}; choose one of {', '.join(ENGINES)}")
+    if engine == "memory":
+        return "memory"
+    path = Path(spec.data) if spec.data is not None else None
+    if engine == "duckdb":
+        if path is None:
+            raise DataError("--engine duckdb reads a table file: pass it with --data FILE")
+        outofcore.check_input(path, spec.format)
+        why = outofcore.unsupported(cfg)
+        if why:
+            raise DataError(why)
+        if not outofcore.available():
+            raise DataError(
+                "--engine duckdb needs duckdb: pip install 'genrec[large]' (or pip install duckdb)"
+            )
+        return "duckdb"
+    big = (
+        path is not None
+        and spec.format in (None, "table")
+        and outofcore.is_table_file(path)
+        and path.stat().st_size >= outofcore.AUTO_MIN_BYTES
+    )
+    return "duckdb" if big and outofcore.unsupported(cfg) is None and outofcore.available() else "memory"
+
+
+def load_dataset(
+    spec: SourceSpec,
+    cfg: DataConfig,
+    cache: bool = True,
+    engine: str = "auto",
+    memory_limit: str | None = None,
+    progress: bool = False,
+) -> Dataset:
+    """Read, clean, index and split; `engine` 'duckdb' does it out of core (table files, see
+    genrec.data.outofcore) and gives the same Dataset, its arrays memory-mapped from the cache."""
+    if choose_engine(spec, cfg, engine) == "duckdb":
+        from genrec.data.outofcore import load_table_dataset
+
+        spec.validate()
+        return load_table_dataset(
+            Path(spec.data),
+            cfg,
+            {k: v for k, v in spec.options.items() if v is not None},
+            _reader_key(spec),
+            cache=cache,
+            memory_limit=memory_limit,
+            progress=progress,
+        )
     raw, extra = read_source(spec)
     return prepare(raw, cfg, cache=cache, extra_key=extra)

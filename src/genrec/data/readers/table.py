@@ -104,6 +104,46 @@ def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
 
+def resolve_columns(
+    path: Path,
+    header: bool,
+    prefer: dict[str, str],
+    names: list[str],
+    mapping: dict[str, str],
+    fields: tuple[str, ...],
+    required: tuple[str, ...],
+) -> dict[str, str]:
+    """field -> column name among `names`: explicit mapping first, else a guess from the header."""
+    cols: dict[str, str] = {}
+    lower = {n.lower().split(":")[0]: n for n in names}  # RecBole-style 'user_id:token' headers too
+    for fld in fields:
+        if fld in mapping:
+            if mapping[fld] not in names:
+                raise fail(
+                    path,
+                    1 if header else None,
+                    mapping[fld],
+                    f"column for {fld!r} is not in the {'header' if header else 'row'} "
+                    f"(columns: {', '.join(names)})",
+                )
+            cols[fld] = mapping[fld]
+        elif header:
+            tries = (prefer[fld].lower(),) if fld in prefer else ()
+            hit = next((lower[g] for g in tries + GUESSES.get(fld, ()) if g in lower), None)
+            if hit is not None and hit not in cols.values():
+                cols[fld] = hit
+    missing = [f for f in required if f not in cols]
+    if missing:
+        raise fail(
+            path,
+            1 if header else None,
+            missing[0],
+            f"no column for {missing[0]!r} (columns: {', '.join(names)}); "
+            f"map it, e.g. --columns {missing[0]}=COLUMN",
+        )
+    return cols
+
+
 class _Table:
     """A table read with all wanted columns, and how to name a row (file:line for text, row N for parquet)."""
 
@@ -167,34 +207,7 @@ class _Table:
     def _resolve(
         self, names: list[str], mapping: dict[str, str], fields: tuple[str, ...], required: tuple[str, ...]
     ) -> dict[str, str]:
-        cols: dict[str, str] = {}
-        lower = {n.lower().split(":")[0]: n for n in names}  # RecBole-style 'user_id:token' headers too
-        for fld in fields:
-            if fld in mapping:
-                if mapping[fld] not in names:
-                    raise fail(
-                        self.path,
-                        1 if self.header else None,
-                        mapping[fld],
-                        f"column for {fld!r} is not in the {'header' if self.header else 'row'} "
-                        f"(columns: {', '.join(names)})",
-                    )
-                cols[fld] = mapping[fld]
-            elif self.header:
-                tries = (self.prefer[fld].lower(),) if fld in self.prefer else ()
-                hit = next((lower[g] for g in tries + GUESSES.get(fld, ()) if g in lower), None)
-                if hit is not None and hit not in cols.values():
-                    cols[fld] = hit
-        missing = [f for f in required if f not in cols]
-        if missing:
-            raise fail(
-                self.path,
-                1 if self.header else None,
-                missing[0],
-                f"no column for {missing[0]!r} (columns: {', '.join(names)}); "
-                f"map it, e.g. --columns {missing[0]}=COLUMN",
-            )
-        return cols
+        return resolve_columns(self.path, self.header, self.prefer, names, mapping, fields, required)
 
     def where(self, row: int) -> tuple[int | None, str]:
         """(line number, prefix) naming data row `row` (0-based)."""
