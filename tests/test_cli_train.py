@@ -116,7 +116,7 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
         "--size",
         "tiny",
         "--set",
-        "epochs=30",  # ~6 s with no early stop: the interrupt always lands mid-training
+        "epochs=30",  # no early stop: the interrupt lands mid-training
         "--set",
         "patience=30",
         "--set",
@@ -129,8 +129,14 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path):
         str(out),
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # a shell without job control starts background jobs with SIGINT ignored, and Python keeps it
+    # ignored: give the child the default disposition, as an interactive terminal would
     p = subprocess.Popen(
-        [sys.executable, "-m", "genrec.cli", *args], stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, "-m", "genrec.cli", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     err = ""
     deadline = time.time() + 120
