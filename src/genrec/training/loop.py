@@ -280,8 +280,10 @@ class _Loop:
                 if distributed.active():
                     distributed.broadcast_parameters(fitting.modules)
                 if self.compile:
-                    # in place: state_dict keys (checkpoints, snapshots) stay the same
-                    for m in fitting.modules.values():
+                    # auto: a network the compiler cannot handle runs eagerly (with a warning) instead of
+                    # failing a run the user never asked to compile
+                    torch._dynamo.config.suppress_errors = self.config.compile == "auto"
+                    for m in fitting.modules.values():  # in place: state_dict keys stay the same
                         m.compile(dynamic=True)
                 keep_full = p + 1 < len(phases) and phases[p + 1].continue_from_best
                 self._run_phase(phase, fitting, t_start, keep_full, len(phases) > 1)
