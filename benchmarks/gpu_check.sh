@@ -9,6 +9,7 @@
 #   bash benchmarks/gpu_check.sh                           # datasets from GENREC_DATA_DIR
 #   SIZES=tiny,small,base,large MINUTES=10 bash benchmarks/gpu_check.sh   # the scaling curve (~80 min)
 #   COMPILE=off TAG=eager bash benchmarks/gpu_check.sh     # eager steps, for comparison
+#   SIZES=small SEEDS=0,1,2 MODELS=hstu,sasrec MINUTES=10 bash benchmarks/gpu_check.sh   # mean ± std
 #   DEVICE=cpu MINUTES=0.2 SIZES=tiny DATASETS=ml-100k bash benchmarks/gpu_check.sh   # dry run, no GPU
 #
 # Needs torch, numpy, pandas, pyarrow, scipy and tqdm: genrec runs from src/ without being installed.
@@ -19,7 +20,7 @@ PY=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 export GENREC_DATA_DIR=${GENREC_DATA_DIR:-../shared/datasets}
 DEVICE=${DEVICE:-cuda} MINUTES=${MINUTES:-3.5} SIZES=${SIZES:-large} COMPILE=${COMPILE:-auto}
-DATASETS=${DATASETS:-ml-1m-u2999,amazon-beauty} TAG=${TAG:-}
+DATASETS=${DATASETS:-ml-1m-u2999,amazon-beauty} TAG=${TAG:-} SEEDS=${SEEDS:-0} MODELS=${MODELS:-hstu}
 
 if [ "$DEVICE" = cuda ]; then
     "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no CUDA GPU visible')" || exit 1
@@ -27,7 +28,8 @@ if [ "$DEVICE" = cuda ]; then
 fi
 "$PY" -c "import torch; print('torch', torch.__version__)"
 start=$(date +%s)
-"$PY" benchmarks/scaling.py --datasets "$DATASETS" --sizes "$SIZES" --jobs 1 --minutes "$MINUTES" \
+"$PY" benchmarks/scaling.py --datasets "$DATASETS" --models "$MODELS" --sizes "$SIZES" --seeds "$SEEDS" \
+    --jobs 1 --minutes "$MINUTES" \
     --tag "$TAG" --set device="$DEVICE" --set compile="$COMPILE" --set threads=1
 status=$?
 echo

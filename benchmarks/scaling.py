@@ -127,7 +127,13 @@ def run_one(dataset: str, model_name: str, size: str, sets: dict, minutes: float
         settings["max_minutes"] = str(minutes)
     model_config, train_config = resolve(model_name, settings)
     model = get_model_class(model_name)(model_config)
-    row: dict = {"dataset": name, "model": model_name, "size": size, "settings": settings}
+    row: dict = {
+        "dataset": name,
+        "model": model_name,
+        "size": size,
+        "seed": train_config.seed,
+        "settings": settings,
+    }
     if step_time:
         row.update(time_steps(model, ds, train_config, step_time), mode="step-time")
     else:
@@ -178,7 +184,18 @@ def merge(rows: list[dict]) -> None:
     with open(RESULTS.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"rows": []}
-        key = lambda r: (r["dataset"], r["model"], r["size"], r["mode"], r["device"].split(":")[0], r["tag"])  # noqa: E731
+
+        def key(r: dict) -> tuple:
+            return (
+                r["dataset"],
+                r["model"],
+                r["size"],
+                r["mode"],
+                r["device"].split(":")[0],
+                r["tag"],
+                r.get("seed", 0),
+            )
+
         new = {key(r) for r in rows}
         data["rows"] = [r for r in data["rows"] if key(r) not in new] + rows
         data["machine"] = {"platform": platform.platform(), "cpus": os.cpu_count()}
@@ -203,6 +220,23 @@ def print_table(rows: list[dict]) -> None:
             f"{r['dataset']:<15}{r['model']:<7}{r['size']:<7}{r['params']:>11,}{r['non_embedding_params']:>10,}"
             f"{pf:>12}{acc}{r['seconds_per_epoch']:>9.1f}{r.get('epochs', '-')!s:>7}"
             f"{r['device'].split(':')[0]:>8}"
+        )
+
+
+def print_seeds(rows: list[dict]) -> None:
+    """Mean ± sample std over the seeds of each (dataset, model, size)."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if r["mode"] == "train":
+            groups.setdefault((r["dataset"], r["model"], r["size"]), []).append(r)
+    print(f"\n{'dataset':<15}{'model':<7}{'size':<7}{'seeds':>6}{'NDCG@10':>18}{'HR@10':>18}")
+    for (d, m, s), rs in groups.items():
+        n, h = np.array([r["ndcg10"] for r in rs]), np.array([r["hr10"] for r in rs])
+        sd = lambda x: x.std(ddof=1) if len(x) > 1 else 0.0  # noqa: E731
+        print(
+            f"{d:<15}{m:<7}{s:<7}{len(rs):>6}{n.mean():>10.4f} ± {sd(n):.4f}{h.mean():>10.4f} ± {sd(h):.4f}"
         )
 
 
@@ -237,6 +271,7 @@ def main() -> int:
     p.add_argument("--sizes", default=",".join(SIZES))
     p.add_argument("--minutes", type=float, default=0.0, help="training budget per run (0 = none)")
     p.add_argument("--jobs", type=int, default=1, help="runs at once (each its own process)")
+    p.add_argument("--seeds", default="0", help="seeds to run each setting with, e.g. 0,1,2 (mean ± std)")
     p.add_argument("--step-time", type=int, default=0, help="time N steps instead of training")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model/training setting")
     p.add_argument("--tag", default="", help="names a variant (e.g. compiled) so its rows stand apart")
@@ -253,7 +288,13 @@ def main() -> int:
         row["tag"] = a.tag
         Path(out).write_text(json.dumps(row, default=float))
         return 0
-    todo = [(d, m, s) for d in a.datasets.split(",") for m in a.models.split(",") for s in a.sizes.split(",")]
+    todo = [
+        (d, m, s, seed)
+        for d in a.datasets.split(",")
+        for m in a.models.split(",")
+        for s in a.sizes.split(",")
+        for seed in a.seeds.split(",")
+    ]
     env = {**os.environ, "GENREC_CONCURRENT_RUNS": str(min(a.jobs, len(todo)))}
     running: list[tuple[subprocess.Popen, Path, tuple]] = []
     rows, failed = [], []
@@ -262,32 +303,37 @@ def main() -> int:
     t0 = time.time()
     while todo or running:
         while todo and len(running) < a.jobs:
-            d, m, s = todo.pop(0)
-            out = tmp / f"{Path(d).name}-{m}-{s}.json"
+            d, m, s, seed = todo.pop(0)
+            stem = f"{Path(d).name}-{m}-{s}-{seed}"
+            out = tmp / f"{stem}.json"
             cmd = [sys.executable, __file__, "--one", d, m, s, str(out), "--minutes", str(a.minutes)]
             cmd += ["--step-time", str(a.step_time), "--tag", a.tag]
-            cmd += [x for kv in a.set for x in ("--set", kv)]
-            log = open(tmp / f"{Path(d).name}-{m}-{s}.log", "w")
+            cmd += [x for kv in [*a.set, f"seed={seed}"] for x in ("--set", kv)]
+            log = open(tmp / f"{stem}.log", "w")
             running.append(
-                (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), out, (d, m, s))
+                (subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT), out, (d, m, s, seed))
             )
-            print(f"[{time.time() - t0:5.0f}s] started {d} {m} {s}", flush=True)
+            print(f"[{time.time() - t0:5.0f}s] started {d} {m} {s} seed {seed}", flush=True)
         time.sleep(1)
         for job in [j for j in running if j[0].poll() is not None]:
             running.remove(job)
             proc, out, what = job
             if proc.returncode == 0:
                 rows.append(json.loads(out.read_text()))
-                print(f"[{time.time() - t0:5.0f}s] done {' '.join(what)}", flush=True)
+                print(f"[{time.time() - t0:5.0f}s] done {' '.join(map(str, what))}", flush=True)
             else:
                 failed.append(what)
-                log = (tmp / f"{Path(what[0]).name}-{what[1]}-{what[2]}.log").read_text()
-                print(f"[{time.time() - t0:5.0f}s] FAILED {' '.join(what)}\n{log[-3000:]}", flush=True)
+                log = (tmp / f"{Path(what[0]).name}-{what[1]}-{what[2]}-{what[3]}.log").read_text()
+                print(
+                    f"[{time.time() - t0:5.0f}s] FAILED {' '.join(map(str, what))}\n{log[-3000:]}", flush=True
+                )
     order = {s: i for i, s in enumerate(SIZES)}
-    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["size"], 9)))
+    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["size"], 9), r["seed"]))
     if rows:
         merge(rows)
         print_table(rows)
+        if len(a.seeds.split(",")) > 1:
+            print_seeds(rows)
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()
