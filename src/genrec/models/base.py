@@ -258,6 +258,10 @@ class Phase:
     eval_batch: int = 1024  # users per scoring call during validation
     metric: str = ""  # validation metric; "" = ndcg@10, or ndcg@100 under the held-out-users protocol
     continue_from_best: bool = False  # start at the previous phase's best epoch (weights, optimisers, RNG)
+    # on a validation plateau (max(1, patience // 2) evaluations without gain): back to the best epoch's
+    # weights with every learning rate x lr_drop_factor, at most `lr_drops` times; then early stopping
+    lr_drops: int = 0
+    lr_drop_factor: float = 0.3
 
 
 @dataclass

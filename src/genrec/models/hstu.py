@@ -149,7 +149,7 @@ class HSTUNet(SeqNet):
 
     def embed(self, items: torch.Tensor, side: torch.Tensor | None) -> torch.Tensor:
         """Item (+ side token) embeddings of (B, T) ids -> (B, T, D)."""
-        e = self.item_emb(items)
+        e = self.item_input(items)
         if side is not None and self.side_emb is not None:
             if self.training and self.side_dropout:
                 side = side.masked_fill(torch.rand(side.shape, device=side.device) < self.side_dropout, 0)

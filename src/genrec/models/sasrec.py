@@ -106,7 +106,7 @@ class SASRecNet(SeqNet):
         init_weights(self, self.dim)
 
     def embed(self, items: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.item_emb(items) * math.sqrt(self.dim) + self.pos_emb(pos))
+        return self.drop(self.item_input(items) * math.sqrt(self.dim) + self.pos_emb(pos))
 
     def forward(self, items: torch.Tensor, ts: torch.Tensor | None, left_pad: bool, want_cache: bool = False):
         """items (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded (inference)."""

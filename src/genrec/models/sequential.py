@@ -9,7 +9,12 @@ A network (`SeqNet`) maps item ids (and timestamps) to one hidden state per posi
 A model may also read one side token per position (`side=` (B, T) ints, 0 = unknown); see
 `SequentialRecommender.side_tokens` and HSTU's `side_tokens` setting.
 
-and scores are `hidden @ item_emb.weight.T` (the item embeddings are shared by input and output).
+and scores are `hidden @ net.item_vectors().T` (the item vectors are shared by input and output).
+
+Content-aware items (`item_text`): an item's vector is its ID embedding plus a learned projection of
+its text's sentence vector (MiniLM by default; frozen, stored with the model). An item seen a few times
+in training borrows from items whose text is similar, and an item never seen in training still has a
+meaningful vector, so the transducer can recommend it (cold start).
 Training (right-padded, whole sequences, every position a target): `Trainable` below, with the batching
 and losses of genrec.models.next_item; the loop itself is genrec.training's.
 """
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -27,6 +33,7 @@ from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
 from genrec.models.base import (
+    AddsItems,
     DotProductScores,
     Fitting,
     IncrementalModel,
@@ -46,6 +53,7 @@ from genrec.models.next_item import (
     next_item_loss,
     sampling_log_q,
 )
+from genrec.models.text import encode_texts, encoder_from_state, get_text_encoder
 
 LOSSES = ("auto", "ce", "sampled")
 
@@ -79,6 +87,9 @@ class SequentialConfig(ModelConfig):
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio over `epochs`
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
+    # on a plateau (patience // 2 evaluations without gain): back to the best weights, lr x lr_drop_factor
+    lr_drops: int = 0  # at most this many times, then early stopping
+    lr_drop_factor: float = 0.3
     eval_every: int = 1  # epochs between validation evaluations
     # ce: full softmax; sampled: in-batch + uniform negatives with logQ; auto: by catalogue size
     loss: Literal["auto", "ce", "sampled"] = "auto"
@@ -89,6 +100,10 @@ class SequentialConfig(ModelConfig):
     # (huge catalogues) in one process; off keeps AdamW on every weight
     sparse_items: Literal["auto", "on", "off"] = "auto"
     sparse_lr: float = 0.05  # row-wise AdaGrad's learning rate for the item table (before the schedule)
+    # item vector = ID embedding + W . text vector (see top). auto: on when the dataset has item text and
+    # the item table is dense (a sparse table is for catalogues too big for a text vector per item)
+    item_text: Literal["auto", "on", "off"] = "off"
+    text_encoder: str = "minilm"  # minilm | tfidf | a local sentence-transformers folder
 
     def resolved(self, name: str) -> int:
         v = getattr(self, name)
@@ -123,6 +138,10 @@ class SequentialConfig(ModelConfig):
         for f in ("weight_decay", "warmup_steps", "grad_clip"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0, got {getattr(self, f)!r}")
+        if not (isinstance(self.lr_drops, int) and self.lr_drops >= 0):
+            raise ValueError(f"{cls}.lr_drops must be an integer >= 0, got {self.lr_drops!r}")
+        if not 0 < self.lr_drop_factor < 1:
+            raise ValueError(f"{cls}.lr_drop_factor must be in (0, 1), got {self.lr_drop_factor!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:
@@ -136,15 +155,49 @@ class SequentialConfig(ModelConfig):
             )
         if not self.sparse_lr > 0:
             raise ValueError(f"{cls}.sparse_lr must be > 0, got {self.sparse_lr!r}")
+        if self.item_text not in ("auto", "on", "off"):
+            raise ValueError(f"{cls}.item_text must be one of auto, on, off, got {self.item_text!r}")
+        if self.item_text == "on" and self.sparse_items == "on":
+            raise ValueError(
+                f"{cls}.item_text=on needs a dense item table; set sparse_items=off or item_text=off"
+            )
         dim, heads = self.resolved("dim"), self.resolved("n_heads")
         if dim % heads:
             raise ValueError(f"{cls}.dim ({dim}) must be divisible by n_heads ({heads})")
+
+
+class TextItems(nn.Module):
+    """Frozen text vectors of the items (n_items + 1, E), row 0 (padding) zero, projected to width D."""
+
+    def __init__(self, vectors: torch.Tensor, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("vectors", vectors)
+        self.proj = nn.Linear(vectors.shape[1], dim, bias=False)
+        nn.init.normal_(self.proj.weight, std=0.02)
+
+    def forward(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """(..., D) content part of the given items' vectors, or of every item when items is None."""
+        return self.proj(self.vectors if items is None else self.vectors[items])
 
 
 class SeqNet(nn.Module):
     """Interface of the causal networks (see module docstring)."""
 
     item_emb: nn.Embedding
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.item_text: TextItems | None = None  # attached by SequentialRecommender when item_text is on
+
+    def item_input(self, items: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) item vectors (ID embedding + text part)."""
+        e = self.item_emb(items)
+        return e if self.item_text is None else e + self.item_text(items)
+
+    def item_vectors(self) -> torch.Tensor:
+        """(n_items + 1, D) every item's vector: the output layer (scores = hidden @ item_vectors().T)."""
+        w = self.item_emb.weight
+        return w if self.item_text is None else w + self.item_text()
 
     def forward(self, items, ts, left_pad: bool, want_cache: bool = False):  # pragma: no cover - interface
         raise NotImplementedError
@@ -173,9 +226,11 @@ def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
     return cache
 
 
-class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductScores, WarmStartable):
+class SequentialRecommender(
+    IterativeRecommender, IncrementalModel, DotProductScores, WarmStartable, AddsItems
+):
     """Recommender + IncrementalModel + DotProductScores around a SeqNet. Subclasses set name,
-    config_cls, build_net."""
+    config_cls, build_net. With item text (item_text), items join the catalogue by their text alone."""
 
     config_cls = SequentialConfig
     next_item_logits = True  # scores are next-item logits (trained with a softmax over the items)
@@ -186,9 +241,78 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         super().__init__(config, **overrides)
         self.net: SeqNet | None = None
         self._init_from: SequentialRecommender | None = None
+        self._text: torch.Tensor | None = None  # (n_items + 1, E) item text vectors when item_text is on
+        self.text_encoder_state_: dict | None = None  # encodes the text of items added later
+        self._table: tuple[tuple, torch.Tensor] | None = None  # (weights' versions, item_vectors())
 
     def build_net(self, n_items: int) -> SeqNet:
         raise NotImplementedError
+
+    def _new_net(self, n_items: int) -> SeqNet:
+        """build_net + the text part of the item vectors when the model reads item text."""
+        net = self.build_net(n_items)
+        if self._text is not None:
+            net.item_text = TextItems(self._text, net.item_emb.embedding_dim)
+        return net
+
+    def _text_vectors(self, data: Dataset) -> torch.Tensor | None:
+        """(n_items + 1, E) unit text vectors (zero for padding and items without text), or None when
+        item_text is off, or auto and the data has no text or the item table is sparse."""
+        cfg = self.config
+        texts = data.item_text if data.item_text is not None else data.item_title
+        if cfg.item_text == "off" or (cfg.item_text == "auto" and (texts is None or self._sparse)):
+            return None
+        if texts is None:
+            raise ValueError(
+                f"{data.name}: item_text=on needs item text (titles, categories, ...) and this dataset has "
+                "none; give the items a metadata file or set item_text=off"
+            )
+        if self._sparse:
+            raise ValueError(f"{self.name}: item_text=on needs a dense item table (sparse_items is on)")
+        t = time.time()
+        item_texts = [str(x).strip() for x in texts[1:]]  # row 0 is padding
+        enc = get_text_encoder(cfg.text_encoder)
+        enc.fit(item_texts)
+        X = np.asarray(encode_texts(enc, item_texts, name=data.name), dtype=np.float32)
+        X[np.array([not x for x in item_texts], dtype=bool)] = 0  # no text: the ID embedding alone
+        self.text_encoder_state_ = enc.state()
+        self.fit_info_.update(text_encoder=enc.spec, text_dim=X.shape[1], text_seconds=time.time() - t)
+        return torch.from_numpy(np.concatenate([np.zeros((1, X.shape[1]), np.float32), X]))
+
+    # --- AddsItems: cold start through the text part of the item vectors ----------------------
+    @torch.no_grad()
+    def add_items(self, texts: list[str]) -> np.ndarray:
+        """New items known by their text only (ID embedding zero until a retrain); returns their ids."""
+        net = self._require_net()
+        if net.item_text is None or self.text_encoder_state_ is None:
+            raise ValueError(
+                f"model {self.name!r} was trained without item text and knows items only by their ids; "
+                "retrain it with --set item_text=on (data with item titles or descriptions) to add items"
+            )
+        texts = [str(t).strip() for t in texts]
+        X = torch.from_numpy(
+            np.asarray(encoder_from_state(self.text_encoder_state_).encode(texts), np.float32)
+        )
+        X[torch.tensor([not t for t in texts], dtype=torch.bool)] = 0
+        old = net.item_emb
+        first = self.n_items_ + 1
+        self.n_items_ += len(texts)
+        net.item_emb = nn.Embedding(self.n_items_ + 1, old.embedding_dim, padding_idx=0).to(old.weight.device)
+        net.item_emb.weight.zero_()
+        net.item_emb.weight[:first] = old.weight
+        vectors = torch.cat([net.item_text.vectors, X.to(net.item_text.vectors.device)])
+        net.item_text.vectors = vectors
+        self._text = vectors
+        return np.arange(first, self.n_items_ + 1)
+
+    def item_codes(self, items: np.ndarray) -> list[str]:
+        rows = self._require_net().item_emb.weight.detach()[
+            torch.as_tensor(np.asarray(items, dtype=np.int64))
+        ]
+        has_id = (rows != 0).any(1).tolist()
+        return [
+            "text vector + ID embedding" if h else "text vector only (no interactions yet)" for h in has_id
+        ]
 
     def side_tokens(self, histories: Histories) -> np.ndarray | None:
         """Side token (int64, 0 = unknown) of every entry of `histories.items`, or None when the model
@@ -222,6 +346,7 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         self._sparse = cfg.sparse_items == "on" or (
             cfg.sparse_items == "auto" and self._loss == "sampled" and one_process
         )
+        self._text = self._text_vectors(data)
         self._steps_per_epoch = len(
             self._windows.batches(cfg.batch_tokens, np.random.default_rng(0), cfg.batch_seqs)
         )
@@ -236,11 +361,20 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
             target_tokens=self._windows.n_tokens,
             steps_per_epoch=self._steps_per_epoch,
         )
-        return [Phase("train", cfg.epochs, cfg.patience, cfg.eval_every)]
+        return [
+            Phase(
+                "train",
+                cfg.epochs,
+                cfg.patience,
+                cfg.eval_every,
+                lr_drops=cfg.lr_drops,
+                lr_drop_factor=cfg.lr_drop_factor,
+            )
+        ]
 
     def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
         cfg = self.config
-        net = self.build_net(data.n_items)
+        net = self._new_net(data.n_items)
         if self._init_from is not None:  # fine-tuning: start at the trained weights, new items fresh
             grow_into(net, self._init_from._state()["net"])
         net.item_emb.sparse = self._sparse
@@ -266,7 +400,7 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
         loss = next_item_loss(
             hidden[real],
             targets[real],
-            net.item_emb.weight,
+            net.item_vectors(),
             self._loss,
             self._log_q,
             self.config.n_negatives,
@@ -307,15 +441,26 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
 
     @torch.no_grad()
     def item_embeddings(self) -> torch.Tensor:
-        """(n_items + 1, D) output item embeddings; row 0 is padding."""
-        return self._require_net().item_emb.weight.detach().float().cpu()
+        """(n_items + 1, D) output item vectors; row 0 is padding."""
+        return self._item_table().cpu()
+
+    def _item_table(self) -> torch.Tensor:
+        """item_vectors() as float, recomputed only when a weight it reads changed (an optimiser step or
+        a load bumps the tensor's version): the text part costs a (n_items, E) x (E, D) product."""
+        net = self._require_net()
+        weights = [p for n, p in net.named_parameters() if n.startswith(("item_emb.", "item_text."))]
+        key = tuple((id(p), p._version) for p in weights)
+        if self._table is None or self._table[0] != key:
+            with torch.no_grad():
+                self._table = (key, net.item_vectors().detach().float())
+        return self._table[1]
 
     @torch.no_grad()
     def scores_from_embeddings(self, users: torch.Tensor) -> torch.Tensor:
         return self._scores(users.to(self._require_net().item_emb.weight.device))
 
     def _scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        scores = hidden.float() @ self._require_net().item_emb.weight.float().T
+        scores = hidden.float() @ self._item_table().T
         scores[:, 0] = -torch.inf
         return scores.cpu()
 
@@ -353,10 +498,12 @@ class SequentialRecommender(IterativeRecommender, IncrementalModel, DotProductSc
 
     # --- persistence -------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
-        return {"net": self._require_net().state_dict()}
+        return {"net": self._require_net().state_dict(), "text_encoder": self.text_encoder_state_}
 
     def _load_state(self, state: dict[str, Any]) -> None:
-        self.net = self.build_net(self.n_items_)
+        self._text = state["net"].get("item_text.vectors")
+        self.text_encoder_state_ = state.get("text_encoder")
+        self.net = self._new_net(self.n_items_)
         self.net.load_state_dict(state["net"])
         self.net.eval()
 

@@ -109,7 +109,7 @@ def add_items(run_dir: str | Path, csv_path: str | Path) -> tuple[list, list[str
     if not isinstance(model, AddsItems):
         raise ValueError(
             f"model {model.name!r} knows items only by their ids and cannot add items without "
-            "retraining; content-based generators (tiger) can"
+            "retraining; models that read item text can (tiger; sasrec and hstu with item_text on)"
         )
     meta = read_items_csv(Path(csv_path), ds)
     ids = list(meta.index)

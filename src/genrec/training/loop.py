@@ -233,6 +233,7 @@ class _Loop:
             "best": None,
             "best_epoch": 0,
             "bad": 0,
+            "drops": 0,
             "done": [],
             "from_epoch": 0,
         }
@@ -323,6 +324,9 @@ class _Loop:
                         self.best_full = self._full_state(fitting)
                 else:
                     st["bad"] += 1
+                    if st.get("drops", 0) < phase.lr_drops and st["bad"] >= max(1, phase.patience // 2):
+                        self._drop_lr(phase, fitting)
+                        row["lr_drop"] = st["drops"]
             st["rows"].append(row)
             st["epoch"] = epoch
             st["elapsed"] = time.time() - t_start
@@ -351,9 +355,29 @@ class _Loop:
         )
         model.end_phase(phase, self.data, best_row)
         self.finished_modules.append(_snapshot_modules(fitting))
-        st.update(phase=st["phase"] + 1, epoch=0, rows=[], best=None, best_epoch=0, bad=0, from_epoch=0)
+        st.update(
+            phase=st["phase"] + 1, epoch=0, rows=[], best=None, best_epoch=0, bad=0, drops=0, from_epoch=0
+        )
         self.best_modules = None
         self._save_checkpoint(None)
+
+    def _drop_lr(self, phase: Phase, fitting: Fitting) -> None:
+        """Validation has stalled: go back to the best epoch's weights and take smaller steps from there
+        (the schedule keeps its shape, every learning rate is scaled). The optimiser moments are kept."""
+        st = self.state
+        if self.best_modules is not None:
+            _load_modules(fitting, self.best_modules)
+        f = phase.lr_drop_factor
+        for name, opt in fitting.optimizers.items():
+            sched = fitting.schedulers.get(name)
+            if sched is not None:
+                sched.base_lrs = [b * f for b in sched.base_lrs]
+            for g in opt.param_groups:
+                g["lr"] *= f
+                if "initial_lr" in g:
+                    g["initial_lr"] *= f
+        st.update(drops=st.get("drops", 0) + 1, bad=0)
+        log.info("validation stalled: back to epoch %d, learning rate x%g", st["best_epoch"], f)
 
     def _epoch(self, phase: Phase, fitting: Fitting, epoch: int, label: str) -> dict[str, float]:
         model, st = self.model, self.state
@@ -407,6 +431,8 @@ class _Loop:
             *totals, n_examples = distributed.all_sum([*(sums[k] for k in keys), float(n_examples)])
             sums, n = dict(zip(keys, totals)), n * self.world
         row = {"epoch": epoch, "seconds": seconds, **{k: v / n for k, v in sums.items()}}
+        if fitting.optimizers:  # the learning rate at the epoch's end (schedules and plateau drops)
+            row["lr"] = float(next(iter(fitting.optimizers.values())).param_groups[0]["lr"])
         if n_examples:
             row["examples_per_s"] = n_examples / max(seconds, 1e-9)
         for k, v in model.end_epoch(phase).items():
@@ -573,10 +599,12 @@ def _restore_fitting(fitting: Fitting, state: dict[str, Any]) -> None:
 def _fmt(row: dict[str, float]) -> str:
     """A log row as plain numbers: 'loss 5.1234, valid ndcg@10 0.1234, 12.3s'."""
     parts = [
-        f"{k.replace('_', ' ')} {v:.4f}"
+        f"{k.replace('_', ' ')} {v:.4f}" if k != "lr" else f"lr {v:.3g}"
         for k, v in row.items()
-        if k not in ("epoch", "seconds", "examples_per_s")
+        if k not in ("epoch", "seconds", "examples_per_s", "lr_drop")
     ]
+    if "lr_drop" in row:
+        parts.append(f"stalled: back to the best epoch, lr drop {row['lr_drop']}")
     if "examples_per_s" in row:
         parts.append(f"{row['examples_per_s']:,.0f} ex/s")
     parts.append(f"{row['seconds']:.1f}s")
