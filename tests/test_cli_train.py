@@ -202,6 +202,9 @@ def test_model_auto_keeps_the_best_on_validation_and_says_why(tmp_path, capsys):
     assert sel["candidates"]["ease"]["valid_ndcg@10"] > sel["candidates"]["pop"]["valid_ndcg@10"]
     assert "ease has the best validation NDCG@10" in printed and "kept ease" in printed
     assert json.loads((out / "config.json").read_text())["run"]["model"] == "ease"
+    # each candidate's test figure is reported beside the choice (made on validation)
+    kept = json.loads((out / "metrics.json").read_text())
+    assert sel["candidates"]["ease"]["test_ndcg@10"] == kept["test"]["ndcg@10"]
     assert not (tmp_path / "auto.auto").exists()  # the other candidates' runs are gone
     assert main(["evaluate", str(out), "--json"]) == 0  # an ordinary run
     capsys.readouterr()

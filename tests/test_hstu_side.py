@@ -26,6 +26,7 @@ FAST = {
     "dropout": 0.1,
     "epochs": 4,
     "patience": 2,
+    "item_text": "off",  # the titles name the category: keep the comparison to what ratings add
 }
 
 

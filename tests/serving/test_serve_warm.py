@@ -47,6 +47,8 @@ def test_warm_start_begins_at_the_old_weights(name, request, monkeypatch):
     warm.start_from(old)
     fit(warm, big, one_thread)
     fit(cold, big, one_thread)
+    if name == "sasrec":  # item text (on by default) carries over though the grown data has none
+        assert old.net.item_text is not None and warm.net.item_text is not None
     h = Histories.from_lists([ds.train.row(u) for u in range(1, 40)])
     ref, got, fresh = old.score(h), warm.score(h), cold.score(h)
     n = ds.n_items + 1

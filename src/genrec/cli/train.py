@@ -150,6 +150,8 @@ def train_auto(a: argparse.Namespace, spec, data_cfg, sets: dict, file_values: d
         )
         m = train_run(cfgs[n], work / n)
         results[n] = {"valid_ndcg@10": m["valid"]["ndcg@10"], "fit_seconds": m["fit_seconds"]}
+        if "ndcg@10" in m.get("test", {}):  # reported beside the choice, never used to make it
+            results[n]["test_ndcg@10"] = m["test"]["ndcg@10"]
     best = max(names, key=lambda n: results[n]["valid_ndcg@10"])  # ties: the first listed
     others = ", ".join(f"{n} {results[n]['valid_ndcg@10']:.4f}" for n in names if n != best)
     reason = f"{best} has the best validation NDCG@10 ({results[best]['valid_ndcg@10']:.4f}; {others})"

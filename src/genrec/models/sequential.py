@@ -88,7 +88,7 @@ class SequentialConfig(ModelConfig):
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
     # on a plateau (patience // 2 evaluations without gain): back to the best weights, lr x lr_drop_factor
-    lr_drops: int = 0  # at most this many times, then early stopping
+    lr_drops: int = 2  # at most this many times, then early stopping
     lr_drop_factor: float = 0.3
     eval_every: int = 1  # epochs between validation evaluations
     # ce: full softmax; sampled: in-batch + uniform negatives with logQ; auto: by catalogue size
@@ -102,7 +102,7 @@ class SequentialConfig(ModelConfig):
     sparse_lr: float = 0.05  # row-wise AdaGrad's learning rate for the item table (before the schedule)
     # item vector = ID embedding + W . text vector (see top). auto: on when the dataset has item text and
     # the item table is dense (a sparse table is for catalogues too big for a text vector per item)
-    item_text: Literal["auto", "on", "off"] = "off"
+    item_text: Literal["auto", "on", "off"] = "auto"
     text_encoder: str = "minilm"  # minilm | tfidf | a local sentence-transformers folder
 
     def resolved(self, name: str) -> int:
@@ -260,6 +260,15 @@ class SequentialRecommender(
         item_text is off, or auto and the data has no text or the item table is sparse."""
         cfg = self.config
         texts = data.item_text if data.item_text is not None else data.item_title
+        before = self._init_from
+        if before is not None and cfg.item_text == "auto":  # fine-tuning keeps the trained model's inputs
+            if before._text is None:
+                return None
+            if texts is None:  # the old items keep their vectors, items added since have none
+                self.text_encoder_state_ = before.text_encoder_state_
+                grown = torch.zeros(data.n_items + 1, before._text.shape[1])
+                grown[: len(before._text)] = before._text[: data.n_items + 1]
+                return grown
         if cfg.item_text == "off" or (cfg.item_text == "auto" and (texts is None or self._sparse)):
             return None
         if texts is None:
