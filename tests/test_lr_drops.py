@@ -40,7 +40,7 @@ def test_a_stalled_run_drops_its_learning_rate_at_most_lr_drops_times():
     cls = get_model_class("sasrec")
     # a learning rate this high stalls validation within a few epochs
     cfg = cls.config_cls(size="tiny", max_len=50, batch_tokens=1024, lr=3e-2, warmup_steps=10, dropout=0.1)
-    cfg.epochs, cfg.patience, cfg.lr_drops = 30, 4, 2
+    cfg.epochs, cfg.patience, cfg.lr_drops = 40, 4, 2
     model = fit(cls(cfg), ds, TrainConfig(threads=1))
     curve = model.fit_info_["phases"][0]["curve"]
     drops = [i for i, r in enumerate(curve) if "lr_drop" in r]
@@ -48,7 +48,7 @@ def test_a_stalled_run_drops_its_learning_rate_at_most_lr_drops_times():
     for i in drops:
         if i + 1 < len(curve):  # the next epoch runs at about a third of the rate (the cosine moves a bit)
             assert curve[i + 1]["lr"] < 0.35 * curve[i]["lr"]
-    # each drop came after patience // 2 evaluations without a new best
+    # each drop came where early stopping would have stopped: patience evaluations without a new best
     best = -1.0
     stalls = 0
     for i, r in enumerate(curve):
@@ -57,5 +57,5 @@ def test_a_stalled_run_drops_its_learning_rate_at_most_lr_drops_times():
         else:
             stalls += 1
         if i in drops:
-            assert stalls == 2
+            assert stalls == 4
             stalls = 0

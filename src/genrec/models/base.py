@@ -258,8 +258,8 @@ class Phase:
     eval_batch: int = 1024  # users per scoring call during validation
     metric: str = ""  # validation metric; "" = ndcg@10, or ndcg@100 under the held-out-users protocol
     continue_from_best: bool = False  # start at the previous phase's best epoch (weights, optimisers, RNG)
-    # on a validation plateau (max(1, patience // 2) evaluations without gain): back to the best epoch's
-    # weights with every learning rate x lr_drop_factor, at most `lr_drops` times; then early stopping
+    # where early stopping would end the phase (`patience` evaluations without gain): back to the best
+    # epoch's weights with every learning rate x lr_drop_factor, at most `lr_drops` times, then stop
     lr_drops: int = 0
     lr_drop_factor: float = 0.3
 

@@ -87,8 +87,10 @@ class SequentialConfig(ModelConfig):
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio over `epochs`
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
-    # on a plateau (patience // 2 evaluations without gain): back to the best weights, lr x lr_drop_factor
-    lr_drops: int = 2  # at most this many times, then early stopping
+    # where early stopping would stop (patience evaluations without gain), instead go back to the best
+    # weights and continue at lr x lr_drop_factor; at most lr_drops times, then early stopping. A drop
+    # never ends a run earlier than without it
+    lr_drops: int = 2
     lr_drop_factor: float = 0.3
     eval_every: int = 1  # epochs between validation evaluations
     # ce: full softmax; sampled: in-batch + uniform negatives with logQ; auto: by catalogue size

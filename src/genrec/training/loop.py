@@ -324,7 +324,7 @@ class _Loop:
                         self.best_full = self._full_state(fitting)
                 else:
                     st["bad"] += 1
-                    if st.get("drops", 0) < phase.lr_drops and st["bad"] >= max(1, phase.patience // 2):
+                    if st.get("drops", 0) < phase.lr_drops and st["bad"] >= phase.patience:
                         self._drop_lr(phase, fitting)
                         row["lr_drop"] = st["drops"]
             st["rows"].append(row)
