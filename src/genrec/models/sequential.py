@@ -53,7 +53,7 @@ from genrec.models.next_item import (
     next_item_loss,
     sampling_log_q,
 )
-from genrec.models.text import encode_texts, encoder_from_state, get_text_encoder
+from genrec.models.text import encode_item_texts, encoder_from_state, item_texts
 
 LOSSES = ("auto", "ce", "sampled")
 
@@ -261,7 +261,7 @@ class SequentialRecommender(
         """(n_items + 1, E) unit text vectors (zero for padding and items without text), or None when
         item_text is off, or auto and the data has no text or the item table is sparse."""
         cfg = self.config
-        texts = data.item_text if data.item_text is not None else data.item_title
+        texts = item_texts(data)
         before = self._init_from
         if before is not None and cfg.item_text == "auto":  # fine-tuning keeps the trained model's inputs
             if before._text is None:
@@ -281,11 +281,10 @@ class SequentialRecommender(
         if self._sparse:
             raise ValueError(f"{self.name}: item_text=on needs a dense item table (sparse_items is on)")
         t = time.time()
-        item_texts = [str(x).strip() for x in texts[1:]]  # row 0 is padding
-        enc = get_text_encoder(cfg.text_encoder)
-        enc.fit(item_texts)
-        X = np.asarray(encode_texts(enc, item_texts, name=data.name), dtype=np.float32)
-        X[np.array([not x for x in item_texts], dtype=bool)] = 0  # no text: the ID embedding alone
+        X, enc = encode_item_texts(texts, cfg.text_encoder, data.name)
+        X[np.array([not str(x).strip() for x in texts[1:]], dtype=bool)] = (
+            0  # no text: the ID embedding alone
+        )
         self.text_encoder_state_ = enc.state()
         self.fit_info_.update(text_encoder=enc.spec, text_dim=X.shape[1], text_seconds=time.time() - t)
         return torch.from_numpy(np.concatenate([np.zeros((1, X.shape[1]), np.float32), X]))

@@ -204,6 +204,20 @@ def encoder_from_state(state: dict[str, Any]) -> TextEncoder:
     raise ValueError(f"unknown text encoder state {state['kind']!r}")
 
 
+def item_texts(data: Any) -> np.ndarray | None:
+    """A dataset's item texts (row 0 is padding): its item_text, else its titles, else None."""
+    return data.item_text if data.item_text is not None else data.item_title
+
+
+def encode_item_texts(texts: np.ndarray, encoder: str, name: str) -> tuple[np.ndarray, TextEncoder]:
+    """(n_items, dim) vectors of `texts[1:]` (row 0 is padding) with a fitted `encoder`, cached on disk;
+    also returns the encoder, whose state() encodes the texts of items added later."""
+    enc = get_text_encoder(encoder)
+    values = [str(x) for x in texts[1:]]
+    enc.fit(values)
+    return np.asarray(encode_texts(enc, values, name=name), dtype=np.float32), enc
+
+
 def text_cache_dir() -> Path:
     return Path(os.environ.get("GENREC_CACHE_DIR", Path.home() / ".cache" / "genrec")) / "text"
 

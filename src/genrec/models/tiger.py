@@ -65,7 +65,7 @@ from genrec.models.rqvae import (
     save_cached,
     uniqueness,
 )
-from genrec.models.text import encode_texts, encoder_from_state, get_text_encoder, text_cache_dir
+from genrec.models.text import encode_item_texts, encoder_from_state, item_texts, text_cache_dir
 
 log = logging.getLogger("genrec")
 
@@ -329,7 +329,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
     # --- Trainable ---------------------------------------------------------------------------------
     def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
-        texts = data.item_text if data.item_text is not None else data.item_title
+        texts = item_texts(data)
         if texts is None:
             raise ValueError(
                 f"{data.name}: tiger needs item text (titles, categories, ...) and this dataset "
@@ -338,11 +338,8 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             )
         self.n_items_ = data.n_items
         self.fit_info_ = {}
-        enc = get_text_encoder(cfg.text_encoder)
         t = time.time()
-        item_texts = [str(x) for x in texts[1:]]  # row 0 is padding
-        enc.fit(item_texts)
-        X = encode_texts(enc, item_texts, name=data.name)
+        X, enc = encode_item_texts(texts, cfg.text_encoder, data.name)
         self.text_encoder_state_ = enc.state()
         self.fit_info_.update(text_encoder=enc.spec, text_seconds=time.time() - t)
         self._X = torch.as_tensor(X, dtype=torch.float32)
