@@ -354,3 +354,16 @@ def test_id_input_leaves_cold_items_to_their_codes(tmp_path):
     items = generate_lists(loaded, hist, 3, "beam", Constraints(allowed=new), beam_size=6).items
     _assert_valid_lists(items, hist, loaded.n_items_)
     assert set(items.ravel().tolist()) <= set(new.tolist())
+
+
+@pytest.mark.slow
+def test_generator_drops_its_learning_rate_on_a_plateau(synthetic_ds, tmp_path, monkeypatch):
+    """tiger's generator takes the loop's rate drops: back to the best epoch at lr x lr_drop_factor."""
+    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path))
+    cfg = TigerConfig(**{**SMALL, "rq_epochs": 5, "epochs": 40, "patience": 1, "lr": 5e-2, "lr_drops": 1})
+    curve = fit(get_model_class("tiger")(cfg), synthetic_ds, TRAIN).fit_info_["phases"][1]["curve"]
+    drops = [i for i, r in enumerate(curve) if "lr_drop" in r]
+    assert len(drops) == 1, [(r["valid_ndcg@10"], r["lr"]) for r in curve]
+    assert curve[drops[0]]["lr"] == pytest.approx(5e-2) and curve[-1]["lr"] == pytest.approx(1.5e-2)
+    with pytest.raises(ValueError, match="lr_drop_factor"):
+        TigerConfig(lr_drop_factor=1.0).validate()

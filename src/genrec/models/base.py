@@ -367,3 +367,12 @@ def check_positive(config: ModelConfig, *names: str) -> None:
         v = getattr(config, n)
         if not v > 0:
             raise ValueError(f"{type(config).__name__}.{n} must be > 0, got {v!r}")
+
+
+def check_lr_drops(config: ModelConfig) -> None:
+    """`lr_drops` / `lr_drop_factor` of a config whose training phase takes `Phase.lr_drops`."""
+    cls, drops, factor = type(config).__name__, config.lr_drops, config.lr_drop_factor  # type: ignore[attr-defined]
+    if not (isinstance(drops, int) and drops >= 0):
+        raise ValueError(f"{cls}.lr_drops must be an integer >= 0, got {drops!r}")
+    if not 0 < factor < 1:
+        raise ValueError(f"{cls}.lr_drop_factor must be in (0, 1), got {factor!r}")

@@ -43,6 +43,7 @@ from genrec.models.base import (
     Recommender,
     StepContext,
     WarmStartable,
+    check_lr_drops,
     grow_into,
 )
 from genrec.models.next_item import (
@@ -140,10 +141,7 @@ class SequentialConfig(ModelConfig):
         for f in ("weight_decay", "warmup_steps", "grad_clip"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0, got {getattr(self, f)!r}")
-        if not (isinstance(self.lr_drops, int) and self.lr_drops >= 0):
-            raise ValueError(f"{cls}.lr_drops must be an integer >= 0, got {self.lr_drops!r}")
-        if not 0 < self.lr_drop_factor < 1:
-            raise ValueError(f"{cls}.lr_drop_factor must be in (0, 1), got {self.lr_drop_factor!r}")
+        check_lr_drops(self)
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:

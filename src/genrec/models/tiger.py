@@ -51,6 +51,7 @@ from genrec.models.base import (
     ModelConfig,
     Phase,
     StepContext,
+    check_lr_drops,
     check_positive,
 )
 from genrec.models.rqvae import (
@@ -94,11 +95,15 @@ class TigerConfig(ModelConfig):
     # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
     # training
-    epochs: int = 40
+    epochs: int = 150  # upper bound; early stopping (after the rate drops) usually ends training first
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0
-    patience: int = 4  # epochs without validation NDCG@10 gain before stopping
+    patience: int = 4  # epochs without validation NDCG@10 gain before a rate drop, then before stopping
+    # where early stopping would stop, go back to the best weights and continue at lr x lr_drop_factor,
+    # at most lr_drops times (the training loop's Phase.lr_drops, as for SASRec/HSTU)
+    lr_drops: int = 2
+    lr_drop_factor: float = 0.3
     eval_users: int = 5000  # validation users sampled for early stopping (0 = all)
 
     def validate(self) -> None:
@@ -123,6 +128,7 @@ class TigerConfig(ModelConfig):
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.patience < 1:
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
+        check_lr_drops(self)
 
 
 # --- the code trie -------------------------------------------------------------------------------
@@ -365,7 +371,15 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         # a cached RQ-VAE is a phase of 0 epochs, so a resumed run has the phases of the run it resumes
         return [
             Phase("rq-vae", 0 if self._rq_cached else cfg.rq_epochs),
-            Phase("generator", cfg.epochs, cfg.patience, eval_users=cfg.eval_users, metric="ndcg@10"),
+            Phase(
+                "generator",
+                cfg.epochs,
+                cfg.patience,
+                eval_users=cfg.eval_users,
+                metric="ndcg@10",
+                lr_drops=cfg.lr_drops,
+                lr_drop_factor=cfg.lr_drop_factor,
+            ),
         ]
 
     def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
