@@ -252,7 +252,7 @@ def update_run(
         f"{counts['new_items']} new items, {counts['new_users']} new users)"
     )
     t1 = time.time()
-    fit(candidate, ds, train_config, progress=False)
+    fit(candidate, ds, train_config, progress=False, exclude_seen=settings.exclude_seen)
     report["fit_seconds"] = time.time() - t1
     excl = settings.exclude_seen
     new_m = evaluate(candidate.score, gate, ks=(10,), exclude_seen=excl)

@@ -76,8 +76,13 @@ def fit(
     resume: bool = False,
     callbacks: tuple[Callback, ...] = (),
     progress: bool | None = None,
+    exclude_seen: bool = True,
 ) -> Recommender:
-    """Fit any registered model on `data` (train; early stopping and searches on `data.valid` only)."""
+    """Fit any registered model on `data` (train; early stopping and searches on `data.valid` only).
+
+    `exclude_seen`: validation ranks without the user's history, as the final evaluation does; False
+    for runs that recommend items already seen (repeat consumption, `--include-seen`), so early stopping
+    and searches choose under the protocol the run is measured and served with."""
     config = config or TrainConfig()
     config.validate()
     if resume and not isinstance(model, Trainable):
@@ -89,9 +94,9 @@ def fit(
         t0 = time.time()
         if isinstance(model, Trainable):
             ckpt = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir is not None else None
-            _Loop(model, data, config, ckpt, callbacks, progress).run(resume)
+            _Loop(model, data, config, ckpt, callbacks, progress, exclude_seen).run(resume)
         elif isinstance(model, Tunable):
-            search(model, data, config, progress)
+            search(model, data, config, progress, exclude_seen)
         else:
             model.fit(data)
         model.fit_info_.setdefault("train_seconds", time.time() - t0)
@@ -139,26 +144,38 @@ def validation_users(data: Dataset, n: int, seed: int) -> EvalSet:
     return EvalSet(data.valid.history.take(rows), data.valid.targets.take(rows))
 
 
-def validate_shared(model: Recommender, evalset: EvalSet, metric: str, batch_size: int = 1024) -> float:
+def validate_shared(
+    model: Recommender, evalset: EvalSet, metric: str, batch_size: int = 1024, exclude_seen: bool = True
+) -> float:
     """`validate`, with the users split across the processes of a distributed run (the same value on
     every process: the mean over all users)."""
     if not distributed.active():
-        return validate(model, evalset, metric, batch_size)
+        return validate(model, evalset, metric, batch_size, exclude_seen)
     rank, n = distributed.world()
     rows = np.arange(rank, len(evalset), n)
     part = EvalSet(evalset.history.take(rows), evalset.targets.take(rows))
-    local = validate(model, part, metric, batch_size) * len(rows) if len(rows) else 0.0
+    local = validate(model, part, metric, batch_size, exclude_seen) * len(rows) if len(rows) else 0.0
     total, count = distributed.all_sum([local, float(len(rows))])
     return total / max(count, 1.0)
 
 
-def validate(model: Recommender, evalset: EvalSet, metric: str, batch_size: int = 1024) -> float:
+def validate(
+    model: Recommender, evalset: EvalSet, metric: str, batch_size: int = 1024, exclude_seen: bool = True
+) -> float:
     k = int(metric.split("@")[1])
-    return float(evaluate(model.score, evalset, ks=(k,), batch_size=batch_size)[metric])
+    return float(
+        evaluate(model.score, evalset, ks=(k,), exclude_seen=exclude_seen, batch_size=batch_size)[metric]
+    )
 
 
 # --- search on validation (closed-form models with a tuned setting) -----------------------------------
-def search(model: Tunable, data: Dataset, config: TrainConfig, progress: bool | None = None) -> None:
+def search(
+    model: Tunable,
+    data: Dataset,
+    config: TrainConfig,
+    progress: bool | None = None,
+    exclude_seen: bool = True,
+) -> None:
     """Keep the candidate with the best validation metric. The curve of a regularisation strength is
     unimodal, so the search stops at the first candidate 2% below the best."""
     metric = default_metric(data)
@@ -173,7 +190,7 @@ def search(model: Tunable, data: Dataset, config: TrainConfig, progress: bool | 
     )
     candidates = model.candidates(data)
     for setting in candidates:
-        value = validate(model, data.valid, metric)
+        value = validate(model, data.valid, metric, exclude_seen=exclude_seen)
         tried[_label(setting)] = value
         bar.update()
         bar.set_postfix(**setting, **{metric: f"{value:.4f}"})
@@ -206,8 +223,10 @@ class _Loop:
         ckpt: Path | None,
         callbacks: tuple[Callback, ...],
         progress: bool | None,
+        exclude_seen: bool = True,
     ) -> None:
         self.model, self.data, self.config, self.ckpt = model, data, config, ckpt
+        self.exclude_seen = exclude_seen
         self.callbacks, self.progress = callbacks, progress
         self.device = pick_device(config)
         distributed.init(self.device)  # a torchrun launch: join its process group (no-op otherwise)
@@ -316,7 +335,9 @@ class _Loop:
             if valid is not None and (epoch % phase.eval_every == 0 or epoch == phase.epochs):
                 for m in fitting.modules.values():
                     m.eval()
-                row["valid_" + metric] = value = validate_shared(model, valid, metric, phase.eval_batch)
+                row["valid_" + metric] = value = validate_shared(
+                    model, valid, metric, phase.eval_batch, self.exclude_seen
+                )
                 if st["best"] is None or value > st["best"]:
                     st.update(best=value, best_epoch=epoch, bad=0)
                     self.best_modules = _snapshot_modules(fitting)

@@ -224,6 +224,7 @@ def _train(
         resume=resume,
         callbacks=callbacks,
         progress=progress,
+        exclude_seen=cfg.exclude_seen,
     )
     fit_s = time.time() - t1
     log.info("fit %s in %.1fs", cfg.model, fit_s)
@@ -253,7 +254,15 @@ def _train_replica(cfg: RunConfig, model: Recommender, part: Path, resume: bool)
     if not isinstance(model, Trainable):
         return {}  # nothing to share out: rank 0 fits it alone
     ds = load_dataset(cfg.source, cfg.data)
-    fit(model, ds, cfg.train, checkpoint_dir=part / "checkpoints", resume=resume, progress=False)
+    fit(
+        model,
+        ds,
+        cfg.train,
+        checkpoint_dir=part / "checkpoints",
+        resume=resume,
+        progress=False,
+        exclude_seen=cfg.exclude_seen,
+    )
     return {}
 
 
