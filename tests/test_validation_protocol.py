@@ -16,7 +16,12 @@ from genrec.training import TrainConfig, fit
 
 @pytest.mark.parametrize(
     ("model", "sets"),
-    [("ease", []), ("sasrec", ["--size", "tiny", "--set", "epochs=2", "--set", "max_len=20"])],
+    [
+        ("ease", []),
+        pytest.param(
+            "sasrec", ["--size", "tiny", "--set", "epochs=2", "--set", "max_len=20"], marks=pytest.mark.slow
+        ),
+    ],
 )
 def test_the_chosen_validation_figure_is_the_reported_one(tmp_path, model, sets):
     n = torch.get_num_threads()
