@@ -216,16 +216,7 @@ def _train(
             json.dumps({"run": cfg.to_json(), "data_hash": data_hash, "versions": versions()}, indent=2)
         )
     t1 = time.time()
-    fit(
-        model,
-        ds,
-        cfg.train,
-        checkpoint_dir=part / "checkpoints",
-        resume=resume,
-        callbacks=callbacks,
-        progress=progress,
-        exclude_seen=cfg.exclude_seen,
-    )
+    _fit(cfg, model, ds, part, resume, callbacks=callbacks, progress=progress)
     fit_s = time.time() - t1
     log.info("fit %s in %.1fs", cfg.model, fit_s)
     model.save(part / "model")
@@ -254,16 +245,21 @@ def _train_replica(cfg: RunConfig, model: Recommender, part: Path, resume: bool)
     if not isinstance(model, Trainable):
         return {}  # nothing to share out: rank 0 fits it alone
     ds = load_dataset(cfg.source, cfg.data)
+    _fit(cfg, model, ds, part, resume, progress=False)
+    return {}
+
+
+def _fit(cfg: RunConfig, model: Recommender, ds: Dataset, part: Path, resume: bool, **kw: Any) -> None:
+    """`fit` as every process of a run calls it: checkpoints in the run, validation under its protocol."""
     fit(
         model,
         ds,
         cfg.train,
         checkpoint_dir=part / "checkpoints",
         resume=resume,
-        progress=False,
         exclude_seen=cfg.exclude_seen,
+        **kw,
     )
-    return {}
 
 
 def _put_in_place(part: Path, out: Path) -> None:
