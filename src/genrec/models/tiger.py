@@ -475,7 +475,9 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             f"{report['unique_after_collision_level']:.0%} ({took})"
         )
         log.info(msg)
-        print(msg, file=sys.stderr, flush=True)  # stderr: JSON on stdout stays clean
+        replica = torch.distributed.is_initialized() and torch.distributed.get_rank() > 0
+        if not replica:  # rank 0 alone reports
+            print(msg, file=sys.stderr, flush=True)  # stderr: JSON on stdout stays clean
         self.codes_ = torch.from_numpy(np.r_[np.zeros((1, codes.shape[1]), np.int64), codes])
         self.latent_ = torch.cat([torch.zeros(1, cfg.rq_latent), self.rqvae_.latent(X)])
         self.sizes_ = [cfg.codebook_size] * cfg.levels + [int(codes[:, -1].max()) + 1]

@@ -24,6 +24,7 @@ other number (the remaining epochs are then split the new way).
 
 from __future__ import annotations
 
+import atexit
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -52,7 +53,15 @@ def init(device: torch.device) -> bool:
         if device.type == "cuda":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
         dist.init_process_group(backend)
+        # Without an explicit destroy, gloo's worker threads outlive the interpreter's teardown and a
+        # process that has finished its work can still die of SIGABRT on exit.
+        atexit.register(_destroy)
     return True
+
+
+def _destroy() -> None:
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def active() -> bool:
