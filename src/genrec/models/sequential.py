@@ -280,9 +280,8 @@ class SequentialRecommender(
             raise ValueError(f"{self.name}: item_text=on needs a dense item table (sparse_items is on)")
         t = time.time()
         X, enc = encode_item_texts(texts, cfg.text_encoder, data.name)
-        X[np.array([not str(x).strip() for x in texts[1:]], dtype=bool)] = (
-            0  # no text: the ID embedding alone
-        )
+        empty = np.array([not str(x).strip() for x in texts[1:]], dtype=bool)
+        X[empty] = 0  # no text: the ID embedding alone
         self.text_encoder_state_ = enc.state()
         self.fit_info_.update(text_encoder=enc.spec, text_dim=X.shape[1], text_seconds=time.time() - t)
         return torch.from_numpy(np.concatenate([np.zeros((1, X.shape[1]), np.float32), X]))
