@@ -117,3 +117,45 @@ def test_genrec_train_nproc_writes_one_run(tmp_path, capsys):
     assert not list(tmp_path.glob("*.partial*"))
     assert main([*args, "--nproc", "0", "--out", str(tmp_path / "x")]) == 2
     assert "--nproc must be >= 1" in capsys.readouterr().err
+
+
+EXIT_WORKER = textwrap.dedent(
+    """
+    import atexit, torch, torch.distributed as dist
+    # registered first, so it runs last: after genrec's own exit handler
+    atexit.register(lambda: print("initialized at exit:", dist.is_initialized(), flush=True))
+    from genrec.training import distributed
+    assert distributed.init(torch.device("cpu"))
+    t = torch.ones(3)
+    dist.all_reduce(t)
+    print("sum", t.tolist(), flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_leave_their_group_before_the_interpreter_ends(tmp_path):
+    # a gloo group left to the interpreter's teardown can abort a process that finished its work
+    script = tmp_path / "exit.py"
+    script.write_text(EXIT_WORKER)
+    env = dict(
+        os.environ,
+        WORLD_SIZE="2",
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(free_port()),
+        PYTHONPATH=str(REPO / "src"),
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script)],
+            env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+    for out in outs:
+        assert "sum [2.0, 2.0, 2.0]" in out and "initialized at exit: False" in out, out
