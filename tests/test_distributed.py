@@ -58,9 +58,8 @@ WORKER = textwrap.dedent(
 )
 
 
-def run_two(tmp_path, names: list[str]) -> None:
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER.format(tests=str(REPO / "tests"), out=str(tmp_path), names=names))
+def spawn_two(script: Path, timeout: int = 600) -> list[str]:
+    """Run `script` as ranks 0 and 1 of a 2-process gloo group; both must exit with 0. Their outputs."""
     env = dict(
         os.environ,
         WORLD_SIZE="2",
@@ -79,8 +78,15 @@ def run_two(tmp_path, names: list[str]) -> None:
         )
         for r in range(2)
     ]
-    outs = [p.communicate(timeout=600)[0] for p in procs]
+    outs = [p.communicate(timeout=timeout)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
+    return outs
+
+
+def run_two(tmp_path, names: list[str]) -> None:
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER.format(tests=str(REPO / "tests"), out=str(tmp_path), names=names))
+    spawn_two(script)
 
 
 @pytest.mark.slow
@@ -138,24 +144,5 @@ def test_processes_leave_their_group_before_the_interpreter_ends(tmp_path):
     # a gloo group left to the interpreter's teardown can abort a process that finished its work
     script = tmp_path / "exit.py"
     script.write_text(EXIT_WORKER)
-    env = dict(
-        os.environ,
-        WORLD_SIZE="2",
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(free_port()),
-        PYTHONPATH=str(REPO / "src"),
-    )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(script)],
-            env=dict(env, RANK=str(r), LOCAL_RANK=str(r)),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for r in range(2)
-    ]
-    outs = [p.communicate(timeout=120)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(outs)
-    for out in outs:
+    for out in spawn_two(script, timeout=120):
         assert "sum [2.0, 2.0, 2.0]" in out and "initialized at exit: False" in out, out
