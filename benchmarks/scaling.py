@@ -12,9 +12,10 @@ GPU they share the card; every row records how many ran beside it).
 `--step-time N` trains nothing to the end: it times N training steps (after 3 warm-up steps) and
 extrapolates seconds per epoch, for sizes too slow to train on a CPU.
 
-Training FLOPs are estimated as 3 x the forward pass (backward = 2 x forward) over every trained target:
-per target 2 x non-embedding parameters (the blocks' matrix products), 4 x layers x dim x mean window
-length (attention scores and their weighted sum) and 2 x dim x items (the softmax over the catalogue).
+Each trained size is a run directory under runs/scaling/, and the script ends with the `genrec report`
+of the runs it trained (runs/scaling/report.html): the scaling curves as plots, with every other
+section. Parameters and training FLOPs are the model's own compute profile (`compute_profile`, recorded
+in fit_info by the training loop): 3 x the forward pass per trained target, times the targets trained.
 
 Prints one table and merges rows into benchmarks/results/scaling.json.
 """
@@ -35,30 +36,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = Path(os.environ.get("GENREC_DATA_DIR", HERE.parent.parent / "shared" / "datasets"))
 RESULTS = HERE / "results" / "scaling.json"
+RUNS = Path(os.environ.get("GENREC_RUNS", HERE.parent / "runs")) / "scaling"  # one run directory per size
 DATASETS = ("ml-1m-u2999", "amazon-beauty")
 SIZES = ("tiny", "small", "base", "large")
 
 
-def count_params(net) -> tuple[int, int]:
-    """(all parameters, non-embedding parameters: the blocks, norms and projections)."""
-    import torch
-
-    total = sum(p.numel() for p in net.parameters())
-    emb = sum(m.weight.numel() for m in net.modules() if isinstance(m, torch.nn.Embedding))
-    return total, total - emb
-
-
-def flops_per_target(net_params: int, n_layers: int, dim: int, mean_len: float, n_items: int) -> float:
-    return 3.0 * (2.0 * net_params + 4.0 * n_layers * dim * mean_len + 2.0 * dim * n_items)
+def data_path(dataset: str) -> tuple[str, str]:
+    """(name, path) of a dataset given by name (under GENREC_DATA_DIR) or by path."""
+    p = Path(dataset)
+    return (p.name, str(p)) if p.exists() else (dataset, str(ROOT / dataset))
 
 
 def load(dataset: str):
     from genrec.data.sources import SourceSpec, load_dataset
     from genrec.data.types import DataConfig
 
-    p = Path(dataset)
-    path = str(p) if p.exists() else str(ROOT / dataset)
-    return (p.name if p.exists() else dataset), load_dataset(SourceSpec(data=path), DataConfig())
+    name, path = data_path(dataset)
+    return name, load_dataset(SourceSpec(data=path), DataConfig())
 
 
 def time_steps(model, ds, train_config, n_steps: int) -> dict:
@@ -113,69 +107,70 @@ def time_steps(model, ds, train_config, n_steps: int) -> dict:
     }
 
 
-def run_one(dataset: str, model_name: str, size: str, sets: dict, minutes: float, step_time: int) -> dict:
+def run_one(
+    dataset: str, model_name: str, size: str, sets: dict, minutes: float, step_time: int, tag: str
+) -> dict:
+    """Train one size into its own run directory (RUNS/<data>-<model>-<size>-<seed>[-<tag>], for
+    `genrec report`), or time its steps; the row carries the model's compute profile."""
+    import dataclasses
+
     import torch
 
-    from genrec.evaluation import evaluate
+    from genrec.data.sources import SourceSpec
     from genrec.models import get_model_class
-    from genrec.training import fit
+    from genrec.training.runs import RunConfig, load_run, train_run
     from genrec.training.settings import resolve
 
-    name, ds = load(dataset)
-    settings = {"size": size, "max_len": "200", **sets}
+    settings = {"size": size, **sets}
     if minutes:
         settings["max_minutes"] = str(minutes)
     model_config, train_config = resolve(model_name, settings)
-    model = get_model_class(model_name)(model_config)
-    row: dict = {
-        "dataset": name,
-        "model": model_name,
-        "size": size,
-        "seed": train_config.seed,
-        "settings": settings,
-    }
+    name, path = data_path(dataset)
+    row: dict = {"dataset": name, "model": model_name, "size": size, "seed": train_config.seed}
+    row["settings"] = settings
     if step_time:
+        _, ds = load(dataset)
+        model = get_model_class(model_name)(model_config)
         row.update(time_steps(model, ds, train_config, step_time), mode="step-time")
+        profile = model.compute_profile(ds)
+        del profile["trained_targets"], profile["train_flops"]
     else:
-        t0 = time.time()
-        fit(model, ds, train_config)
-        row["train_seconds"] = time.time() - t0
-        info = model.fit_info_
-        curve = [r for p in info["phases"] for r in p["curve"]]
-        trained = sum(r.get("examples_per_s", 0.0) * r["seconds"] for r in curve)
-        test = evaluate(model.score, ds.test, ks=(10,))
+        out = RUNS / f"{name}-{model_name}-{size}-{train_config.seed}{'-' + tag if tag else ''}"
+        cfg = RunConfig(
+            source=SourceSpec(data=path),
+            model=model_name,
+            model_config=dataclasses.asdict(model_config),
+            train=train_config,
+            ks=[10],
+        )
+        metrics = train_run(cfg, out, force=True, progress=False)
+        info = load_run(out).model.fit_info_
+        profile = {k: info[k] for k in ("params", "non_embedding_params", "flops_per_target", "train_flops")}
         row.update(
             mode="train",
+            run=str(out),
             device=info["device"],
             epochs=info["epochs"],
             best_epoch=info["best_epoch"],
             stopped_by=info["stopped_by"],
             seconds_per_epoch=info["seconds_per_epoch"],
-            trained_targets=trained,
+            train_seconds=metrics["fit_seconds"],
+            trained_targets=info["trained_targets"],
             valid_ndcg10=info["best_valid"],
-            ndcg10=test["ndcg@10"],
-            hr10=test["hr@10"],
+            ndcg10=metrics["test"]["ndcg@10"],
+            hr10=metrics["test"]["hr@10"],
         )
-    net = model.net
-    total, body = count_params(net)
-    cfg = model.config
-    windows = model._windows
-    mean_len = windows.n_tokens / max(len(windows), 1)
-    dim, layers = cfg.resolved("dim"), cfg.resolved("n_layers")
+    cfg_model = model_config
     row.update(
-        params=total,
-        non_embedding_params=body,
-        dim=dim,
-        n_layers=layers,
-        n_heads=cfg.resolved("n_heads"),
-        flops_per_target=flops_per_target(body, layers, dim, mean_len, ds.n_items),
+        profile,
+        dim=cfg_model.resolved("dim"),
+        n_layers=cfg_model.resolved("n_layers"),
+        n_heads=cfg_model.resolved("n_heads"),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        threads=torch.get_num_threads(),
+        threads=train_config.threads or torch.get_num_threads(),
         gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         torch=torch.__version__,
     )
-    if "trained_targets" in row:
-        row["train_flops"] = row["flops_per_target"] * row["trained_targets"]
     return row
 
 
@@ -210,7 +205,7 @@ def print_table(rows: list[dict]) -> None:
         f"{'valid':>8}{'NDCG@10':>9}{'HR@10':>8}{'s/epoch':>9}{'epochs':>7}{'device':>8}"
     )
     for r in rows:
-        pf = f"{r['train_flops'] / 1e15:.2f}" if "train_flops" in r else "-"
+        pf = f"{r['train_flops'] / 1e15:.3g}" if "train_flops" in r else "-"
         acc = (
             f"{r['valid_ndcg10']:>8.4f}{r['ndcg10']:>9.4f}{r['hr10']:>8.4f}"
             if r["mode"] == "train"
@@ -283,7 +278,7 @@ def main() -> int:
         return compare()
     if a.one:
         dataset, model, size, out = a.one
-        row = run_one(dataset, model, size, sets, a.minutes, a.step_time)
+        row = run_one(dataset, model, size, sets, a.minutes, a.step_time, a.tag)
         row["concurrent_runs"] = int(os.environ.get("GENREC_CONCURRENT_RUNS", "1"))
         row["tag"] = a.tag
         Path(out).write_text(json.dumps(row, default=float))
@@ -334,6 +329,12 @@ def main() -> int:
         print_table(rows)
         if len(a.seeds.split(",")) > 1:
             print_seeds(rows)
+        trained = [Path(r["run"]) for r in rows if r["mode"] == "train"]
+        if len(trained) > 1:
+            from genrec.cli.report import write_report
+
+            report = write_report(trained, RUNS / "report.html", "genrec scaling curve")
+            print(f"report: {report} (genrec report {' '.join(map(str, trained))} --out FILE)")
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()

@@ -52,10 +52,37 @@ def test_report_of_two_runs_is_self_contained(tmp_path, capsys):
     page = out.read_text()
     check_page(page)
     assert page.count("<svg") == 5  # curves, @K, history length, popularity, diversity trade-off
+    assert "No model was trained at two sizes" in page  # so no scaling curve
     assert "&#9733;" in page  # the best value per column is marked
     assert '"model": "sasrec"' in page.replace("&quot;", '"')  # the resolved configuration
     assert main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "x.html")]) == 2
     assert not (tmp_path / "x.html").exists()
+
+
+@pytest.mark.slow  # trains three runs
+def test_report_draws_the_scaling_curve_of_runs_at_several_sizes(tmp_path):
+    for name, size in (("tiny", "tiny"), ("small", "small"), ("small-again", "small")):
+        args = ["train", "--synthetic", "--model", "sasrec", "--size", size, "--set", "epochs=2"]
+        assert (
+            main([*args, "--set", "threads=1", "--seed", str(len(name)), "--out", str(tmp_path / name)]) == 0
+        )
+    out = tmp_path / "report.html"
+    assert main(["report", *(str(tmp_path / n) for n in ("small", "tiny")), "--out", str(out)]) == 0
+    page = out.read_text()
+    section = page[page.index('<section id="scaling">') : page.index('<section id="at-k">')]
+    assert section.count("<svg") == 1 and "NDCG@10 vs compute" in section
+    rows = re.findall(
+        r"<tr><td>(tiny|small)</td><td>sasrec</td><td>[^<]*</td><td>(\w+)</td>"
+        r"<td>([\d,]+)</td><td>[\d,]+</td><td>([\d.e+]+)</td>",
+        section,
+    )
+    assert [r[:2] for r in rows] == [("tiny", "tiny"), ("small", "small")]  # sorted by parameters
+    params = [int(r[2].replace(",", "")) for r in rows]
+    flops = [float(r[3]) for r in rows]
+    assert params[0] < params[1] and flops[0] < flops[1]
+    # two runs of one size are not a curve
+    assert main(["report", str(tmp_path / "small"), str(tmp_path / "small-again"), "--out", str(out)]) == 0
+    assert "No model was trained at two sizes" in out.read_text()
 
 
 @pytest.mark.slow  # trains two runs on ml-1m-u2999 and starts a browser

@@ -208,3 +208,31 @@ def test_compiled_training_matches_eager_and_saves_the_same_keys(synthetic_ds):
     assert comp_loss == pytest.approx(eager_loss, rel=1e-3)
     for k in eager_state:
         torch.testing.assert_close(comp_state[k], eager_state[k], rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.slow  # trains eight small models
+@pytest.mark.parametrize("name", SEQ_MODELS)
+def test_training_records_parameters_and_flops_for_scaling_curves(name, synthetic_ds, tmp_path):
+    """fit records what a scaling curve needs: parameters, FLOPs per target, targets trained, their FLOPs."""
+    infos = {}
+    for size in ("tiny", "small"):
+        m = fit(make(name, size=size, epochs=2, patience=5), synthetic_ds, ONE_THREAD)
+        info = infos[size] = m.fit_info_
+        assert info["params"] == sum(p.numel() for p in m.net.parameters())
+        emb = sum(e.weight.numel() for e in m.net.modules() if isinstance(e, torch.nn.Embedding))
+        assert info["non_embedding_params"] == info["params"] - emb > 0
+        assert info["trained_targets"] == pytest.approx(2 * info["target_tokens"], rel=1e-6)  # 2 epochs
+        assert info["train_flops"] == pytest.approx(info["flops_per_target"] * info["trained_targets"])
+        # at least the forward and backward of the blocks' matrix products
+        assert info["flops_per_target"] > 6 * info["non_embedding_params"]
+        m.save(tmp_path / size)  # a loaded model states the same profile (reports of older runs)
+        again = Recommender.load(tmp_path / size).compute_profile(synthetic_ds)
+        assert again == pytest.approx({k: info[k] for k in again})
+    assert infos["small"]["params"] > infos["tiny"]["params"]
+    assert infos["small"]["flops_per_target"] > infos["tiny"]["flops_per_target"]
+    # a sampled softmax over a few negatives scores fewer items per target than the full softmax
+    few = fit(make(name, epochs=1, loss="sampled", n_negatives=8), synthetic_ds, ONE_THREAD)
+    full = fit(make(name, epochs=1, loss="ce"), synthetic_ds, ONE_THREAD)
+    assert few.fit_info_["flops_per_target"] < full.fit_info_["flops_per_target"]
+    ease = fit(get_model_class("ease")(), synthetic_ds, ONE_THREAD)
+    assert "train_flops" not in ease.fit_info_  # closed-form: no per-target training cost to state

@@ -6,7 +6,8 @@ Plots are matplotlib figures inlined as SVG: line and bar charts as vectors stay
 (tens of kB), and need no JavaScript, so the page opens offline and from a mail attachment. (plotly
 would inline ~3.5 MB of JavaScript per report for interactivity these few charts do not need.)
 
-Sections: metrics table (best value per column marked), training / validation curves, NDCG@K and HR@K
+Sections: metrics table (best value per column marked), training / validation curves, scaling curves
+(test NDCG@10 against parameters and training FLOPs, one line per model and dataset), NDCG@K and HR@K
 against K, metrics by history length, popularity bias (share of recommendations per item-popularity
 decile against the data's own share), coverage and Gini of exposure, group metrics where the data has
 user attributes, each run's resolved configuration.
@@ -25,7 +26,7 @@ import torch
 
 from genrec.data.dataset import Dataset, EvalSet
 from genrec.evaluation.metrics import evaluate
-from genrec.models.base import Recommender
+from genrec.models.base import MeasuresCompute, Recommender
 from genrec.ranking import mask_scores, top_k
 
 KS = (1, 2, 5, 10, 20, 50, 100)
@@ -33,6 +34,7 @@ BUCKETS = ((1, 5), (6, 10), (11, 20), (21, 50), (51, 100), (101, None))  # histo
 SECTIONS = {
     "metrics": "Metrics",
     "curves": "Training and validation curves",
+    "scaling": "Scaling: NDCG@10 against parameters and training FLOPs",
     "at-k": "NDCG@K and HR@K against K",
     "history": "Metrics by history length",
     "popularity": "Popularity bias",
@@ -145,7 +147,12 @@ def render_report(entries: list[Entry], title: str = "genrec report") -> str:
     _require_matplotlib()
     analyses = [analyse(e) for e in entries]
     names = [e.name for e in entries]
-    parts = [_metrics_section(entries, analyses), _curves_section(entries), _at_k_section(names, analyses)]
+    parts = [
+        _metrics_section(entries, analyses),
+        _curves_section(entries),
+        _scaling_section(entries, analyses),
+    ]
+    parts += [_at_k_section(names, analyses)]
     parts += [_history_section(names, analyses), _popularity_section(names, analyses)]
     parts += [_exposure_section(names, analyses), _tradeoff_section(entries), _groups_section(entries)]
     parts += [_config_section(entries)]
@@ -212,6 +219,66 @@ def _curves_section(entries: list[Entry]) -> str:
     closed = [e.name for e in entries if not e.fit_info.get("phases")]
     note = f"Closed-form (no curve): {', '.join(closed)}." if closed else ""
     return _section("curves", _svg(fig), note)
+
+
+def _scaling_section(entries: list[Entry], analyses: list[Analysis]) -> str:
+    """One line per (model, dataset) through its runs at different sizes, as in the HSTU paper."""
+    lines: dict[tuple[str, str], list[tuple[Entry, Analysis]]] = {}
+    profiles: dict[str, dict[str, float]] = {}  # run name -> compute profile
+    for e, a in zip(entries, analyses):
+        if isinstance(e.model, MeasuresCompute):
+            profiles[e.name] = {**e.model.compute_profile(e.dataset), **e.fit_info}
+            lines.setdefault((e.model.name, e.dataset.name), []).append((e, a))
+    lines = {k: v for k, v in lines.items() if len({profiles[e.name]["params"] for e, _ in v}) > 1}
+    if not lines:
+        return _section(
+            "scaling",
+            "<p>No model was trained at two sizes or more on the same data (e.g. <code>genrec train "
+            "--size tiny</code> ... <code>--size large</code>, then one report of those runs).</p>",
+        )
+    fig, axes = _figure(10, 3.4, cols=2)
+    rows = []
+    for (model, data), runs in sorted(lines.items()):
+        runs.sort(key=lambda r: profiles[r[0].name]["params"])
+        ndcg = [a.at_k["ndcg@10"] for _, a in runs]
+        for ax, key in zip(axes, ("params", "train_flops")):
+            x = [profiles[e.name][key] for e, _ in runs]
+            ax.plot(x, ndcg, marker="o", ms=4, label=f"{model} on {data}")
+            for xi, yi, (e, _) in zip(x, ndcg, runs):
+                ax.annotate(_size(e), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for e, a in runs:
+            info = profiles[e.name]
+            rows.append(
+                [
+                    html.escape(e.name),
+                    html.escape(model),
+                    html.escape(data),
+                    html.escape(_size(e)),
+                    f"{info['params']:,.0f}",
+                    f"{info['non_embedding_params']:,.0f}",
+                    f"{info['train_flops']:.3g}",
+                    str(info.get("epochs", "-")),
+                    f"{info['best_valid']:.4f}" if "best_valid" in info else "-",
+                    f"{a.at_k['ndcg@10']:.4f}",
+                ]
+            )
+    axes[0].set(xscale="log", xlabel="parameters", ylabel="test NDCG@10", title="NDCG@10 vs parameters")
+    axes[1].set(xscale="log", xlabel="training FLOPs", ylabel="test NDCG@10", title="NDCG@10 vs compute")
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    header = ["run", "model", "data", "size", "params", "non-embedding", "train FLOPs", "epochs"]
+    header += ["valid NDCG@10", "test NDCG@10"]
+    note = (
+        "Training FLOPs: the model's estimate per trained target (forward + backward: blocks, attention, "
+        "softmax) times the targets of every epoch it trained. A curve that still rises at its largest "
+        "size says a larger model would help; one that falls says the data is too small for it."
+    )
+    return _section("scaling", _svg(fig) + _table(header, rows), note)
+
+
+def _size(e: Entry) -> str:
+    return str(e.fit_info.get("config", {}).get("size") or e.config.get("model_config", {}).get("size", "?"))
 
 
 def _at_k_section(names: list[str], analyses: list[Analysis]) -> str:

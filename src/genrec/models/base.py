@@ -228,6 +228,18 @@ class AddsItems(Protocol):
 
 
 @runtime_checkable
+class MeasuresCompute(Protocol):
+    """A model that states its size and training cost, for scaling curves (NDCG against parameters and
+    training FLOPs); genrec.training.fit records it in fit_info_."""
+
+    def compute_profile(self, data: Dataset) -> dict[str, float]:
+        """After training (or loading): "params" (all), "non_embedding_params" (without embedding
+        tables), "flops_per_target" (forward + backward FLOPs of one trained target, on average),
+        "trained_targets" (over every epoch) and "train_flops" (their product)."""
+        ...
+
+
+@runtime_checkable
 class WarmStartable(Protocol):
     """Fine-tuning (genrec update): training starts at a trained model's weights; rows of items added
     since then start freshly initialised."""

@@ -38,6 +38,7 @@ from genrec.models.base import (
     Fitting,
     IncrementalModel,
     IterativeRecommender,
+    MeasuresCompute,
     ModelConfig,
     Phase,
     Recommender,
@@ -227,7 +228,7 @@ def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
 
 
 class SequentialRecommender(
-    IterativeRecommender, IncrementalModel, DotProductScores, WarmStartable, AddsItems
+    IterativeRecommender, IncrementalModel, DotProductScores, WarmStartable, AddsItems, MeasuresCompute
 ):
     """Recommender + IncrementalModel + DotProductScores around a SeqNet. Subclasses set name,
     config_cls, build_net. With item text (item_text), items join the catalogue by their text alone."""
@@ -415,6 +416,33 @@ class SequentialRecommender(
         )
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(real.sum())}
+
+    def compute_profile(self, data: Dataset) -> dict[str, float]:
+        """Parameters and training FLOPs, from the net and what fit_info_ recorded (so a loaded model
+        answers too). Per target: 3 x the forward pass (backward = 2 x forward) of 2 x non-embedding
+        parameters (the blocks' matrix products, the input's text projection), 4 x layers x D x mean
+        window length (attention scores and their weighted sum over the window as computed), 2 x D x
+        scored items (the catalogue, or the sampled negatives and the batch's targets) and, with item
+        text, the projection of every item's text vector once per step."""
+        net, cfg, info = self._require_net(), self.config, self.fit_info_
+        total = sum(p.numel() for p in net.parameters())
+        body = total - sum(m.weight.numel() for m in net.modules() if isinstance(m, nn.Embedding))
+        dim, layers = cfg.resolved("dim"), cfg.resolved("n_layers")
+        tokens, windows, steps = info["target_tokens"], info["windows"], info["steps_per_epoch"]
+        targets_per_step = tokens / max(steps, 1)
+        scored = data.n_items if info["loss"] == "ce" else cfg.n_negatives + targets_per_step
+        forward = 2.0 * body + 4.0 * layers * dim * tokens / max(windows, 1) + 2.0 * dim * scored
+        if net.item_text is not None:  # the output table's text part: (n_items + 1, E) @ (E, D) per step
+            forward += 2.0 * net.item_text.proj.weight.numel() * (data.n_items + 1) / targets_per_step
+        curve = [r for p in info.get("phases", []) for r in p["curve"]]
+        trained = sum(r.get("examples_per_s", 0.0) * r["seconds"] for r in curve)  # all processes
+        return {
+            "params": total,
+            "non_embedding_params": body,
+            "flops_per_target": 3.0 * forward,
+            "trained_targets": trained,
+            "train_flops": 3.0 * forward * trained,
+        }
 
     # --- Recommender -------------------------------------------------------------------------
     def _require_net(self) -> SeqNet:

@@ -38,7 +38,15 @@ from tqdm import tqdm
 
 from genrec.data.dataset import Dataset, EvalSet
 from genrec.evaluation import evaluate
-from genrec.models.base import Fitting, Phase, Recommender, StepContext, Trainable, Tunable
+from genrec.models.base import (
+    Fitting,
+    MeasuresCompute,
+    Phase,
+    Recommender,
+    StepContext,
+    Trainable,
+    Tunable,
+)
 from genrec.models.optim import dense_grads
 from genrec.training import distributed
 from genrec.training.config import TrainConfig
@@ -100,6 +108,8 @@ def fit(
         else:
             model.fit(data)
         model.fit_info_.setdefault("train_seconds", time.time() - t0)
+        if isinstance(model, MeasuresCompute):
+            model.fit_info_.update(model.compute_profile(data))
         model.fit_info_["threads"] = torch.get_num_threads()
         model.fit_info_["seed"] = config.seed
         for cb in callbacks:
