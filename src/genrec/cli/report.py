@@ -76,9 +76,9 @@ def add_report_command(sub: Subparsers) -> None:
         description="Write one HTML file that opens with no network: the metrics of every run (best per "
         "column marked), training and validation curves, scaling curves (runs of one model at several "
         "--size: NDCG@10 against parameters and training FLOPs), NDCG@K and HR@K against K, metrics by "
-        "history length, popularity bias by item-popularity decile, coverage and Gini of exposure, metrics by "
-        "user group (MovieLens-1M's users.dat beside the data, or --user-attributes), and each run's "
-        "resolved configuration.\n\n"
+        "history length, popularity bias by item-popularity decile, coverage and Gini of exposure, "
+        "metrics by user group (MovieLens-1M's users.dat beside the data, or --user-attributes), and "
+        "each run's resolved configuration.\n\n"
         "  genrec report runs/ml1m-ease runs/ml1m-sasrec --out report.html",
     )
     rp.add_argument("runs", nargs="+", help="run directories")
