@@ -8,6 +8,7 @@ GPU they share the card; every row records how many ran beside it).
     python benchmarks/scaling.py --sizes tiny,small --minutes 20 --set threads=1          # CPU
     python benchmarks/scaling.py --sizes tiny,small,base,large --jobs 8 --minutes 5       # one GPU
     python benchmarks/scaling.py --sizes large --step-time 20 --set threads=2             # CPU s/epoch
+    python benchmarks/scaling.py --collect runs/beauty-tiny runs/beauty-small   # runs of genrec train
 
 `--step-time N` trains nothing to the end: it times N training steps (after 3 warm-up steps) and
 extrapolates seconds per epoch, for sizes too slow to train on a CPU.
@@ -118,7 +119,7 @@ def run_one(
 
     from genrec.data.sources import SourceSpec
     from genrec.models import get_model_class
-    from genrec.training.runs import RunConfig, load_run, train_run
+    from genrec.training.runs import RunConfig, train_run
     from genrec.training.settings import resolve
 
     settings = {"size": size, **sets}
@@ -143,23 +144,9 @@ def run_one(
             train=train_config,
             ks=[10],
         )
-        metrics = train_run(cfg, out, force=True, progress=False)
-        info = load_run(out).model.fit_info_
-        profile = {k: info[k] for k in ("params", "non_embedding_params", "flops_per_target", "train_flops")}
-        row.update(
-            mode="train",
-            run=str(out),
-            device=info["device"],
-            epochs=info["epochs"],
-            best_epoch=info["best_epoch"],
-            stopped_by=info["stopped_by"],
-            seconds_per_epoch=info["seconds_per_epoch"],
-            train_seconds=metrics["fit_seconds"],
-            trained_targets=info["trained_targets"],
-            valid_ndcg10=info["best_valid"],
-            ndcg10=metrics["test"]["ndcg@10"],
-            hr10=metrics["test"]["hr@10"],
-        )
+        train_run(cfg, out, force=True, progress=False)
+        row.update(row_from_run(out), settings=settings)
+        profile = {}
     cfg_model = model_config
     row.update(
         profile,
@@ -172,6 +159,42 @@ def run_one(
         torch=torch.__version__,
     )
     return row
+
+
+def row_from_run(out: Path) -> dict:
+    """A training row from a run directory (`genrec train --size ...` or this script's): its test
+    metrics, curve and the model's compute profile (computed from the model when an older run lacks it)."""
+    from genrec.models.base import MeasuresCompute
+    from genrec.training.runs import load_run
+
+    run = load_run(out)
+    info = run.model.fit_info_
+    if not isinstance(run.model, MeasuresCompute):
+        raise SystemExit(f"{out}: model {run.model.name!r} states no parameters or FLOPs")
+    profile = {**run.model.compute_profile(run.dataset), **info}
+    test = json.loads((Path(out) / "metrics.json").read_text())["test"]
+    mc = run.config.model_config
+    return {
+        "dataset": run.dataset.name,
+        "model": run.model.name,
+        "size": mc["size"],
+        "seed": run.config.train.seed,
+        "mode": "train",
+        "run": str(out),
+        "device": info["device"],
+        "epochs": info["epochs"],
+        "best_epoch": info["best_epoch"],
+        "stopped_by": info["stopped_by"],
+        "seconds_per_epoch": info["seconds_per_epoch"],
+        "train_seconds": info["train_seconds"],
+        "valid_ndcg10": info["best_valid"],
+        "ndcg10": test["ndcg@10"],
+        "hr10": test["hr@10"],
+        "threads": info.get("threads"),
+        **{k: profile[k] for k in ("params", "non_embedding_params", "flops_per_target", "trained_targets")},
+        "train_flops": profile["train_flops"],
+        **{k: info["config"][k] for k in ("dim", "n_layers", "n_heads")},
+    }
 
 
 def merge(rows: list[dict]) -> None:
@@ -259,6 +282,25 @@ def compare() -> int:
     return 0
 
 
+def finish(rows: list[dict], seeds: int) -> int:
+    """Merge the rows into scaling.json, print them and write the report of the trained runs."""
+    order = {s: i for i, s in enumerate(SIZES)}
+    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["size"], 9), r["seed"]))
+    if not rows:
+        return 1
+    merge(rows)
+    print_table(rows)
+    if seeds > 1:
+        print_seeds(rows)
+    trained = [Path(r["run"]) for r in rows if r["mode"] == "train"]
+    if len(trained) > 1:
+        from genrec.cli.report import write_report
+
+        report = write_report(trained, RUNS / "report.html", "genrec scaling curve")
+        print(f"report: {report} (genrec report {' '.join(map(str, trained))} --out FILE)")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", default=",".join(DATASETS))
@@ -271,11 +313,21 @@ def main() -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="model/training setting")
     p.add_argument("--tag", default="", help="names a variant (e.g. compiled) so its rows stand apart")
     p.add_argument("--compare", action="store_true", help="print GPU rows against CPU rows and exit")
+    p.add_argument(
+        "--collect",
+        nargs="+",
+        metavar="RUN",
+        help="tabulate run directories trained elsewhere (genrec train --size S), merge their rows and "
+        "write their report",
+    )
     p.add_argument("--one", nargs=4, metavar=("DATASET", "MODEL", "SIZE", "OUT"), help=argparse.SUPPRESS)
     a = p.parse_args()
     sets = dict(kv.split("=", 1) for kv in a.set)
     if a.compare:
         return compare()
+    if a.collect:
+        rows = [{**row_from_run(Path(r)), "tag": a.tag, "concurrent_runs": 0} for r in a.collect]
+        return finish(rows, seeds=1)
     if a.one:
         dataset, model, size, out = a.one
         row = run_one(dataset, model, size, sets, a.minutes, a.step_time, a.tag)
@@ -322,19 +374,7 @@ def main() -> int:
                 print(
                     f"[{time.time() - t0:5.0f}s] FAILED {' '.join(map(str, what))}\n{log[-3000:]}", flush=True
                 )
-    order = {s: i for i, s in enumerate(SIZES)}
-    rows.sort(key=lambda r: (r["dataset"], r["model"], order.get(r["size"], 9), r["seed"]))
-    if rows:
-        merge(rows)
-        print_table(rows)
-        if len(a.seeds.split(",")) > 1:
-            print_seeds(rows)
-        trained = [Path(r["run"]) for r in rows if r["mode"] == "train"]
-        if len(trained) > 1:
-            from genrec.cli.report import write_report
-
-            report = write_report(trained, RUNS / "report.html", "genrec scaling curve")
-            print(f"report: {report} (genrec report {' '.join(map(str, trained))} --out FILE)")
+    finish(rows, len(a.seeds.split(",")))
     for f in tmp.iterdir():
         f.unlink()
     tmp.rmdir()
