@@ -133,8 +133,8 @@ def run_one(
         _, ds = load(dataset)
         model = get_model_class(model_name)(model_config)
         row.update(time_steps(model, ds, train_config, step_time), mode="step-time")
-        profile = model.compute_profile(ds)
-        del profile["trained_targets"], profile["train_flops"]
+        profile = model.compute_profile(ds)  # nothing trained: parameters and FLOPs per target only
+        row.update({k: profile[k] for k in ("params", "non_embedding_params", "flops_per_target")})
     else:
         out = RUNS / f"{name}-{model_name}-{size}-{train_config.seed}{'-' + tag if tag else ''}"
         cfg = RunConfig(
@@ -146,13 +146,10 @@ def run_one(
         )
         train_run(cfg, out, force=True, progress=False)
         row.update(row_from_run(out), settings=settings)
-        profile = {}
-    cfg_model = model_config
     row.update(
-        profile,
-        dim=cfg_model.resolved("dim"),
-        n_layers=cfg_model.resolved("n_layers"),
-        n_heads=cfg_model.resolved("n_heads"),
+        dim=model_config.resolved("dim"),
+        n_layers=model_config.resolved("n_layers"),
+        n_heads=model_config.resolved("n_heads"),
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         threads=train_config.threads or torch.get_num_threads(),
         gpu=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -171,7 +168,7 @@ def row_from_run(out: Path) -> dict:
     info = run.model.fit_info_
     if not isinstance(run.model, MeasuresCompute):
         raise SystemExit(f"{out}: model {run.model.name!r} states no parameters or FLOPs")
-    profile = {**run.model.compute_profile(run.dataset), **info}
+    profile = run.model.compute_profile(run.dataset)
     test = json.loads((Path(out) / "metrics.json").read_text())["test"]
     mc = run.config.model_config
     return {
@@ -191,8 +188,7 @@ def row_from_run(out: Path) -> dict:
         "ndcg10": test["ndcg@10"],
         "hr10": test["hr@10"],
         "threads": info.get("threads"),
-        **{k: profile[k] for k in ("params", "non_embedding_params", "flops_per_target", "trained_targets")},
-        "train_flops": profile["train_flops"],
+        **profile,  # params, non-embedding params, FLOPs per target, trained targets, train FLOPs
         **{k: info["config"][k] for k in ("dim", "n_layers", "n_heads")},
     }
 

@@ -147,12 +147,8 @@ def render_report(entries: list[Entry], title: str = "genrec report") -> str:
     _require_matplotlib()
     analyses = [analyse(e) for e in entries]
     names = [e.name for e in entries]
-    parts = [
-        _metrics_section(entries, analyses),
-        _curves_section(entries),
-        _scaling_section(entries, analyses),
-    ]
-    parts += [_at_k_section(names, analyses)]
+    parts = [_metrics_section(entries, analyses), _curves_section(entries)]
+    parts += [_scaling_section(entries, analyses), _at_k_section(names, analyses)]
     parts += [_history_section(names, analyses), _popularity_section(names, analyses)]
     parts += [_exposure_section(names, analyses), _tradeoff_section(entries), _groups_section(entries)]
     parts += [_config_section(entries)]
@@ -227,7 +223,7 @@ def _scaling_section(entries: list[Entry], analyses: list[Analysis]) -> str:
     profiles: dict[str, dict[str, float]] = {}  # run name -> compute profile
     for e, a in zip(entries, analyses):
         if isinstance(e.model, MeasuresCompute):
-            profiles[e.name] = {**e.model.compute_profile(e.dataset), **e.fit_info}
+            profiles[e.name] = e.model.compute_profile(e.dataset)
             lines.setdefault((e.model.name, e.dataset.name), []).append((e, a))
     lines = {k: v for k, v in lines.items() if len({profiles[e.name]["params"] for e, _ in v}) > 1}
     if not lines:
@@ -247,7 +243,7 @@ def _scaling_section(entries: list[Entry], analyses: list[Analysis]) -> str:
             for xi, yi, (e, _) in zip(x, ndcg, runs):
                 ax.annotate(_size(e), (xi, yi), fontsize=7, xytext=(3, 3), textcoords="offset points")
         for e, a in runs:
-            info = profiles[e.name]
+            info, fit = profiles[e.name], e.fit_info
             rows.append(
                 [
                     html.escape(e.name),
@@ -257,8 +253,8 @@ def _scaling_section(entries: list[Entry], analyses: list[Analysis]) -> str:
                     f"{info['params']:,.0f}",
                     f"{info['non_embedding_params']:,.0f}",
                     f"{info['train_flops']:.3g}",
-                    str(info.get("epochs", "-")),
-                    f"{info['best_valid']:.4f}" if "best_valid" in info else "-",
+                    str(fit.get("epochs", "-")),
+                    f"{fit['best_valid']:.4f}" if "best_valid" in fit else "-",
                     f"{a.at_k['ndcg@10']:.4f}",
                 ]
             )
