@@ -11,6 +11,7 @@ from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import DotProductScores, IncrementalModel
 from genrec.models.next_item import TrainingWindows
+from genrec.models.sequential import length_batches
 from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
 SEQ_MODELS = ["sasrec", "hstu"]
@@ -100,6 +101,30 @@ def test_user_and_item_embeddings_give_the_scores(name, trained, synthetic_ds):
     states, emb = model.user_embeddings(h), model.item_embeddings()
     assert emb.shape[0] == synthetic_ds.n_items + 1 and states.shape == (20, emb.shape[1])
     assert torch.allclose((states @ emb.T)[:, 1:], model.score(h)[:, 1:], atol=1e-4)
+
+
+@pytest.mark.parametrize("name", SEQ_MODELS)
+@pytest.mark.slow
+def test_length_sorted_inference_batches_keep_every_user_in_place(name, trained, synthetic_ds, monkeypatch):
+    model = trained[name]
+    h = synthetic_ds.test.history.take(np.arange(40)[::-1])  # mixed lengths, not in length order
+    one_by_one = torch.cat([model.user_embeddings(h.take(np.array([i]))) for i in range(len(h))])
+    monkeypatch.setattr(model, "score_tokens", {"cpu": 64, "cuda": 64})  # many small batches
+    assert torch.allclose(model.user_embeddings(h), one_by_one, atol=1e-5)
+
+
+def test_length_batches_pack_rows_of_similar_length_within_the_budget():
+    lengths = np.random.default_rng(0).integers(0, 300, 1000)
+    for budget in (1, 200, 2048):
+        batches = length_batches(lengths, budget)
+        assert sorted(np.concatenate(batches).tolist()) == list(range(1000))  # each row once
+        for b in batches:
+            padded = len(b) * max(int(lengths[b].max()), 1)
+            assert len(b) == 1 or padded <= budget, (len(b), padded)
+        # greedy packing: a batch could not have taken the next row
+        for b, nxt in zip(batches, batches[1:]):
+            assert (len(b) + 1) * max(int(lengths[nxt[0]]), 1) > budget
+    assert length_batches(np.zeros(0, np.int64), 2048) == []
 
 
 class StopAfter(Callback):
