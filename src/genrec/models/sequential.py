@@ -255,7 +255,7 @@ class SequentialRecommender(
     # Tokens per forward pass at inference. Users are sorted by history length and packed up to this
     # many (rows x longest history) per pass: on a CPU, attention's (B, H, T, T) tensors then stay
     # cache-sized and short histories are not padded to the longest in the batch, which makes scoring
-    # 3-16x faster than fixed 256-row batches (benchmarks/inference_batches.py). A GPU wants big passes.
+    # 3-25x faster than fixed 256-row batches (benchmarks/inference_batches.py). A GPU wants big passes.
     score_tokens: ClassVar[dict[str, int]] = {"cpu": 2048, "cuda": 65536}
 
     def __init__(self, config: SequentialConfig | None = None, **overrides: Any) -> None:
