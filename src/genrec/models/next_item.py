@@ -27,6 +27,19 @@ from genrec.data.dataset import Dataset
 from genrec.models.optim import RowWiseAdamW
 
 
+def pack_sorted(lengths: np.ndarray, budget: int, max_rows: int | None = None) -> list[tuple[int, int]]:
+    """Greedy (start, end) runs over ascending `lengths`: each run as long as its rows padded to its
+    longest (the last) fit `budget` tokens and it holds at most `max_rows` rows; at least one row."""
+    runs, s, n = [], 0, len(lengths)
+    while s < n:
+        w = min(budget, n - s, max_rows or n)  # a run never holds more rows than the budget has tokens
+        cost = np.arange(1, w + 1) * lengths[s : s + w]  # tokens of the run s..s+j: increasing
+        e = s + max(1, int(np.searchsorted(cost, budget, side="right")))
+        runs.append((s, e))
+        s = e
+    return runs
+
+
 class TrainingWindows:
     """Training windows over the flat item array of `Dataset.train` (vectorised, no per-user loop)."""
 
@@ -54,14 +67,7 @@ class TrainingWindows:
         """Length-bucketed batches of window indices, in random order, each padded to at most
         `batch_tokens` positions and holding at most `batch_seqs` windows."""
         order = np.lexsort((rng.random(len(self)), self.length))
-        lens = self.length[order]
-        batches, start = [], 0
-        for i in range(len(order)):  # ascending lengths: a batch's padded size is count * newest length
-            n = i + 1 - start
-            if (n * lens[i] > batch_tokens or (batch_seqs is not None and n > batch_seqs)) and i > start:
-                batches.append(order[start:i])
-                start = i
-        batches.append(order[start:])
+        batches = [order[a:b] for a, b in pack_sorted(self.length[order], batch_tokens, batch_seqs)]
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def gather(self, idx: np.ndarray) -> tuple[torch.Tensor, ...]:

@@ -53,6 +53,7 @@ from genrec.models.next_item import (
     lr_factor,
     make_optimizer,
     next_item_loss,
+    pack_sorted,
     sampling_log_q,
 )
 from genrec.models.text import encode_item_texts, encoder_from_state, item_texts
@@ -221,15 +222,7 @@ def length_batches(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
     """Row indices in batches of similar length: rows sorted by length, each batch as many rows as fit
     `budget` tokens once padded to its longest row (at least one row per batch)."""
     order = np.argsort(lengths, kind="stable")
-    padded = np.maximum(lengths[order], 1)
-    batches, s, n = [], 0, len(order)
-    while s < n:
-        w = min(budget, n - s)  # a batch never holds more rows than the budget has tokens
-        cost = np.arange(1, w + 1) * padded[s : s + w]  # tokens of a batch s..s+j, sorted: increasing
-        e = s + max(1, int(np.searchsorted(cost, budget, side="right")))
-        batches.append(order[s:e])
-        s = e
-    return batches
+    return [order[a:b] for a, b in pack_sorted(np.maximum(lengths[order], 1), budget)]
 
 
 def reorder_cache(cache: Any, index: torch.Tensor) -> Any:
