@@ -170,11 +170,10 @@ def row_from_run(out: Path) -> dict:
         raise SystemExit(f"{out}: model {run.model.name!r} states no parameters or FLOPs")
     profile = run.model.compute_profile(run.dataset)
     test = json.loads((Path(out) / "metrics.json").read_text())["test"]
-    mc = run.config.model_config
     return {
         "dataset": run.dataset.name,
         "model": run.model.name,
-        "size": mc["size"],
+        "size": run.model.config.size,  # the preset size=auto resolved to
         "seed": run.config.train.seed,
         "mode": "train",
         "run": str(out),

@@ -204,6 +204,30 @@ def test_size_presets_and_overrides():
     assert cfg.resolved("dim") == cls.config_cls.SIZES["base"]["dim"] and cfg.resolved("n_layers") == 3
 
 
+@pytest.mark.parametrize("name", SEQ_MODELS)
+def test_size_auto_follows_the_amount_of_training_data(name, synthetic_ds, tmp_path, monkeypatch):
+    cls = get_model_class(name)
+    cfg = cls.config_cls()
+    assert cfg.size == "auto"  # the default
+    with pytest.raises(ValueError, match="size=auto is chosen from the training data"):
+        cfg.resolved("dim")
+    n_targets = TrainingWindows(synthetic_ds, max_len=50).n_tokens
+    settings = {**FAST, "size": "auto", "epochs": 1}
+    small = fit(make(name, **settings), synthetic_ds, ONE_THREAD)
+    assert small.config.size == "small" and small.fit_info_["size"] == "small"
+    monkeypatch.setattr(cls.config_cls, "AUTO_BASE_TARGETS", n_targets)  # the data now counts as large
+    base = fit(make(name, **settings), synthetic_ds, ONE_THREAD)
+    assert base.config.size == "base"
+    assert base.net.dim == cls.config_cls.SIZES["base"]["dim"] != small.net.dim
+    base.save(tmp_path / "m")
+    assert Recommender.load(tmp_path / "m").config.size == "base"
+    # fine-tuning keeps the trained network's size, whatever the new data would pick
+    monkeypatch.setattr(cls.config_cls, "AUTO_BASE_TARGETS", n_targets + 1)
+    tuned = make(name, **settings)
+    tuned.start_from(base)
+    assert fit(tuned, synthetic_ds, ONE_THREAD).config.size == "base"
+
+
 def test_batches_bound_tokens_and_sequences(synthetic_ds):
     windows = TrainingWindows(synthetic_ds, max_len=50)
     rng = np.random.default_rng(0)

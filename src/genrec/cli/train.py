@@ -255,7 +255,11 @@ def add_train_command(sub: Subparsers) -> None:
         help="settings file (.toml, .yaml): KEY = VALUE lines as for --set, and optionally "
         "model = NAME; --set wins over it",
     )
-    tr.add_argument("--size", help="size preset for models that have them (tiny/small/base/large)")
+    tr.add_argument(
+        "--size",
+        help="size preset for models that have them: tiny, small, base, large, or auto (the default: "
+        "base from 300k training targets up, small below)",
+    )
     tr.add_argument("--out", help="run directory (default runs/<data>-<model>-<time>)")
     tr.add_argument("--name", help="run name under runs/")
     tr.add_argument("--k", type=parse_ks, default=[10, 20, 50], help="metric cut-offs, e.g. 10,20,50")
