@@ -382,7 +382,7 @@ class SequentialRecommender(
             trained = self._init_from
             size = trained.config.size if trained else cfg.auto_size(self._windows.n_tokens)
             self.config = cfg = dataclasses.replace(cfg, size=size)
-            log.info("%s size auto: %s (%d training targets)", self.name, size, self._windows.n_tokens)
+            log.info("%s size auto: %s (%s training targets)", self.name, size, f"{self._windows.n_tokens:,}")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
         if cfg.sparse_items == "on" and self._loss != "sampled":
             raise ValueError(
