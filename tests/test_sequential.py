@@ -214,7 +214,7 @@ def test_size_auto_follows_the_amount_of_training_data(name, synthetic_ds, tmp_p
     n_targets = TrainingWindows(synthetic_ds, max_len=50).n_tokens
     settings = {**FAST, "size": "auto", "epochs": 1}
     small = fit(make(name, **settings), synthetic_ds, ONE_THREAD)
-    assert small.config.size == "small" and small.fit_info_["size"] == "small"
+    assert small.config.size == "small" and small.fit_info_["config"]["size"] == "small"
     monkeypatch.setattr(cls.config_cls, "AUTO_BASE_TARGETS", n_targets)  # the data now counts as large
     base = fit(make(name, **settings), synthetic_ds, ONE_THREAD)
     assert base.config.size == "base"

@@ -404,7 +404,6 @@ class SequentialRecommender(
         self.fit_info_.update(
             loss=self._loss,
             config=config_summary(cfg),
-            size=cfg.size,
             windows=len(self._windows),
             target_tokens=self._windows.n_tokens,
             steps_per_epoch=self._steps_per_epoch,
