@@ -88,26 +88,17 @@ class TigerConfig(ModelConfig):
     n_heads: int = 2
     max_len: int = 50
     dropout: float = 0.3
-    # what each history token adds beside its codes, through a learned projection: "latent" (the item's
-    # RQ-VAE latent), "text" (its full text vector) or "off"
-    content_input: str = "latent"
+    content_input: bool = True  # add the projected RQ-VAE latent to each history token
     # add a learned per-item embedding to each *history* token (zero-initialised, so an item never seen in
     # training, e.g. a cold item, is read through its codes and text alone); the output stays the code
     # tuple, so every item, cold or not, is still generated through the trie. Chosen on validation: on
     # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
-    # add a learned vector per trie node of the last two levels (one per code tuple, one per item) to
-    # the output code embeddings: warm items get their own capacity beside the shared codes. Zero-
-    # initialised, and a node outside the training softmax (cold items) gets no gradient, so it is
-    # scored through its shared codes alone
-    id_output: bool = False
     # training
     epochs: int = 40
     batch_size: int = 128
     lr: float = 2e-3
     weight_decay: float = 0.0
-    # per level, this share of the target's probability mass is spread over its valid siblings
-    label_smoothing: float = 0.0
     patience: int = 4  # epochs without validation NDCG@10 gain before stopping (or a rate drop)
     # where early stopping would stop, go back to the best weights and continue at lr x lr_drop_factor,
     # at most lr_drops times (the training loop's Phase.lr_drops, as for SASRec/HSTU). Off by default:
@@ -139,13 +130,7 @@ class TigerConfig(ModelConfig):
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.patience < 1:
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
-        if self.content_input not in ("latent", "text", "off"):
-            raise ValueError(
-                f"TigerConfig.content_input must be latent, text or off, got {self.content_input!r}"
-            )
         check_lr_drops(self)
-        if not 0 <= self.label_smoothing < 1:
-            raise ValueError(f"TigerConfig.label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
 
 # --- the code trie -------------------------------------------------------------------------------
@@ -184,16 +169,6 @@ class CodeTrie:
     @property
     def depth(self) -> int:
         return len(self.node_code)
-
-    @property
-    def node_counts(self) -> list[int]:
-        return [len(c) for c in self.node_code]
-
-    def child_node(self, lvl: int) -> torch.Tensor:
-        """(#parents_l, K_l) node id at level `lvl` of each (parent, code); -1 where there is none."""
-        out = torch.full(self.child_mask[lvl].shape, -1, dtype=torch.long)
-        out[self.node_parent[lvl], self.node_code[lvl]] = torch.arange(len(self.node_code[lvl]))
-        return out
 
     def masks_for(self, items: torch.Tensor, codes: torch.Tensor) -> list[torch.Tensor]:
         """child_mask restricted to the subtrees that hold at least one of `items` (1-d item ids)."""
@@ -237,16 +212,14 @@ class Block(nn.Module):
 
 
 class TigerNet(nn.Module):
-    def __init__(
-        self, cfg: TigerConfig, sizes: list[int], content_dim: int, n_items: int, node_counts: list[int]
-    ) -> None:
+    def __init__(self, cfg: TigerConfig, sizes: list[int], latent_dim: int, n_items: int) -> None:
         super().__init__()
         d = cfg.d_model
         self.code_in = nn.ModuleList(nn.Embedding(k, d) for k in sizes)
         self.item_in = nn.Embedding(n_items + 1, d) if cfg.id_input else None
         if self.item_in is not None:
             nn.init.zeros_(self.item_in.weight)
-        self.content = nn.Linear(content_dim, d, bias=False) if cfg.content_input != "off" else None
+        self.content = nn.Linear(latent_dim, d, bias=False) if cfg.content_input else None
         self.pos = nn.Embedding(cfg.max_len, d)
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.dropout) for _ in range(cfg.n_layers))
@@ -257,30 +230,22 @@ class TigerNet(nn.Module):
         self.code_pre = nn.ModuleList(nn.Embedding(k, d) for k in sizes[:-1])
         self.code_out = nn.ModuleList(nn.Embedding(k, d) for k in sizes)
         self.code_bias = nn.ParameterList(nn.Parameter(torch.zeros(k)) for k in sizes)
-        # per-node output vectors of the last two levels (id_output), keyed by level
-        self.node_out = nn.ModuleDict(
-            {str(lvl): nn.Embedding(node_counts[lvl], d) for lvl in range(len(sizes))[-2:]}
-            if cfg.id_output
-            else {}
-        )
-        for emb in self.node_out.values():
-            nn.init.zeros_(emb.weight)
         for emb in [*self.code_in, *self.code_pre, *self.code_out, self.pos]:
             nn.init.normal_(emb.weight, std=0.02 if emb is self.pos else 1.0 / math.sqrt(d))
 
-    def item_tokens(self, items: torch.Tensor, codes: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    def item_tokens(self, items: torch.Tensor, codes: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         c = codes[items]  # (..., D)
         x = sum(emb(c[..., lvl]) for lvl, emb in enumerate(self.code_in))
         if self.content is not None:
-            x = x + self.content(content[items])
+            x = x + self.content(latent[items])
         if self.item_in is not None:
             x = x + self.item_in(items)
         return x * (items > 0).unsqueeze(-1)
 
-    def forward(self, items: torch.Tensor, codes: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    def forward(self, items: torch.Tensor, codes: torch.Tensor, latent: torch.Tensor) -> torch.Tensor:
         """items (B, T) left-padded -> hidden states (B, T, d)."""
         B, T = items.shape
-        x = self.drop(self.item_tokens(items, codes, content) + self.pos.weight[-T:])
+        x = self.drop(self.item_tokens(items, codes, latent) + self.pos.weight[-T:])
         valid = items > 0
         causal = torch.ones(T, T, dtype=torch.bool).tril()
         # attend to earlier real items; every position sees itself so padded rows stay finite
@@ -290,18 +255,10 @@ class TigerNet(nn.Module):
             x = blk(x, mask)
         return self.ln(x)
 
-    def level_logits(
-        self, h: torch.Tensor, lvl: int, prefix: torch.Tensor, child: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Logits over all K_l codes of level `lvl`, given hidden (N, d) and prefix summaries (N, d).
-
-        child (N, K_l): the node each code leads to (-1 = none), for the per-node vectors (id_output)."""
+    def level_logits(self, h: torch.Tensor, lvl: int, prefix: torch.Tensor) -> torch.Tensor:
+        """Logits over all K_l codes of level `lvl`, given hidden (N, d) and prefix summaries (N, d)."""
         q = self.query[lvl](h) * (1 + torch.tanh(self.gate[lvl](prefix)))
-        logits = q @ self.code_out[lvl].weight.T + self.code_bias[lvl]
-        if str(lvl) in self.node_out and child is not None:
-            per_node = self.query[lvl](h) @ self.node_out[str(lvl)].weight.T  # (N, M_l)
-            logits = logits + per_node.gather(1, child.clamp(min=0)) * (child >= 0)
-        return logits
+        return q @ self.code_out[lvl].weight.T + self.code_bias[lvl]
 
     def loss(
         self,
@@ -310,26 +267,15 @@ class TigerNet(nn.Module):
         trie: CodeTrie,
         targets: torch.Tensor,
         masks: list[torch.Tensor],
-        children: dict[int, torch.Tensor],
-        smoothing: float = 0.0,
     ):
-        """Mean over targets of -log p(tuple) under the softmax over `masks` (valid children); h (N, d).
-
-        With `smoothing` > 0 each level's target is (1 - smoothing) on the true code and the rest spread
-        evenly over the valid children (not over all K codes: invalid ones have log p = -inf)."""
+        """Mean over targets of -log p(tuple) under the softmax over `masks` (valid children); h (N, d)."""
         s = torch.zeros_like(h)
         total = h.new_zeros(())
         for lvl in range(trie.depth):
+            logits = self.level_logits(h, lvl, s)
             parent = trie.item_node[lvl - 1][targets] if lvl else torch.zeros_like(targets)
-            child = children[lvl][parent] if lvl in children else None
-            logits = self.level_logits(h, lvl, s, child)
-            valid = masks[lvl][parent]  # (N, K_l)
-            logp = logits.masked_fill(~valid, -torch.inf).log_softmax(-1)
-            nll = -logp.gather(1, target_codes[:, lvl, None]).squeeze(1)
-            if smoothing:
-                spread = -logp.masked_fill(~valid, 0.0).sum(1) / valid.sum(1)
-                nll = (1 - smoothing) * nll + smoothing * spread
-            total = total + nll.mean()
+            logits = logits.masked_fill(~masks[lvl][parent], -torch.inf)
+            total = total + F.cross_entropy(logits, target_codes[:, lvl])
             if lvl < trie.depth - 1:
                 s = s + self.code_pre[lvl](target_codes[:, lvl])
         return total
@@ -342,8 +288,6 @@ class TigerNet(nn.Module):
             code, parent = trie.node_code[lvl], trie.node_parent[lvl]
             s = s_parent[parent]  # (M_l, d) summary of each node's prefix
             V = (1 + torch.tanh(self.gate[lvl](s))) * self.code_out[lvl](code)  # (M_l, d)
-            if str(lvl) in self.node_out:
-                V = V + self.node_out[str(lvl)].weight
             logits = self.query[lvl](h) @ V.T + self.code_bias[lvl][code]
             out.append(segment_log_softmax(logits, parent, len(s_parent)))
             if lvl < trie.depth - 1:
@@ -360,17 +304,6 @@ class TigerNet(nn.Module):
             new.weight.zero_()
             new.weight[: old.num_embeddings] = old.weight
         self.item_in = new
-
-    def renumber_nodes(self, old: CodeTrie, new: CodeTrie, first_new: int) -> None:
-        """Carry the per-node vectors over to a trie rebuilt with items `first_new`.. added (new: zero)."""
-        old_items = torch.arange(1, first_new)
-        for key, emb in self.node_out.items():
-            lvl = int(key)
-            table = nn.Embedding(new.node_counts[lvl], emb.embedding_dim)
-            with torch.no_grad():
-                table.weight.zero_()
-                table.weight[new.item_node[lvl][old_items]] = emb.weight[old.item_node[lvl][old_items]]
-            self.node_out[key] = table
 
     def grow_last_level(self, k: int) -> None:
         """More collision codes (cold-start items): new rows start at the mean of the trained ones."""
@@ -456,8 +389,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         if phase.name == "rq-vae":
             return self._setup_rqvae()
         cfg = self.config
-        self.net_ = TigerNet(cfg, self.sizes_, self.content_.shape[1], self.n_items_, self.trie_.node_counts)
-        self._children = {int(lvl): self.trie_.child_node(int(lvl)) for lvl in self.net_.node_out}
+        self.net_ = TigerNet(cfg, self.sizes_, cfg.rq_latent, self.n_items_)
         # Items that are never a training target (e.g. cold items kept in the catalogue) are left out of the
         # training softmax: otherwise every step pushes their subtrees down as never-chosen siblings
         # and they end below chance. Left out, they are scored from shared code parameters at
@@ -500,17 +432,9 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         rows = torch.from_numpy(batch)
         T = int(self._lengths[batch].max())  # left-padded: the last T columns hold every real item
         x, y = self._inputs[rows, -T:], self._targets[rows, -T:]
-        h = self.net_(x, self.codes_, self.content_)
+        h = self.net_(x, self.codes_, self.latent_)
         keep = (y > 0) & (x > 0)
-        loss = self.net_.loss(
-            h[keep],
-            self.codes_[y[keep]],
-            self.trie_,
-            y[keep],
-            self._train_masks,
-            self._children,
-            self.config.label_smoothing,
-        )
+        loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep], self._train_masks)
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(keep.sum())}
 
@@ -555,21 +479,15 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         if not replica:  # rank 0 alone reports
             print(msg, file=sys.stderr, flush=True)  # stderr: JSON on stdout stays clean
         self.codes_ = torch.from_numpy(np.r_[np.zeros((1, codes.shape[1]), np.int64), codes])
-        content = self._content(X)
-        self.content_ = torch.cat([torch.zeros(1, content.shape[1]), content])
+        self.latent_ = torch.cat([torch.zeros(1, cfg.rq_latent), self.rqvae_.latent(X)])
         self.sizes_ = [cfg.codebook_size] * cfg.levels + [int(codes[:, -1].max()) + 1]
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
-
-    @torch.no_grad()
-    def _content(self, X: torch.Tensor) -> torch.Tensor:
-        """The vectors each history token adds beside its codes, (n, dim), from the items' text vectors."""
-        return X if self.config.content_input == "text" else self.rqvae_.latent(X)
 
     # --- scoring and generation --------------------------------------------------------------------
     def _hidden(self, histories: Histories) -> torch.Tensor:
         T = int(min(self.config.max_len, max(histories.lengths.max(initial=1), 1)))
         x = torch.from_numpy(histories.padded(T))
-        return self.net_(x, self.codes_, self.content_)[:, -1]  # (B, d)
+        return self.net_(x, self.codes_, self.latent_)[:, -1]  # (B, d)
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
@@ -605,11 +523,10 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             self.net_.grow_last_level(k_last)
         first = self.n_items_ + 1
         self.codes_ = torch.cat([self.codes_, torch.from_numpy(new)])
-        self.content_ = torch.cat([self.content_, self._content(X)])
+        self.latent_ = torch.cat([self.latent_, self.rqvae_.latent(X)])
         self.n_items_ += len(new)
         self.net_.grow_items(self.n_items_)
-        old, self.trie_ = self.trie_, CodeTrie(self.codes_.numpy(), self.sizes_)
-        self.net_.renumber_nodes(old, self.trie_, first)
+        self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
         return np.arange(first, self.n_items_ + 1)
 
     def item_codes(self, items: np.ndarray) -> list[str]:
@@ -623,24 +540,21 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             "rq_config": dataclasses.asdict(self.rqvae_.cfg),
             "rq_in": self.rqvae_.encoder[0].in_features,
             "codes": self.codes_,
-            "content": self.content_,
+            "latent": self.latent_,
             "sizes": self.sizes_,
             "text_encoder": self.text_encoder_state_,
         }
 
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sizes_ = list(state["sizes"])
-        self.codes_, self.content_ = state["codes"], state["content"]
+        self.codes_, self.latent_ = state["codes"], state["latent"]
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
-        trie = CodeTrie(self.codes_.numpy(), self.sizes_)
-        self.net_ = TigerNet(
-            self.config, self.sizes_, self.content_.shape[1], len(self.codes_) - 1, trie.node_counts
-        )
+        self.net_ = TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1)
         self.net_.load_state_dict(state["net"])
         self.net_.eval()
         self.text_encoder_state_ = state["text_encoder"]
-        self.trie_ = trie
+        self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
 
 
 def _length_buckets(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
