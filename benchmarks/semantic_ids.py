@@ -91,7 +91,8 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
         loop_keys = {f.name for f in dataclasses.fields(TrainConfig)}
         model = get_model_class(model_name)(**{k: v for k, v in settings.items() if k not in loop_keys})
         t = time.perf_counter()
-        fit(model, ds, TrainConfig(seed=0, **{k: v for k, v in settings.items() if k in loop_keys}))
+        # the loop's settings (seed 0 unless --set MODEL.seed=S) go to the loop, the rest to the model
+        fit(model, ds, TrainConfig(**{"seed": 0, **{k: v for k, v in settings.items() if k in loop_keys}}))
         fit_s = time.perf_counter() - t
         torch.set_num_threads(1)
         t = time.perf_counter()
