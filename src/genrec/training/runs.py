@@ -146,7 +146,11 @@ def train_run(
     part = partial_dir(out)
     distributed.init(pick_device(cfg.train))
     if not distributed.is_main():
-        return _train_replica(cfg, model, part, resume)
+        metrics = _train_replica(cfg, model, part, resume)
+        # wait for rank 0 to evaluate and write the run: a replica that exits while rank 0 still holds
+        # the process group can die of SIGABRT in gloo's teardown (if rank 0 fails, torchrun ends it)
+        distributed.barrier()
+        return metrics
     check_target(out, resume, force)
     check_logger(cfg.train.log)  # a missing dashboard package is refused before any work
     if resume:
@@ -176,6 +180,7 @@ def train_run(
         log.removeHandler(handler)
         handler.close()
     _put_in_place(part, out)
+    distributed.barrier()  # the replicas wait here to exit together with rank 0 (see above)
     return metrics
 
 
