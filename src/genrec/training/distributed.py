@@ -27,6 +27,7 @@ from __future__ import annotations
 import atexit
 import os
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -60,8 +61,16 @@ def init(device: torch.device) -> bool:
 
 
 def _destroy() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    if not dist.is_initialized():
+        return
+    # Tear down together: a rank whose peer has already closed its connections can die of SIGABRT in
+    # gloo's teardown. The wait is bounded, so a process whose peer has failed still exits.
+    if dist.get_world_size() > 1 and dist.get_backend() == "gloo":
+        try:
+            dist.monitored_barrier(timeout=timedelta(seconds=60))
+        except RuntimeError:
+            pass
+    dist.destroy_process_group()
 
 
 def active() -> bool:
