@@ -97,7 +97,6 @@ class TigerConfig(ModelConfig):
     # tuple, so every item, cold or not, is still generated through the trie. Chosen on validation: on
     # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
-    item_bias: bool = False  # a learned per-item bias on the last level's logits (zero for unseen items)
     # training
     epochs: int = 150  # an upper bound: early stopping ends the run (about 50 epochs on amazon-beauty)
     batch_size: int = 128
@@ -167,9 +166,6 @@ class CodeTrie:
         leaf = np.zeros(n_parents, dtype=np.int64)
         leaf[parent] = np.arange(1, n + 1)
         self.leaf_item = torch.from_numpy(leaf)
-        # child_item (#parents at the last level, K_D): the item under each (parent, code), 0 = none
-        self.child_item = torch.zeros_like(self.child_mask[-1], dtype=torch.long)
-        self.child_item[self.node_parent[-1], self.node_code[-1]] = self.leaf_item
 
     @property
     def depth(self) -> int:
@@ -235,7 +231,6 @@ class TigerNet(nn.Module):
         self.code_pre = nn.ModuleList(nn.Embedding(k, d) for k in sizes[:-1])
         self.code_out = nn.ModuleList(nn.Embedding(k, d) for k in sizes)
         self.code_bias = nn.ParameterList(nn.Parameter(torch.zeros(k)) for k in sizes)
-        self.item_bias = nn.Parameter(torch.zeros(n_items + 1)) if cfg.item_bias else None
         for emb in [*self.code_in, *self.code_pre, *self.code_out, self.pos]:
             nn.init.normal_(emb.weight, std=0.02 if emb is self.pos else 1.0 / math.sqrt(d))
 
@@ -280,8 +275,6 @@ class TigerNet(nn.Module):
         for lvl in range(trie.depth):
             logits = self.level_logits(h, lvl, s)
             parent = trie.item_node[lvl - 1][targets] if lvl else torch.zeros_like(targets)
-            if self.item_bias is not None and lvl == trie.depth - 1:
-                logits = logits + self.item_bias[trie.child_item[parent]]
             logits = logits.masked_fill(~masks[lvl][parent], -torch.inf)
             total = total + F.cross_entropy(logits, target_codes[:, lvl])
             if lvl < trie.depth - 1:
@@ -297,8 +290,6 @@ class TigerNet(nn.Module):
             s = s_parent[parent]  # (M_l, d) summary of each node's prefix
             V = (1 + torch.tanh(self.gate[lvl](s))) * self.code_out[lvl](code)  # (M_l, d)
             logits = self.query[lvl](h) @ V.T + self.code_bias[lvl][code]
-            if self.item_bias is not None and lvl == trie.depth - 1:
-                logits = logits + self.item_bias[trie.leaf_item]
             out.append(segment_log_softmax(logits, parent, len(s_parent)))
             if lvl < trie.depth - 1:
                 s_parent = s + self.code_pre[lvl](code)
@@ -306,10 +297,6 @@ class TigerNet(nn.Module):
 
     def grow_items(self, n_items: int) -> None:
         """Room for items added after training: their ID embeddings are zero (read through codes + text)."""
-        if self.item_bias is not None and n_items + 1 > len(self.item_bias):
-            grown = torch.zeros(n_items + 1)
-            grown[: len(self.item_bias)] = self.item_bias.data
-            self.item_bias = nn.Parameter(grown)
         old = self.item_in
         if old is None or n_items + 1 <= old.num_embeddings:
             return
