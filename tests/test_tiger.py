@@ -118,10 +118,6 @@ def test_collision_level_makes_ids_unique():
     more = extend_collision_level(full, np.array([[1, 2], [0, 1], [3, 3], [1, 2]]))
     assert more[:, 2].tolist() == [3, 1, 0, 4]
     assert uniqueness(np.r_[full, more]) == 1.0
-    # by popularity: the most-trained item of a shared tuple gets 0; ties keep row order
-    by_count = add_collision_level(codes, priority=np.array([5, 9, 1, 5, 0]))
-    assert by_count[:, 2].tolist() == [1, 0, 0, 2, 0]
-    assert np.array_equal(add_collision_level(codes, priority=np.zeros(5)), full)
 
 
 @pytest.mark.slow

@@ -182,17 +182,14 @@ def rqvae_report(model: RQVAE, X: torch.Tensor) -> dict:
     }
 
 
-def add_collision_level(codes: np.ndarray, priority: np.ndarray | None = None) -> np.ndarray:
-    """(n, L) -> (n, L + 1): the last code numbers items that share a tuple 0, 1, 2, ... (in row order,
-    or by descending `priority` (n,), ties in row order)."""
+def add_collision_level(codes: np.ndarray) -> np.ndarray:
+    """(n, L) -> (n, L + 1): the last code numbers items that share a tuple 0, 1, 2, ... (in row order)."""
     n = len(codes)
     if n == 0:
         return np.zeros((0, codes.shape[1] + 1), dtype=np.int64)
     _, group = np.unique(codes, axis=0, return_inverse=True)
     group = group.ravel()
     order = np.argsort(group, kind="stable")
-    if priority is not None:
-        order = np.lexsort((np.arange(n), -np.asarray(priority), group))
     g_sorted = group[order]
     starts = np.r_[0, np.flatnonzero(np.diff(g_sorted)) + 1]
     rank = np.arange(n) - np.repeat(starts, np.diff(np.r_[starts, n]))

@@ -97,7 +97,6 @@ class TigerConfig(ModelConfig):
     # tuple, so every item, cold or not, is still generated through the trie. Chosen on validation: on
     # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
-    collision_by_popularity: bool = False  # number items that share a tuple by training count, not row order
     # training
     epochs: int = 150  # an upper bound: early stopping ends the run (about 50 epochs on amazon-beauty)
     batch_size: int = 128
@@ -348,7 +347,6 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             )
         self.n_items_ = data.n_items
         self.fit_info_ = {}
-        self._counts = data.item_popularity if cfg.collision_by_popularity else None
         t = time.time()
         X, enc = encode_item_texts(texts, cfg.text_encoder, data.name)
         self.text_encoder_state_ = enc.state()
@@ -464,8 +462,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             if self._rq_cache is not None and complete:
                 save_cached(self._rq_cache, self.rqvae_, report)
             report["seconds"] = time.time() - self._rq_t0
-        priority = None if self._counts is None else self._counts[1:]
-        codes = add_collision_level(self.rqvae_.codes(X).numpy(), priority)
+        codes = add_collision_level(self.rqvae_.codes(X).numpy())
         report["unique_after_collision_level"] = uniqueness(codes)
         report["collision_codes"] = int(codes[:, -1].max()) + 1
         self.fit_info_["rqvae"] = report
