@@ -97,6 +97,9 @@ class TigerConfig(ModelConfig):
     # tuple, so every item, cold or not, is still generated through the trie. Chosen on validation: on
     # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
+    # generators trained side by side on the same batches (own initialisation and dropout); an item's
+    # score is the mean of their log-probabilities, renormalised per trie level (exact and trie-decodable)
+    ensemble: int = 1
     # training
     epochs: int = 150  # an upper bound: early stopping ends the run (about 50 epochs on amazon-beauty)
     batch_size: int = 128
@@ -122,6 +125,7 @@ class TigerConfig(ModelConfig):
             "epochs",
             "batch_size",
             "lr",
+            "ensemble",
         )
         if self.d_model % self.n_heads:
             raise ValueError(
@@ -390,7 +394,9 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         if phase.name == "rq-vae":
             return self._setup_rqvae()
         cfg = self.config
-        self.net_ = TigerNet(cfg, self.sizes_, cfg.rq_latent, self.n_items_)
+        self.nets_ = nn.ModuleList(
+            TigerNet(cfg, self.sizes_, cfg.rq_latent, self.n_items_) for _ in range(cfg.ensemble)
+        )
         # Items that are never a training target (e.g. cold items kept in the catalogue) are left out of the
         # training softmax: otherwise every step pushes their subtrees down as never-chosen siblings
         # and they end below chance. Left out, they are scored from shared code parameters at
@@ -398,8 +404,8 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         seen = torch.unique(self._targets[(self._targets > 0) & (self._inputs > 0)])
         self._train_masks = self.trie_.masks_for(seen, self.codes_)
         self.fit_info_["items_in_training_softmax"] = len(seen)
-        opt = torch.optim.AdamW(self.net_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        return Fitting({"net": self.net_}, {"main": opt})
+        opt = torch.optim.AdamW(self.nets_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return Fitting({"net": self.nets_}, {"main": opt})
 
     def _setup_rqvae(self) -> Fitting:
         self._rq_t0 = time.time()
@@ -433,9 +439,17 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         rows = torch.from_numpy(batch)
         T = int(self._lengths[batch].max())  # left-padded: the last T columns hold every real item
         x, y = self._inputs[rows, -T:], self._targets[rows, -T:]
-        h = self.net_(x, self.codes_, self.latent_)
         keep = (y > 0) & (x > 0)
-        loss = self.net_.loss(h[keep], self.codes_[y[keep]], self.trie_, y[keep], self._train_masks)
+        loss = sum(
+            net.loss(
+                net(x, self.codes_, self.latent_)[keep],
+                self.codes_[y[keep]],
+                self.trie_,
+                y[keep],
+                self._train_masks,
+            )
+            for net in self.nets_
+        ) / len(self.nets_)
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(keep.sum())}
 
@@ -485,18 +499,33 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
 
     # --- scoring and generation --------------------------------------------------------------------
-    def _hidden(self, histories: Histories) -> torch.Tensor:
+    @property
+    def net_(self) -> TigerNet:
+        """The (first) generator."""
+        return self.nets_[0]
+
+    def _node_log_probs(self, histories: Histories) -> list[torch.Tensor]:
+        """Per trie level, (B, M_l): the generators' mean log-probabilities, renormalised among siblings."""
+        self.nets_.eval()
         T = int(min(self.config.max_len, max(histories.lengths.max(initial=1), 1)))
         x = torch.from_numpy(histories.padded(T))
-        return self.net_(x, self.codes_, self.latent_)[:, -1]  # (B, d)
+        per_net = [
+            net.node_log_probs(net(x, self.codes_, self.latent_)[:, -1], self.trie_) for net in self.nets_
+        ]
+        if len(per_net) == 1:
+            return per_net[0]
+        out = []
+        for lvl, levels in enumerate(zip(*per_net)):
+            n_parents = len(self.trie_.node_code[lvl - 1]) if lvl else 1
+            mean = torch.stack(levels).mean(0)
+            out.append(segment_log_softmax(mean, self.trie_.node_parent[lvl], n_parents))
+        return out
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
         """Exact log p(item's code tuple | history) for every item: (B, n_items + 1), column 0 = -inf."""
-        self.net_.eval()
-        h = self._hidden(histories)
         out = torch.zeros(len(histories), self.n_items_ + 1)
-        for lvl, logp in enumerate(self.net_.node_log_probs(h, self.trie_)):
+        for lvl, logp in enumerate(self._node_log_probs(histories)):
             out[:, 1:] += logp[:, self.trie_.item_node[lvl][1:]]
         out[:, 0] = -torch.inf
         return out
@@ -508,8 +537,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
     @torch.no_grad()
     def node_log_probs(self, histories: Histories) -> list[torch.Tensor]:
         """Per trie level, (B, M_l) log p(node's code | history, node's prefix)."""
-        self.net_.eval()
-        return self.net_.node_log_probs(self._hidden(histories), self.trie_)
+        return self._node_log_probs(histories)
 
     # --- cold start --------------------------------------------------------------------------------
     @torch.no_grad()
@@ -521,12 +549,14 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         k_last = int(new[:, -1].max()) + 1
         if k_last > self.sizes_[-1]:
             self.sizes_[-1] = k_last
-            self.net_.grow_last_level(k_last)
+            for net in self.nets_:
+                net.grow_last_level(k_last)
         first = self.n_items_ + 1
         self.codes_ = torch.cat([self.codes_, torch.from_numpy(new)])
         self.latent_ = torch.cat([self.latent_, self.rqvae_.latent(X)])
         self.n_items_ += len(new)
-        self.net_.grow_items(self.n_items_)
+        for net in self.nets_:
+            net.grow_items(self.n_items_)
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
         return np.arange(first, self.n_items_ + 1)
 
@@ -536,7 +566,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
     # --- persistence -------------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
-            "net": self.net_.state_dict(),
+            "nets": self.nets_.state_dict(),  # keys "0.blocks...", "1.blocks...": one prefix per generator
             "rqvae": self.rqvae_.state_dict(),
             "rq_config": dataclasses.asdict(self.rqvae_.cfg),
             "rq_in": self.rqvae_.encoder[0].in_features,
@@ -551,9 +581,13 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.codes_, self.latent_ = state["codes"], state["latent"]
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
-        self.net_ = TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1)
-        self.net_.load_state_dict(state["net"])
-        self.net_.eval()
+        nets = state["nets"] if "nets" in state else {f"0.{k}": v for k, v in state["net"].items()}
+        n = 1 + max(int(k.split(".", 1)[0]) for k in nets)  # "net": one generator, saved before ensembles
+        self.nets_ = nn.ModuleList(
+            TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1) for _ in range(n)
+        )
+        self.nets_.load_state_dict(nets)
+        self.nets_.eval()
         self.text_encoder_state_ = state["text_encoder"]
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
 
