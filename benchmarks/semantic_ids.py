@@ -98,6 +98,9 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
         t = time.perf_counter()
         m = evaluate(model.score, ds.test, ks=KS, item_popularity=ds.item_popularity)
         infer_s = time.perf_counter() - t
+        # the kept model on every validation user (early stopping saw a sample): compares settings on
+        # validation with less noise than the per-epoch figure
+        valid_all = evaluate(model.score, ds.valid, ks=(10,))["ndcg@10"]
         info = model.fit_info_
         row = {
             "dataset": dataset,
@@ -116,6 +119,7 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
             "load_average_at_end": os.getloadavg()[0],  # the CPUs are shared: context for every time
             "stop_reason": info.get("stopped_by"),
             "best_valid_ndcg@10": info.get("best_valid"),
+            "valid_ndcg@10_all_users": valid_all,
         }
         if model_name == "tiger":
             row["rqvae"] = {k: v for k, v in info["rqvae"].items()}
