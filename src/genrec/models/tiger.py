@@ -24,7 +24,9 @@ Why this shape and not TIGER's encoder-decoder with one token per code:
 
 Generation: `score` gives the exact log-probabilities (top-k ranks them = an unbounded beam); as a
 `CodeTrieModel` the model also exposes its trie and per-node log-probabilities, so genrec.generation's
-beam search decodes over the trie (only real items can come out; lists are distinct).
+beam search decodes over the trie (only real items can come out; lists are distinct). With
+`ensemble=N`, N generators train side by side and each trie level's log-probabilities are their mean,
+renormalised among siblings: scores stay exact and the same beam search decodes them.
 """
 
 from __future__ import annotations
@@ -581,10 +583,11 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.codes_, self.latent_ = state["codes"], state["latent"]
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
+        # "net": a model saved before ensembles, with its one generator
         nets = state["nets"] if "nets" in state else {f"0.{k}": v for k, v in state["net"].items()}
-        n = 1 + max(int(k.split(".", 1)[0]) for k in nets)  # "net": one generator, saved before ensembles
         self.nets_ = nn.ModuleList(
-            TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1) for _ in range(n)
+            TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1)
+            for _ in range(self.config.ensemble)
         )
         self.nets_.load_state_dict(nets)
         self.nets_.eval()
