@@ -25,9 +25,8 @@ Why this shape and not TIGER's encoder-decoder with one token per code:
 Generation: `score` gives the exact log-probabilities (top-k ranks them = an unbounded beam); as a
 `CodeTrieModel` the model also exposes its trie and per-node log-probabilities, so genrec.generation's
 beam search decodes over the trie (only real items can come out; lists are distinct). With
-`ensemble=N`, N generators train side by side; each trie level's log-probabilities are their mean,
-renormalised among siblings (`ensemble_average="log_probs"`), or the levels are the conditionals of
-their mixture (`"probs"`): either way scores stay exact and the same beam search decodes them.
+`ensemble=N`, N generators train side by side and each trie level's log-probabilities are their mean,
+renormalised among siblings: scores stay exact and the same beam search decodes them.
 """
 
 from __future__ import annotations
@@ -100,11 +99,9 @@ class TigerConfig(ModelConfig):
     # tuple, so every item, cold or not, is still generated through the trie. Chosen on validation: on
     # amazon-beauty best validation NDCG@10 0.0504 with it vs 0.0447 without
     id_input: bool = True
-    # generators trained side by side on the same batches (own initialisation and dropout), combined
-    # exactly and trie-decodably: "log_probs" (their mean log-probabilities, renormalised per trie level)
-    # or "probs" (the mixture: an item's probability is the mean of theirs)
+    # generators trained side by side on the same batches (own initialisation and dropout); an item's
+    # score is the mean of their log-probabilities, renormalised per trie level (exact and trie-decodable)
     ensemble: int = 1
-    ensemble_average: str = "log_probs"
     # training
     epochs: int = 150  # an upper bound: early stopping ends the run (about 50 epochs on amazon-beauty)
     batch_size: int = 128
@@ -141,10 +138,6 @@ class TigerConfig(ModelConfig):
         if self.patience < 1:
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
         check_lr_drops(self)
-        if self.ensemble_average not in ("log_probs", "probs"):
-            raise ValueError(
-                f"TigerConfig.ensemble_average must be 'log_probs' or 'probs', got {self.ensemble_average!r}"
-            )
 
 
 # --- the code trie -------------------------------------------------------------------------------
@@ -523,23 +516,11 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         ]
         if len(per_net) == 1:
             return per_net[0]
-        parents = self.trie_.node_parent
-        if self.config.ensemble_average == "probs":
-            # mixture: a node's prefix probability is the generators' mean; its conditional is the ratio
-            # of its prefix probability to its parent's, so the levels still sum to log mean_k p_k(item)
-            out, cum, prev = [], [None] * len(per_net), None
-            for lvl in range(self.trie_.depth):
-                for k, levels in enumerate(per_net):
-                    cum[k] = levels[lvl] if lvl == 0 else cum[k][:, parents[lvl]] + levels[lvl]
-                mix = torch.logsumexp(torch.stack(cum), 0) - math.log(len(per_net))  # (B, M_l)
-                out.append(mix if lvl == 0 else mix - prev[:, parents[lvl]])
-                prev = mix
-            return out
         out = []
         for lvl, levels in enumerate(zip(*per_net)):
             n_parents = len(self.trie_.node_code[lvl - 1]) if lvl else 1
             mean = torch.stack(levels).mean(0)
-            out.append(segment_log_softmax(mean, parents[lvl], n_parents))
+            out.append(segment_log_softmax(mean, self.trie_.node_parent[lvl], n_parents))
         return out
 
     @torch.no_grad()
