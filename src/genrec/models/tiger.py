@@ -442,13 +442,11 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         T = int(self._lengths[batch].max())  # left-padded: the last T columns hold every real item
         x, y = self._inputs[rows, -T:], self._targets[rows, -T:]
         keep = (y > 0) & (x > 0)
+        targets = y[keep]
+        target_codes = self.codes_[targets]  # shared by the generators: gathered once
         loss = sum(
             net.loss(
-                net(x, self.codes_, self.latent_)[keep],
-                self.codes_[y[keep]],
-                self.trie_,
-                y[keep],
-                self._train_masks,
+                net(x, self.codes_, self.latent_)[keep], target_codes, self.trie_, targets, self._train_masks
             )
             for net in self.nets_
         ) / len(self.nets_)
