@@ -274,6 +274,9 @@ class Phase:
     # epoch's weights with every learning rate x lr_drop_factor, at most `lr_drops` times, then stop
     lr_drops: int = 0
     lr_drop_factor: float = 0.3
+    # > 0: validation, early stopping and the kept model use an exponential moving average of the
+    # weights over updates, with this decay per update (training itself steps the live weights)
+    average_decay: float = 0.0
 
 
 @dataclass
@@ -388,3 +391,10 @@ def check_lr_drops(config: ModelConfig) -> None:
         raise ValueError(f"{cls}.lr_drops must be an integer >= 0, got {drops!r}")
     if not 0 < factor < 1:
         raise ValueError(f"{cls}.lr_drop_factor must be in (0, 1), got {factor!r}")
+
+
+def check_average_decay(config: ModelConfig) -> None:
+    """`average_decay` of a config whose training phase takes `Phase.average_decay`."""
+    decay = config.average_decay  # type: ignore[attr-defined]
+    if not 0 <= decay < 1:
+        raise ValueError(f"{type(config).__name__}.average_decay must be in [0, 1) (0 = off), got {decay!r}")

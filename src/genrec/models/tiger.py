@@ -53,6 +53,7 @@ from genrec.models.base import (
     ModelConfig,
     Phase,
     StepContext,
+    check_average_decay,
     check_lr_drops,
     check_positive,
 )
@@ -113,6 +114,8 @@ class TigerConfig(ModelConfig):
     lr_drops: int = 2
     lr_drop_factor: float = 0.3
     eval_users: int = 5000  # validation users sampled for early stopping (0 = all)
+    # > 0: validate and keep a moving average of the weights, this decay per update (Phase.average_decay)
+    average_decay: float = 0.0
 
     def validate(self) -> None:
         check_positive(
@@ -138,6 +141,7 @@ class TigerConfig(ModelConfig):
         if self.patience < 1:
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
         check_lr_drops(self)
+        check_average_decay(self)
 
 
 # --- the code trie -------------------------------------------------------------------------------
@@ -388,6 +392,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
                 metric="ndcg@10",
                 lr_drops=cfg.lr_drops,
                 lr_drop_factor=cfg.lr_drop_factor,
+                average_decay=cfg.average_decay,
             ),
         ]
 

@@ -5,6 +5,7 @@ their phases, batches and step, and everything else happens here:
   clipping, the optimiser and its schedule (bf16 autocast on a GPU);
 - validation with genrec.evaluation.evaluate on `data.valid` every `eval_every` epochs, early stopping
   after `patience` evaluations without gain, the best epoch's weights restored at the end of a phase;
+  with `Phase.average_decay`, validation and the kept model use a moving average of the weights;
 - `max_minutes` over the whole fit, checked between epochs (every phase still runs one epoch, so no
   network is left untrained), `threads`, one `seed`;
 - a checkpoint after every epoch; `resume` continues from it with the same RNG state, so the loss curve
@@ -269,6 +270,7 @@ class _Loop:
         self.best_modules: dict[str, dict] | None = None
         self.best_full: dict[str, Any] | None = None  # for a next phase that continues from the best epoch
         self.finished_modules: list[dict[str, dict]] = []
+        self.average: WeightAverage | None = None  # the current phase's, when it averages weights
         self.saved_epochs = 0  # epochs (over all phases) in the checkpoint on disk
 
     # --- the run ----------------------------------------------------------------------------------------
@@ -306,9 +308,12 @@ class _Loop:
                     torch.set_rng_state(saved["torch_rng"].cpu())
                 elif phase.continue_from_best:
                     self._continue_from_best(fitting)
-                saved = None
                 if distributed.active():
                     distributed.broadcast_parameters(fitting.modules)
+                self.average = WeightAverage(fitting, phase.average_decay) if phase.average_decay else None
+                if self.average is not None and inside:
+                    self.average.load_state_dict(saved["current"]["average"])
+                saved = None
                 if self.compile:
                     # auto: a network the compiler cannot handle runs eagerly (with a warning) instead of
                     # failing a run the user never asked to compile
@@ -345,15 +350,17 @@ class _Loop:
             if valid is not None and (epoch % phase.eval_every == 0 or epoch == phase.epochs):
                 for m in fitting.modules.values():
                     m.eval()
-                row["valid_" + metric] = value = validate_shared(
-                    model, valid, metric, phase.eval_batch, self.exclude_seen
-                )
-                if st["best"] is None or value > st["best"]:
-                    st.update(best=value, best_epoch=epoch, bad=0)
-                    self.best_modules = _snapshot_modules(fitting)
-                    if keep_full:
-                        self.best_full = self._full_state(fitting)
-                else:
+                with self._averaged():  # the snapshots below are of the weights that were validated
+                    row["valid_" + metric] = value = validate_shared(
+                        model, valid, metric, phase.eval_batch, self.exclude_seen
+                    )
+                    improved = st["best"] is None or value > st["best"]
+                    if improved:
+                        st.update(best=value, best_epoch=epoch, bad=0)
+                        self.best_modules = _snapshot_modules(fitting)
+                        if keep_full:
+                            self.best_full = self._full_state(fitting)
+                if not improved:
                     st["bad"] += 1
                     if st.get("drops", 0) < phase.lr_drops and st["bad"] >= phase.patience:
                         self._drop_lr(phase, fitting)
@@ -367,6 +374,9 @@ class _Loop:
                 cb.on_epoch_end(model, phase, row)
         if self.best_modules is not None:
             _load_modules(fitting, self.best_modules)
+        elif self.average is not None:  # no validation: keep the average of the last updates
+            self.average.swap()
+        self.average = None
         for m in fitting.modules.values():
             m.eval()
         rows = st["rows"]
@@ -398,6 +408,8 @@ class _Loop:
         st = self.state
         if self.best_modules is not None:
             _load_modules(fitting, self.best_modules)
+        if self.average is not None:  # the average restarts from the weights gone back to
+            self.average.reset()
         f = phase.lr_drop_factor
         for name, opt in fitting.optimizers.items():
             sched = fitting.schedulers.get(name)
@@ -491,6 +503,8 @@ class _Loop:
                 params = dense_grads(p for g in opt.param_groups for p in g["params"])
                 torch.nn.utils.clip_grad_norm_(params, fitting.grad_clip)
             opt.step()
+            if self.average is not None:
+                self.average.update()
             sched = fitting.schedulers.get(optimizer)
             if sched is not None:  # a schedule counts the model's batches, and N processes take N
                 for _ in range(self.world):
@@ -528,6 +542,18 @@ class _Loop:
             resyncs=self.state.get("resyncs", 0),  # epochs that ended with different weights per process
             phases=[{k: v for k, v in d.items() if k != "best_row"} for d in done],
         )
+
+    @contextlib.contextmanager
+    def _averaged(self):
+        """The averaged weights in the modules for the duration (a no-op without averaging)."""
+        if self.average is None:
+            yield
+            return
+        self.average.swap()
+        try:
+            yield
+        finally:
+            self.average.swap()
 
     # --- checkpoints ----------------------------------------------------------------------------------
     def _full_state(self, fitting: Fitting) -> dict[str, Any]:
@@ -574,6 +600,7 @@ class _Loop:
                 "modules": {k: m.state_dict() for k, m in fitting.modules.items()},
                 "optimizers": {k: o.state_dict() for k, o in fitting.optimizers.items()},
                 "schedulers": {k: s.state_dict() for k, s in fitting.schedulers.items()},
+                "average": None if self.average is None else self.average.state_dict(),
             },
             "best_modules": self.best_modules,
             "best_full": self.best_full,
@@ -608,6 +635,50 @@ class _Loop:
             )
         self.best_modules, self.best_full = saved["best_modules"], saved["best_full"]
         return saved
+
+
+class WeightAverage:
+    """An exponential moving average of a phase's trained parameters (Polyak averaging). The decay
+    ramps up as min(decay, (1 + n) / (10 + n)) over the first updates, so the average is not held back
+    by the weights it started from."""
+
+    def __init__(self, fitting: Fitting, decay: float) -> None:
+        seen: set[int] = set()
+        self.params = [
+            p
+            for m in fitting.modules.values()
+            for p in m.parameters()
+            if p.requires_grad and not (id(p) in seen or seen.add(id(p)))
+        ]
+        self.decay = decay
+        self.reset()
+
+    def reset(self) -> None:
+        """Start again from the current weights."""
+        self.shadow = [p.detach().clone() for p in self.params]
+        self.n = 0
+
+    @torch.no_grad()
+    def update(self) -> None:
+        self.n += 1
+        d = min(self.decay, (1 + self.n) / (10 + self.n))
+        torch._foreach_lerp_(self.shadow, [p.detach() for p in self.params], 1.0 - d)
+
+    @torch.no_grad()
+    def swap(self) -> None:
+        """Exchange the live weights and the average, in place (optimisers keep their parameters)."""
+        for p, s in zip(self.params, self.shadow):
+            live = p.detach().clone()
+            p.copy_(s)
+            s.copy_(live)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"shadow": self.shadow, "n": self.n}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for s, saved in zip(self.shadow, state["shadow"], strict=True):
+            s.copy_(saved)
+        self.n = state["n"]
 
 
 def _snapshot_modules(fitting: Fitting) -> dict[str, dict]:
