@@ -26,7 +26,8 @@ Generation: `score` gives the exact log-probabilities (top-k ranks them = an unb
 `CodeTrieModel` the model also exposes its trie and per-node log-probabilities, so genrec.generation's
 beam search decodes over the trie (only real items can come out; lists are distinct). With
 `ensemble=N`, N generators train side by side and each trie level's log-probabilities are their mean,
-renormalised among siblings: scores stay exact and the same beam search decodes them.
+renormalised among siblings: scores stay exact and the same beam search decodes them. The first
+`id_free_generators` of them read the codes and content only, which makes the pair more diverse.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ class TigerConfig(ModelConfig):
     # generators trained side by side on the same batches (own initialisation and dropout); an item's
     # score is the mean of their log-probabilities, renormalised per trie level (exact and trie-decodable)
     ensemble: int = 1
+    # how many of the ensemble's generators read the codes and content only, without the item-ID input
+    id_free_generators: int = 0
     # training
     epochs: int = 150  # an upper bound: early stopping ends the run (about 50 epochs on amazon-beauty)
     batch_size: int = 128
@@ -140,6 +143,11 @@ class TigerConfig(ModelConfig):
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.patience < 1:
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
+        if not 0 <= self.id_free_generators <= self.ensemble:
+            raise ValueError(
+                f"TigerConfig.id_free_generators must be in [0, ensemble={self.ensemble}], "
+                f"got {self.id_free_generators}"
+            )
         check_lr_drops(self)
         check_average_decay(self)
 
@@ -223,11 +231,13 @@ class Block(nn.Module):
 
 
 class TigerNet(nn.Module):
-    def __init__(self, cfg: TigerConfig, sizes: list[int], latent_dim: int, n_items: int) -> None:
+    def __init__(
+        self, cfg: TigerConfig, sizes: list[int], latent_dim: int, n_items: int, id_input: bool
+    ) -> None:
         super().__init__()
         d = cfg.d_model
         self.code_in = nn.ModuleList(nn.Embedding(k, d) for k in sizes)
-        self.item_in = nn.Embedding(n_items + 1, d) if cfg.id_input else None
+        self.item_in = nn.Embedding(n_items + 1, d) if id_input else None
         if self.item_in is not None:
             nn.init.zeros_(self.item_in.weight)
         self.content = nn.Linear(latent_dim, d, bias=False) if cfg.content_input else None
@@ -396,14 +406,20 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             ),
         ]
 
+    def _generators(self, n_items: int) -> nn.ModuleList:
+        """The ensemble's generators; the first `id_free_generators` read no item-ID input."""
+        cfg = self.config
+        return nn.ModuleList(
+            TigerNet(cfg, self.sizes_, cfg.rq_latent, n_items, cfg.id_input and j >= cfg.id_free_generators)
+            for j in range(cfg.ensemble)
+        )
+
     def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
         self._phase = phase.name
         if phase.name == "rq-vae":
             return self._setup_rqvae()
         cfg = self.config
-        self.nets_ = nn.ModuleList(
-            TigerNet(cfg, self.sizes_, cfg.rq_latent, self.n_items_) for _ in range(cfg.ensemble)
-        )
+        self.nets_ = self._generators(self.n_items_)
         # Items that are never a training target (e.g. cold items kept in the catalogue) are left out of the
         # training softmax: otherwise every step pushes their subtrees down as never-chosen siblings
         # and they end below chance. Left out, they are scored from shared code parameters at
@@ -588,10 +604,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.rqvae_.load_state_dict(state["rqvae"])
         # "net": a model saved before ensembles, with its one generator
         nets = state["nets"] if "nets" in state else {f"0.{k}": v for k, v in state["net"].items()}
-        self.nets_ = nn.ModuleList(
-            TigerNet(self.config, self.sizes_, self.config.rq_latent, len(self.codes_) - 1)
-            for _ in range(self.config.ensemble)
-        )
+        self.nets_ = self._generators(len(self.codes_) - 1)
         self.nets_.load_state_dict(nets)
         self.nets_.eval()
         self.text_encoder_state_ = state["text_encoder"]
