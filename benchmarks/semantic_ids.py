@@ -73,7 +73,7 @@ def cold_slice(evalset, cold: np.ndarray):
     return EvalSet(evalset.history.take(rows), evalset.targets.take(rows))
 
 
-def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> None:
+def job(dataset: str, variant: str, model_name: str, settings: dict, boosts: list[float], queue) -> None:
     """Train + evaluate one model in this (fresh) process; put a result row on `queue`."""
     import torch
 
@@ -130,6 +130,7 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
         if cold is not None:
             sl = cold_slice(ds.test, cold)
             cm = evaluate(model.score, sl, ks=KS)
+            vsl = cold_slice(ds.valid, cold)  # validation has cold targets too: settings are judged there
             row.update(
                 {
                     "cold_items": len(cold),
@@ -137,18 +138,33 @@ def job(dataset: str, variant: str, model_name: str, settings: dict, queue) -> N
                     "cold_recall@10": cm["recall@10"],
                     "cold_ndcg@10": cm["ndcg@10"],
                     "cold_recall@50": cm["recall@50"],
+                    "valid_cold_recall@10": evaluate(model.score, vsl, ks=(10,))["recall@10"],
                 }
             )
+            if model_name == "tiger" and boosts:  # the same trained model, scored at other boosts
+                row["boosts"] = []
+                for b in boosts:
+                    model.config.new_item_boost = b
+                    row["boosts"].append(
+                        {
+                            "new_item_boost": b,
+                            "valid_ndcg@10_all_users": evaluate(model.score, ds.valid, ks=(10,))["ndcg@10"],
+                            "valid_cold_recall@10": evaluate(model.score, vsl, ks=(10,))["recall@10"],
+                            "ndcg@10": evaluate(model.score, ds.test, ks=(10,))["ndcg@10"],
+                            "cold_recall@10": evaluate(model.score, sl, ks=(10,))["recall@10"],
+                        }
+                    )
+                    print(f"new_item_boost {b}: {row['boosts'][-1]}", file=sys.stderr, flush=True)
         queue.put(row)
     except Exception as e:  # report, do not hang the parent
         queue.put({"dataset": dataset, "variant": variant, "model": model_name, "error": repr(e)})
         raise
 
 
-def run(dataset: str, variant: str, model_name: str) -> dict:
+def run(dataset: str, variant: str, model_name: str, boosts: list[float]) -> dict:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=job, args=(dataset, variant, model_name, SETTINGS[model_name], q))
+    p = ctx.Process(target=job, args=(dataset, variant, model_name, SETTINGS[model_name], boosts, q))
     p.start()
     row = q.get()
     p.join()
@@ -197,6 +213,11 @@ def main() -> int:
         metavar="MODEL.KEY=VALUE",
         help="override a model setting, e.g. tiger.text_encoder=tfidf (repeatable)",
     )
+    ap.add_argument(
+        "--boosts",
+        default="",
+        help="cold variant, tiger: also score the trained model at these new_item_boost values, e.g. 0.5,1",
+    )
     ap.add_argument("--out", default=str(HERE / "results" / "semantic_ids.json"))
     a = ap.parse_args()
     for item in a.set:
@@ -218,7 +239,7 @@ def main() -> int:
         for variant in a.variants.split(","):
             for model_name in models:
                 t = time.perf_counter()
-                row = run(dataset, variant, model_name)
+                row = run(dataset, variant, model_name, [float(b) for b in a.boosts.split(",") if b])
                 row["wall_s"] = time.perf_counter() - t
                 rows.append(row)
                 key = (dataset, variant, model_name)

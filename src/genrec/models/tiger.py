@@ -106,6 +106,9 @@ class TigerConfig(ModelConfig):
     ensemble: int = 1
     # how many of the ensemble's generators read the codes and content only, without the item-ID input
     id_free_generators: int = 0
+    # added to the log-probability of items the generators never saw as a training target (cold items,
+    # items added after training): exposure for new items, at some cost to the others (0 = exact scores)
+    new_item_boost: float = 0.0
     # training
     epochs: int = 150  # an upper bound: early stopping ends the run (about 50 epochs on amazon-beauty)
     batch_size: int = 128
@@ -143,6 +146,8 @@ class TigerConfig(ModelConfig):
             raise ValueError(f"TigerConfig.dropout must be in [0, 1), got {self.dropout}")
         if self.patience < 1:
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
+        if not (math.isfinite(self.new_item_boost) and self.new_item_boost >= 0):
+            raise ValueError(f"TigerConfig.new_item_boost must be >= 0, got {self.new_item_boost}")
         if not 0 <= self.id_free_generators <= self.ensemble:
             raise ValueError(
                 f"TigerConfig.id_free_generators must be in [0, ensemble={self.ensemble}], "
@@ -426,6 +431,8 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         # inference, exactly like items added after training (`add_items`).
         seen = torch.unique(self._targets[(self._targets > 0) & (self._inputs > 0)])
         self._train_masks = self.trie_.masks_for(seen, self.codes_)
+        self.trained_ = torch.zeros(self.n_items_ + 1, dtype=torch.bool)
+        self.trained_[seen] = True
         self.fit_info_["items_in_training_softmax"] = len(seen)
         opt = torch.optim.AdamW(self.nets_.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         return Fitting({"net": self.nets_}, {"main": opt})
@@ -534,17 +541,22 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             net.node_log_probs(net(x, self.codes_, self.latent_)[:, -1], self.trie_) for net in self.nets_
         ]
         if len(per_net) == 1:
-            return per_net[0]
-        out = []
-        for lvl, levels in enumerate(zip(*per_net)):
-            n_parents = len(self.trie_.node_code[lvl - 1]) if lvl else 1
-            mean = torch.stack(levels).mean(0)
-            out.append(segment_log_softmax(mean, self.trie_.node_parent[lvl], n_parents))
+            out = per_net[0]
+        else:
+            out = []
+            for lvl, levels in enumerate(zip(*per_net)):
+                n_parents = len(self.trie_.node_code[lvl - 1]) if lvl else 1
+                mean = torch.stack(levels).mean(0)
+                out.append(segment_log_softmax(mean, self.trie_.node_parent[lvl], n_parents))
+        if self.config.new_item_boost:  # on the leaves, so beam search and `score` agree
+            untrained = ~self.trained_[self.trie_.leaf_item]  # (M_D,)
+            out[-1] = out[-1] + self.config.new_item_boost * untrained
         return out
 
     @torch.no_grad()
     def score(self, histories: Histories) -> torch.Tensor:
-        """Exact log p(item's code tuple | history) for every item: (B, n_items + 1), column 0 = -inf."""
+        """Exact log p(item's code tuple | history) for every item: (B, n_items + 1), column 0 = -inf
+        (plus `new_item_boost` for items never trained on)."""
         out = torch.zeros(len(histories), self.n_items_ + 1)
         for lvl, logp in enumerate(self._node_log_probs(histories)):
             out[:, 1:] += logp[:, self.trie_.item_node[lvl][1:]]
@@ -576,6 +588,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.codes_ = torch.cat([self.codes_, torch.from_numpy(new)])
         self.latent_ = torch.cat([self.latent_, self.rqvae_.latent(X)])
         self.n_items_ += len(new)
+        self.trained_ = torch.cat([self.trained_, torch.zeros(len(new), dtype=torch.bool)])
         for net in self.nets_:
             net.grow_items(self.n_items_)
         self.trie_ = CodeTrie(self.codes_.numpy(), self.sizes_)
@@ -592,6 +605,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
             "rq_config": dataclasses.asdict(self.rqvae_.cfg),
             "rq_in": self.rqvae_.encoder[0].in_features,
             "codes": self.codes_,
+            "trained": self.trained_,
             "latent": self.latent_,
             "sizes": self.sizes_,
             "text_encoder": self.text_encoder_state_,
@@ -600,6 +614,8 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
     def _load_state(self, state: dict[str, Any]) -> None:
         self.sizes_ = list(state["sizes"])
         self.codes_, self.latent_ = state["codes"], state["latent"]
+        # a model saved before the mask was kept: every item counts as trained (no boost)
+        self.trained_ = state.get("trained", torch.ones(len(self.codes_), dtype=torch.bool))
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
         # "net": a model saved before ensembles, with its one generator
