@@ -7,33 +7,15 @@ import copy
 
 import pytest
 import torch
+from test_tiger import SMALL, TRAIN
 
 from genrec.models import get_model_class
 from genrec.models.base import Fitting
 from genrec.models.tiger import TigerConfig
-from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
+from genrec.training import Callback, TrainingInterrupted, fit
 from genrec.training.loop import WeightAverage, validate, validation_users
 
-TINY = dict(
-    text_encoder="tfidf",
-    levels=2,
-    codebook_size=16,
-    rq_latent=16,
-    rq_hidden=[64],
-    rq_epochs=20,
-    d_model=32,
-    n_layers=1,
-    n_heads=2,
-    max_len=20,
-    epochs=5,
-    batch_size=128,
-    patience=5,
-    dropout=0.1,
-    lr=5e-3,
-    eval_users=0,
-    average_decay=0.9,
-)
-TRAIN = TrainConfig(threads=1)
+TINY = {**SMALL, "rq_epochs": 20, "epochs": 5, "patience": 5, "eval_users": 0, "average_decay": 0.9}
 
 
 def test_the_average_follows_the_ramped_decay_and_swaps_in_place():
