@@ -399,27 +399,6 @@ def test_ensemble_scores_are_one_distribution_and_survive_save_load(synthetic_ds
     assert (items == generate_lists(model, hist, 10, "beam", beam_size=12).items).all()
 
 
-@pytest.mark.slow
-def test_id_free_generators_read_no_item_ids_and_survive_save_load(synthetic_ds, tmp_path, monkeypatch):
-    """`id_free_generators=1` of `ensemble=2`: the first generator reads codes and content only, the
-    second also the item IDs; a saved model rebuilds the same pair, and items added later are scored."""
-    monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path / "cache"))
-    cfg = TigerConfig(**{**SMALL, "epochs": 3}, ensemble=2, id_free_generators=1)
-    model = fit(get_model_class("tiger")(cfg), synthetic_ds, TRAIN)
-    assert model.nets_[0].item_in is None and model.nets_[1].item_in is not None
-    hist = synthetic_ds.test.history.take(slice(0, 16))
-    s = model.score(hist)
-    model.save(tmp_path / "m")
-    loaded = Recommender.load(tmp_path / "m")
-    assert loaded.nets_[0].item_in is None and torch.equal(loaded.score(hist), s)
-    new = loaded.add_items(["a brand new item about hiking boots"])
-    after = loaded.score(hist)
-    assert after.shape[1] == s.shape[1] + 1 and torch.isfinite(after[:, new]).all()
-    for bad in (-1, 3):
-        with pytest.raises(ValueError, match="id_free_generators must be in"):
-            TigerConfig(ensemble=2, id_free_generators=bad).validate()
-
-
 def test_new_item_boost_lifts_exactly_the_items_never_trained_on(cold_setup, tmp_path):
     """`new_item_boost` adds a constant to the log-probability of items that were never a training
     target (here the cold items added after training, and any item seen only first in a sequence);

@@ -26,8 +26,7 @@ Generation: `score` gives the exact log-probabilities (top-k ranks them = an unb
 `CodeTrieModel` the model also exposes its trie and per-node log-probabilities, so genrec.generation's
 beam search decodes over the trie (only real items can come out; lists are distinct). With
 `ensemble=N`, N generators train side by side and each trie level's log-probabilities are their mean,
-renormalised among siblings: scores stay exact and the same beam search decodes them. The first
-`id_free_generators` of them read the codes and content only, which makes the pair more diverse.
+renormalised among siblings: scores stay exact and the same beam search decodes them.
 """
 
 from __future__ import annotations
@@ -104,8 +103,6 @@ class TigerConfig(ModelConfig):
     # generators trained side by side on the same batches (own initialisation and dropout); an item's
     # score is the mean of their log-probabilities, renormalised per trie level (exact and trie-decodable)
     ensemble: int = 1
-    # how many of the ensemble's generators read the codes and content only, without the item-ID input
-    id_free_generators: int = 0
     # added to the log-probability of items the generators never saw as a training target (cold items,
     # items added after training): exposure for new items, at some cost to the others (0 = exact scores)
     new_item_boost: float = 0.0
@@ -148,11 +145,6 @@ class TigerConfig(ModelConfig):
             raise ValueError(f"TigerConfig.patience must be >= 1, got {self.patience}")
         if not (math.isfinite(self.new_item_boost) and self.new_item_boost >= 0):
             raise ValueError(f"TigerConfig.new_item_boost must be >= 0, got {self.new_item_boost}")
-        if not 0 <= self.id_free_generators <= self.ensemble:
-            raise ValueError(
-                f"TigerConfig.id_free_generators must be in [0, ensemble={self.ensemble}], "
-                f"got {self.id_free_generators}"
-            )
         check_lr_drops(self)
         check_average_decay(self)
 
@@ -236,13 +228,11 @@ class Block(nn.Module):
 
 
 class TigerNet(nn.Module):
-    def __init__(
-        self, cfg: TigerConfig, sizes: list[int], latent_dim: int, n_items: int, id_input: bool
-    ) -> None:
+    def __init__(self, cfg: TigerConfig, sizes: list[int], latent_dim: int, n_items: int) -> None:
         super().__init__()
         d = cfg.d_model
         self.code_in = nn.ModuleList(nn.Embedding(k, d) for k in sizes)
-        self.item_in = nn.Embedding(n_items + 1, d) if id_input else None
+        self.item_in = nn.Embedding(n_items + 1, d) if cfg.id_input else None
         if self.item_in is not None:
             nn.init.zeros_(self.item_in.weight)
         self.content = nn.Linear(latent_dim, d, bias=False) if cfg.content_input else None
@@ -412,12 +402,9 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         ]
 
     def _generators(self, n_items: int) -> nn.ModuleList:
-        """The ensemble's generators; the first `id_free_generators` read no item-ID input."""
+        """The ensemble's generators (`ensemble` of them)."""
         cfg = self.config
-        return nn.ModuleList(
-            TigerNet(cfg, self.sizes_, cfg.rq_latent, n_items, cfg.id_input and j >= cfg.id_free_generators)
-            for j in range(cfg.ensemble)
-        )
+        return nn.ModuleList(TigerNet(cfg, self.sizes_, cfg.rq_latent, n_items) for _ in range(cfg.ensemble))
 
     def setup_phase(self, phase: Phase, data: Dataset, device: torch.device) -> Fitting:
         self._phase = phase.name
