@@ -19,8 +19,9 @@ def test_drop_restores_the_best_weights_and_scales_every_learning_rate(synthetic
     opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 / (1 + s))
     fitting = Fitting({"net": net}, {"main": opt}, {"main": sched})
-    loop = _Loop.__new__(_Loop)  # the drop needs the loop's state and best snapshot only
+    loop = _Loop.__new__(_Loop)  # the drop needs the loop's state, best snapshot and weight average only
     loop.state = {"drops": 0, "bad": 2, "best_epoch": 3}
+    loop.average = None
     loop.best_modules = _snapshot_modules(fitting)
     best = net.weight.detach().clone()
     with torch.no_grad():

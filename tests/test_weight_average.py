@@ -10,10 +10,10 @@ import torch
 from test_tiger import SMALL, TRAIN
 
 from genrec.models import get_model_class
-from genrec.models.base import Fitting
+from genrec.models.base import Fitting, Phase
 from genrec.models.tiger import TigerConfig
 from genrec.training import Callback, TrainingInterrupted, fit
-from genrec.training.loop import WeightAverage, validate, validation_users
+from genrec.training.loop import WeightAverage, _Loop, _snapshot_modules, validate, validation_users
 
 TINY = {**SMALL, "rq_epochs": 20, "epochs": 5, "patience": 5, "eval_users": 0, "average_decay": 0.9}
 
@@ -98,3 +98,19 @@ def test_a_resumed_run_continues_the_same_average(synthetic_ds, tmp_path, monkey
     assert curve == [r["valid_ndcg@10"] for r in straight.fit_info_["phases"][-1]["curve"]]
     h = synthetic_ds.test.history
     assert torch.allclose(resumed.score(h), straight.score(h), atol=1e-6)
+
+
+def test_a_learning_rate_drop_restarts_the_average_from_the_best_weights():
+    net = torch.nn.Linear(3, 2)
+    fitting = Fitting({"net": net}, {"main": torch.optim.AdamW(net.parameters(), lr=1e-2)})
+    loop = _Loop.__new__(_Loop)  # the drop needs the loop's state, best snapshot and weight average only
+    loop.state = {"drops": 0, "bad": 2, "best_epoch": 3}
+    loop.best_modules = _snapshot_modules(fitting)
+    best = net.weight.detach().clone()
+    loop.average = WeightAverage(fitting, decay=0.9)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    loop.average.update()  # the average has moved towards the later weights
+    loop._drop_lr(Phase("train", 10, patience=2, lr_drops=1), fitting)
+    assert torch.equal(net.weight, best) and torch.equal(loop.average.shadow[0], best)
+    assert loop.average.n == 0
