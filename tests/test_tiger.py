@@ -417,19 +417,9 @@ def test_new_item_boost_lifts_exactly_the_items_never_trained_on(cold_setup, tmp
     beam = generate_lists(model, hist, 10, "beam", beam_size=400).items  # a beam as wide as the catalogue
     assert np.isin(new, top.numpy()).any()  # the boost brings cold items into the lists
     got = torch.gather(boosted, 1, torch.from_numpy(beam))
-    assert torch.allclose(
-        got, torch.topk(boosted.masked_fill(_seen_mask(hist, boosted), -torch.inf), 10).values
-    )
+    assert torch.allclose(got, torch.topk(Constraints().masked(boosted, hist), 10).values)
     model.save(tmp_path / "m")
     loaded = Recommender.load(tmp_path / "m")
     assert torch.equal(loaded.trained_, model.trained_) and torch.equal(loaded.score(hist), boosted)
     with pytest.raises(ValueError, match="new_item_boost must be >= 0"):
         TigerConfig(new_item_boost=-1.0).validate()
-
-
-def _seen_mask(hist: Histories, like: torch.Tensor) -> torch.Tensor:
-    mask = torch.zeros_like(like, dtype=torch.bool)
-    mask[:, 0] = True
-    for b in range(len(hist)):
-        mask[b, torch.from_numpy(hist.row(b))] = True
-    return mask
