@@ -405,6 +405,7 @@ def test_new_item_boost_lifts_exactly_the_items_never_trained_on(cold_setup, tmp
     beam search over the trie reads the same boosted scores, and a saved model keeps the mask."""
     model, new = _with_cold(cold_setup)
     hist = cold_setup[0].test.history.take(slice(0, 24))
+    model.config.new_item_boost = 0.0  # exact scores (the default boosts)
     exact = model.score(hist)
     assert not model.trained_[new].any() and model.trained_[1:].sum() > 0.9 * (len(model.trained_) - 1)
     model.config.new_item_boost = 2.0
