@@ -14,8 +14,10 @@ import torch
 
 from genrec.data.cache import prepare
 from genrec.data.dataset import Histories
+from genrec.data.splits import without_items
 from genrec.data.synthetic import generate
 from genrec.data.types import DataConfig
+from genrec.evaluation import evaluate
 from genrec.generation import Constraints
 from genrec.generation import generate as generate_lists
 from genrec.models import Recommender, get_model_class
@@ -203,7 +205,6 @@ def test_scores_are_exact_log_probs_and_beat_popularity(cold_setup):
     assert s.shape == (64, ds.n_items + 1) and torch.isinf(s[:, 0]).all()
     total = torch.logsumexp(s[:, 1:], 1)  # a distribution over the catalogue
     assert torch.allclose(total, torch.zeros(64), atol=1e-4)
-    from genrec.evaluation import evaluate
     from genrec.models.pop import MostPopular
 
     ndcg = evaluate(model.score, ds.test, ks=(10,))["ndcg@10"]
@@ -424,3 +425,33 @@ def test_new_item_boost_lifts_exactly_the_items_never_trained_on(cold_setup, tmp
     assert torch.equal(loaded.trained_, model.trained_) and torch.equal(loaded.score(hist), boosted)
     with pytest.raises(ValueError, match="new_item_boost must be >= 0"):
         TigerConfig(new_item_boost=-1.0).validate()
+
+
+def test_the_kept_model_does_not_depend_on_the_boost(synthetic_ds):
+    """Validation during training reads exact scores: two runs that differ only in `new_item_boost`
+    see the same validation curve and keep the same generators, and only the served scores of the items
+    never trained on differ, by the boost. So one trained model can be re-priced without retraining."""
+    ds = without_items(synthetic_ds, np.arange(5, synthetic_ds.n_items + 1, 10))  # cold valid/test targets
+    cfg = {
+        **SMALL,
+        "ensemble": 1,
+        "rq_epochs": 20,
+        "epochs": 4,
+        "patience": 4,
+        "eval_users": 0,
+        "cache_rqvae": False,
+    }
+    exact = fit(get_model_class("tiger")(TigerConfig(**cfg, new_item_boost=0.0)), ds, TRAIN)
+    boosted = fit(get_model_class("tiger")(TigerConfig(**cfg, new_item_boost=5.0)), ds, TRAIN)
+    curve = [r["valid_ndcg@10"] for r in exact.fit_info_["phases"][-1]["curve"]]
+    assert curve == [r["valid_ndcg@10"] for r in boosted.fit_info_["phases"][-1]["curve"]]
+    for a, b in zip(exact.nets_.state_dict().values(), boosted.nets_.state_dict().values()):
+        assert torch.equal(a, b)
+    hist = ds.valid.history.take(slice(0, 16))
+    untrained = ~exact.trained_
+    untrained[0] = False
+    assert untrained.sum() >= 10
+    assert torch.allclose(boosted.score(hist)[:, untrained], exact.score(hist)[:, untrained] + 5.0)
+    # the boost would have moved validation: the cold targets rank far higher with it
+    ndcg = [evaluate(m.score, ds.valid, ks=(10,))["ndcg@10"] for m in (exact, boosted)]
+    assert ndcg[0] != ndcg[1]

@@ -353,6 +353,9 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
     name = "tiger"
     config_cls = TigerConfig
     next_item_logits = True  # scores are log p(item | history)
+    # while the generators train, validation reads exact scores: the kept model does not depend on
+    # new_item_boost, so a trained model can be scored at another boost without retraining
+    _boost_on = True
 
     # --- Trainable ---------------------------------------------------------------------------------
     def prepare_training(self, data: Dataset) -> list[Phase]:
@@ -415,6 +418,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         if phase.name == "rq-vae":
             return self._setup_rqvae()
         cfg = self.config
+        self._boost_on = False
         self.nets_ = self._generators(self.n_items_)
         # Items that are never a training target (e.g. cold items kept in the catalogue) are left out of the
         # training softmax: otherwise every step pushes their subtrees down as never-chosen siblings
@@ -483,6 +487,8 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         if phase.name == "rq-vae":
             # an RQ-VAE cut short by the time budget is not the one its cache key stands for
             self._semantic_ids(complete=best.get("epoch") == phase.epochs)
+        else:
+            self._boost_on = True
 
     def _semantic_ids(self, complete: bool) -> None:
         """Codes (+ the collision level), content latents and the trie from the trained RQ-VAE; report."""
@@ -539,7 +545,7 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
                 n_parents = len(self.trie_.node_code[lvl - 1]) if lvl else 1
                 mean = torch.stack(levels).mean(0)
                 out.append(segment_log_softmax(mean, self.trie_.node_parent[lvl], n_parents))
-        if self.config.new_item_boost:  # on the leaves, so beam search and `score` agree
+        if self.config.new_item_boost and self._boost_on:  # on the leaves: beam search and `score` agree
             untrained = ~self.trained_[self.trie_.leaf_item]  # (M_D,)
             out[-1] = out[-1] + self.config.new_item_boost * untrained
         return out
