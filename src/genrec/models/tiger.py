@@ -103,11 +103,11 @@ class TigerConfig(ModelConfig):
     # generators trained side by side on the same batches (own initialisation and dropout); an item's
     # score is the mean of their log-probabilities, renormalised per trie level (exact and trie-decodable).
     # Two, with the boost below, chosen on amazon-beauty validation over 3 seeds: all users' NDCG@10
-    # 0.0490 on the cold variant (one generator, seed 0: 0.0466), at 2x the epoch time
+    # 0.0490 on the cold variant against 0.0468 for one generator, at 2x the epoch time
     ensemble: int = 2
     # added to the log-probability of items the generators never saw as a training target (cold items,
     # items added after training): exposure for new items, at some cost to the others (0 = exact scores).
-    # 0.5: validation's cold slice Recall@10 0.94% -> 1.83% for 0.6-1.4% of all users' NDCG@10, where
+    # 0.5: validation's cold slice Recall@10 0.94% -> 1.83% for 0.8-1.4% of all users' NDCG@10, where
     # two generators alone had cost cold-start recall
     new_item_boost: float = 0.5
     # training
