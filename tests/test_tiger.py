@@ -7,10 +7,12 @@ the items held out entirely; the held-out items are then added from their text a
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from genrec.data.cache import prepare
 from genrec.data.dataset import Histories
@@ -455,3 +457,25 @@ def test_the_kept_model_does_not_depend_on_the_boost(synthetic_ds):
     # the boost would have moved validation: the cold targets rank far higher with it
     ndcg = [evaluate(m.score, ds.valid, ks=(10,))["ndcg@10"] for m in (exact, boosted)]
     assert ndcg[0] != ndcg[1]
+
+
+def test_a_model_saved_before_ensembles_loads_with_its_one_generator(cold_setup, tmp_path):
+    """A model directory from before `ensemble` and `new_item_boost` existed (one generator stored as
+    "net", no such keys in its config, no trained-items mask) loads as one generator, scores unboosted."""
+    _, _, model = cold_setup
+    one = copy.deepcopy(model)
+    one.config.ensemble, one.config.new_item_boost = 1, 0.0
+    one.nets_ = one.nets_[:1]
+    one.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    for key in ("ensemble", "new_item_boost"):
+        del meta["config"][key]
+    meta["state"]["net"] = meta["state"].pop("nets")
+    tensors = load_file(str(tmp_path / "m" / "model.safetensors"))
+    old = {k.replace("nets/0.", "net/", 1): v for k, v in tensors.items() if not k.startswith("trained")}
+    save_file(old, str(tmp_path / "m" / "model.safetensors"))
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    loaded = Recommender.load(tmp_path / "m")
+    hist = cold_setup[0].test.history.take(slice(0, 8))
+    assert len(loaded.nets_) == 1 and loaded.trained_.all()
+    assert torch.allclose(loaded.score(hist), one.score(hist))

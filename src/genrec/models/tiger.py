@@ -615,8 +615,12 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.trained_ = state.get("trained", torch.ones(len(self.codes_), dtype=torch.bool))
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
-        # "net": a model saved before ensembles, with its one generator
-        nets = state["nets"] if "nets" in state else {f"0.{k}": v for k, v in state["net"].items()}
+        nets = state.get("nets")
+        if (
+            nets is None
+        ):  # "net": a model saved before ensembles (its config has no `ensemble`), one generator
+            nets = {f"0.{k}": v for k, v in state["net"].items()}
+            self.config.ensemble = 1
         self.nets_ = self._generators(len(self.codes_) - 1)
         self.nets_.load_state_dict(nets)
         self.nets_.eval()
