@@ -616,9 +616,8 @@ class Tiger(IterativeRecommender, CodeTrieModel, AddsItems):
         self.rqvae_ = RQVAE(state["rq_in"], RQVAEConfig(**state["rq_config"]))
         self.rqvae_.load_state_dict(state["rqvae"])
         nets = state.get("nets")
-        if (
-            nets is None
-        ):  # "net": a model saved before ensembles (its config has no `ensemble`), one generator
+        # "net": a model saved before ensembles (its config has no `ensemble`), with one generator
+        if nets is None:
             nets = {f"0.{k}": v for k, v in state["net"].items()}
             self.config.ensemble = 1
         self.nets_ = self._generators(len(self.codes_) - 1)
