@@ -10,7 +10,7 @@ from genrec.data.dataset import Histories
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import DotProductScores, IncrementalModel
-from genrec.models.next_item import TrainingWindows
+from genrec.models.next_item import TrainingWindows, next_item_loss
 from genrec.models.sequential import length_batches
 from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
@@ -173,6 +173,29 @@ def test_sampled_softmax_trains(synthetic_ds, baselines, sparse):
     assert evaluate(m.score, synthetic_ds.test, ks=(10,))["ndcg@10"] > baselines["pop"]
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_chunked_softmax_matches_cross_entropy_over_real_items(smoothing):
+    """The CPU training loss (chunked, gradients in the forward) equals F.cross_entropy over items
+    1..V-1 with the same label smoothing, in value and in both gradients: padding gets no share."""
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(700, 16, generator=gen, requires_grad=True)  # more rows than one chunk
+    emb = torch.randn(4001, 16, generator=gen, requires_grad=True)
+    targets = torch.randint(1, 4001, (700,), generator=gen)
+    loss = next_item_loss(h, targets, emb, "ce", None, 0, smoothing=smoothing)
+    loss.backward()
+    h2, emb2 = h.detach().requires_grad_(), emb.detach().requires_grad_()
+    ref = torch.nn.functional.cross_entropy(h2 @ emb2[1:].T, targets - 1, label_smoothing=smoothing)
+    ref.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert torch.allclose(h.grad, h2.grad, atol=1e-7)
+    assert torch.allclose(emb.grad, emb2.grad, atol=1e-7)
+    assert float(emb.grad[0].abs().sum()) == 0.0
+    with torch.no_grad():  # the evaluation path (no chunking) agrees
+        assert float(next_item_loss(h, targets, emb, "ce", None, 0, smoothing=smoothing)) == pytest.approx(
+            float(ref), rel=1e-5
+        )
+
+
 def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
     with pytest.raises(ValueError, match="sparse_items=on needs loss=sampled"):
         make("sasrec", loss="ce", sparse_items="on")
@@ -190,6 +213,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"max_len": 0}, "max_len"),
         ({"dim": 30, "n_heads": 4}, "divisible"),
         ({"lr": -1}, "lr"),
+        ({"label_smoothing": 1.0}, "label_smoothing"),
     ],
 )
 def test_bad_config_is_a_clear_error(name, bad, field):

@@ -108,6 +108,7 @@ class SequentialConfig(ModelConfig):
     loss: Literal["auto", "ce", "sampled"] = "auto"
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
+    label_smoothing: float = 0.0  # share of the target's probability spread evenly over the other items
     # sparse item-table gradients + row-wise AdaGrad for the table (models/optim.py): a step touches only
     # the batch's rows and the table's optimiser state is one number per row. auto: with sampled softmax
     # (huge catalogues) in one process; off keeps AdamW on every weight
@@ -158,6 +159,8 @@ class SequentialConfig(ModelConfig):
                 raise ValueError(f"{cls}.{f} must be a positive integer, got {getattr(self, f)!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"{cls}.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"{cls}.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not self.lr > 0:
             raise ValueError(f"{cls}.lr must be > 0, got {self.lr!r}")
         for f in ("weight_decay", "warmup_steps", "grad_clip"):
@@ -452,6 +455,7 @@ class SequentialRecommender(
             self._log_q,
             self.config.n_negatives,
             sparse=self._sparse,
+            smoothing=self.config.label_smoothing,
         )
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(real.sum())}
