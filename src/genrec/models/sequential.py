@@ -108,7 +108,7 @@ class SequentialConfig(ModelConfig):
     loss: Literal["auto", "ce", "sampled"] = "auto"
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
-    label_smoothing: float = 0.0  # share of the target's probability spread evenly over the other items
+    label_smoothing: float = 0.0  # share of the target's probability spread evenly over all real items
     # sparse item-table gradients + row-wise AdaGrad for the table (models/optim.py): a step touches only
     # the batch's rows and the table's optimiser state is one number per row. auto: with sampled softmax
     # (huge catalogues) in one process; off keeps AdamW on every weight
