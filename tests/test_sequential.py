@@ -196,6 +196,30 @@ def test_chunked_softmax_matches_cross_entropy_over_real_items(smoothing):
         )
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SEQ_MODELS)
+def test_temperature_scores_cosine_over_temperature_on_every_path(name, synthetic_ds, baselines):
+    """temperature > 0: unit user and item vectors, scores = cosine / t, the same through score(),
+    the exported embeddings and the KV cache; and the model still learns."""
+    t = 0.1
+    m = fit(make(name, epochs=4, patience=2, temperature=t), synthetic_ds, ONE_THREAD)
+    h = Histories.from_lists([synthetic_ds.train.row(u)[:20] for u in range(1, 31)])  # no timestamps
+    users, items = m.user_embeddings(h), m.item_embeddings()
+    assert torch.allclose(users.norm(dim=1), torch.full((30,), 1 / t), rtol=1e-4)
+    assert torch.allclose(items[1:].norm(dim=1), torch.ones(synthetic_ds.n_items), rtol=1e-4)
+    assert float(items[0].abs().sum()) == 0.0
+    scores = m.score(h)
+    assert float(scores[:, 1:].abs().max()) <= 1 / t + 1e-3
+    assert torch.allclose((users @ items.T)[:, 1:], scores[:, 1:], atol=1e-4)
+    start, cache = m.start(h)
+    assert torch.allclose(start[:, 1:], scores[:, 1:], atol=1e-4)
+    nxt = torch.ones(len(h), dtype=torch.long)
+    extended, _ = m.extend(cache, nxt)
+    full = m.score(Histories.from_lists([list(h.row(b)) + [1] for b in range(len(h))]))
+    assert torch.allclose(extended[:, 1:], full[:, 1:], atol=1e-4)
+    assert evaluate(m.score, synthetic_ds.test, ks=(10,))["ndcg@10"] > 2.0 * baselines["pop"]
+
+
 def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
     with pytest.raises(ValueError, match="sparse_items=on needs loss=sampled"):
         make("sasrec", loss="ce", sparse_items="on")
@@ -214,6 +238,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"dim": 30, "n_heads": 4}, "divisible"),
         ({"lr": -1}, "lr"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"temperature": -0.1}, "temperature"),
     ],
 )
 def test_bad_config_is_a_clear_error(name, bad, field):

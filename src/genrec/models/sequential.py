@@ -9,7 +9,8 @@ A network (`SeqNet`) maps item ids (and timestamps) to one hidden state per posi
 A model may also read one side token per position (`side=` (B, T) ints, 0 = unknown); see
 `SequentialRecommender.side_tokens` and HSTU's `side_tokens` setting.
 
-and scores are `hidden @ net.item_vectors().T` (the item vectors are shared by input and output).
+and scores are `hidden @ net.item_vectors().T` (the item vectors are shared by input and output);
+with `temperature` > 0 both sides are scaled to unit length first and the product divided by it.
 
 Content-aware items (`item_text`): an item's vector is its ID embedding plus a learned projection of
 its text's sentence vector (MiniLM by default; frozen, stored with the model). An item seen a few times
@@ -30,6 +31,7 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
@@ -109,6 +111,9 @@ class SequentialConfig(ModelConfig):
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
     label_smoothing: float = 0.0  # share of the target's probability spread evenly over all real items
+    # > 0: score = cosine(user, item) / temperature (both vectors unit length, as in the HSTU paper's
+    # training); 0: plain dot product, whose vector norms also carry popularity and confidence
+    temperature: float = 0.0
     # sparse item-table gradients + row-wise AdaGrad for the table (models/optim.py): a step touches only
     # the batch's rows and the table's optimiser state is one number per row. auto: with sampled softmax
     # (huge catalogues) in one process; off keeps AdamW on every weight
@@ -163,6 +168,8 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not self.lr > 0:
             raise ValueError(f"{cls}.lr must be > 0, got {self.lr!r}")
+        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+            raise ValueError(f"{cls}.temperature must be >= 0 (0 = dot product), got {self.temperature!r}")
         for f in ("weight_decay", "warmup_steps", "grad_clip"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0, got {getattr(self, f)!r}")
@@ -448,9 +455,9 @@ class SequentialRecommender(
         hidden, _ = net(inputs, ts, left_pad=False, **side)
         real = targets != 0
         loss = next_item_loss(
-            hidden[real],
+            self._query(hidden[real]),
             targets[real],
-            net.item_vectors(),
+            self._output(net.item_vectors()),
             self._loss,
             self._log_q,
             self.config.n_negatives,
@@ -511,8 +518,17 @@ class SequentialRecommender(
             hidden, _ = net(
                 items.to(dev), ts.to(dev), left_pad=True, **self._side_input(chunk, items.shape[1])
             )
-            out[torch.from_numpy(rows)] = hidden[:, -1].float().cpu()
+            out[torch.from_numpy(rows)] = self._query(hidden[:, -1]).float().cpu()
         return out
+
+    def _query(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(..., D) hidden states -> user vectors: unit length / temperature when temperature > 0."""
+        t = self.config.temperature
+        return F.normalize(hidden, dim=-1) / t if t else hidden
+
+    def _output(self, vectors: torch.Tensor) -> torch.Tensor:
+        """(n_items + 1, D) item vectors as scored: unit length when temperature > 0 (padding stays 0)."""
+        return F.normalize(vectors, dim=-1) if self.config.temperature else vectors
 
     @torch.no_grad()
     def item_embeddings(self) -> torch.Tensor:
@@ -527,7 +543,7 @@ class SequentialRecommender(
         key = tuple((id(p), p._version) for p in weights)
         if self._table is None or self._table[0] != key:
             with torch.no_grad():
-                self._table = (key, net.item_vectors().detach().float())
+                self._table = (key, self._output(net.item_vectors()).detach().float())
         return self._table[1]
 
     @torch.no_grad()
@@ -557,7 +573,7 @@ class SequentialRecommender(
             want_cache=True,
             **self._side_input(histories, items.shape[1]),
         )
-        return self._scores(hidden[:, -1]), cache
+        return self._scores(self._query(hidden[:, -1])), cache
 
     @torch.no_grad()
     def extend(self, cache: dict, items: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -566,7 +582,7 @@ class SequentialRecommender(
         net = self._require_net()
         net.eval()
         hidden, cache = net.step(cache, items.to(self._device()).long(), None)
-        return self._scores(hidden), cache
+        return self._scores(self._query(hidden)), cache
 
     def reorder(self, cache: dict, index: torch.Tensor) -> dict:
         return reorder_cache(cache, index)
