@@ -37,7 +37,6 @@ from torch import nn
 
 from genrec.data.dataset import Dataset, Histories
 from genrec.models.base import Phase
-from genrec.models.dropout import Dropout
 from genrec.models.sequential import (
     SeqNet,
     SequentialConfig,
@@ -111,13 +110,13 @@ class HSTULayer(nn.Module):
         self.ln_in, self.ln_attn = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.uvqk = nn.Linear(dim, 4 * dim)
         self.out = nn.Linear(dim, dim)
-        self.drop = Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
         self.pos_bias = nn.Parameter(torch.zeros(cfg.max_len))  # rab_pos by distance i - j
         self.time_bias = nn.Parameter(torch.zeros(max(cfg.time_buckets, 1)))  # rab_time by log gap
 
     def forward(self, x: torch.Tensor, rel: dict, past: tuple | None = None):
         """x (B, T, D) new positions; rel: dist (B|1, T, Tk), tbucket (B, T, Tk) | None,
-        weight (B, 1, T, Tk): 1 / n_i on the keys query i may see, else 0."""
+        keep (B, 1, T, Tk) float 0/1 mask, n (B, 1, T, 1) visible-key counts."""
         B, T, D = x.shape
         H = self.n_heads
         u, v, q, k = (
@@ -128,7 +127,7 @@ class HSTULayer(nn.Module):
         bias = self.pos_bias[rel["dist"]]  # (B|1, T, Tk)
         if rel["tbucket"] is not None:
             bias = bias + self.time_bias[rel["tbucket"]]
-        att = F.silu((q / math.sqrt(D // H)) @ k.transpose(-1, -2) + bias[:, None]) * rel["weight"]
+        att = F.silu(q @ k.transpose(-1, -2) / math.sqrt(D // H) + bias[:, None]) * rel["keep"] / rel["n"]
         y = (self.drop(att) @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         u = u.transpose(1, 2).reshape(B, T, D)
         return x + self.drop(self.out(self.ln_attn(y) * u)), (k, v)
@@ -139,7 +138,7 @@ class HSTUNet(SeqNet):
         super().__init__()
         self.dim, self.max_len, self.time_buckets = cfg.resolved("dim"), cfg.max_len, cfg.time_buckets
         self.item_emb = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
-        self.drop = Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
         self.layers = nn.ModuleList(HSTULayer(cfg) for _ in range(cfg.resolved("n_layers")))
         self.ln_f = nn.LayerNorm(self.dim)
         # side tokens 1..n_side, 0 = unknown (zero vector); created last, so that without side tokens
@@ -158,13 +157,13 @@ class HSTUNet(SeqNet):
         return self.drop(e * math.sqrt(self.dim))
 
     def _rel(self, qpos, kpos, qts, kts, keep) -> dict:
-        """Relative-bias indices and weights. *pos/*ts: (B|1, T) query, (B|1, Tk) keys; keep bool."""
+        """Relative-bias indices and normalisers. *pos/*ts: (B, T) query, (B, Tk) keys; keep bool."""
         dist = (qpos[:, :, None] - kpos[:, None, :]).clamp(0, self.max_len - 1)
         tb = None
         if self.time_buckets:
             tb = time_bucket(qts[:, :, None] - kts[:, None, :], self.time_buckets)
-        n = keep.sum(-1, keepdim=True).clamp(min=1)  # (B, T, 1)
-        return {"dist": dist, "tbucket": tb, "weight": (keep / n)[:, None]}
+        n = keep.sum(-1, keepdim=True).clamp(min=1).float()  # (B, T, 1)
+        return {"dist": dist, "tbucket": tb, "keep": keep[:, None].float(), "n": n[:, None]}
 
     def forward(
         self,
@@ -188,7 +187,7 @@ class HSTUNet(SeqNet):
             # real keys only; a pad query keeps itself so nothing divides by zero
             keep = causal & (valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=dev)[None])
         else:  # right-padded: pads come after every real item, so causal alone suffices
-            n_pad, valid, pos, keep = None, None, ar[None, :], causal  # shared by all rows: (1, T), (1, T, T)
+            n_pad, valid, pos, keep = None, None, ar[None, :].expand(B, T), causal.expand(B, T, T)
         rel = self._rel(pos, pos, ts, ts, keep)
         x = self.embed(items, side)
         kvs = []

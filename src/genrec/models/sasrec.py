@@ -22,7 +22,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genrec.models.dropout import Dropout
 from genrec.models.sequential import (
     SeqNet,
     SequentialConfig,
@@ -74,7 +73,7 @@ class MLP(nn.Module):
         super().__init__()
         self.fc = nn.Linear(dim, mult * dim)
         self.out = nn.Linear(mult * dim, dim)
-        self.drop = Dropout(dropout)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.drop(self.out(F.gelu(self.fc(x))))
@@ -87,7 +86,7 @@ class Block(nn.Module):
         self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.attn = CausalSelfAttention(dim, cfg.resolved("n_heads"))
         self.mlp = MLP(dim, cfg.ffn_mult, cfg.dropout)
-        self.drop = Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None, past: tuple | None = None):
         a, kv = self.attn(self.ln1(x), mask, past)
@@ -101,7 +100,7 @@ class SASRecNet(SeqNet):
         self.dim, self.max_len = cfg.resolved("dim"), cfg.max_len
         self.item_emb = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
         self.pos_emb = nn.Embedding(cfg.max_len, self.dim)
-        self.drop = Dropout(cfg.dropout)
+        self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.resolved("n_layers")))
         self.ln_f = nn.LayerNorm(self.dim)
         init_weights(self, self.dim)
