@@ -239,6 +239,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"lr": -1}, "lr"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"temperature": -0.1}, "temperature"),
+        ({"average_decay": 1.0}, "average_decay"),
     ],
 )
 def test_bad_config_is_a_clear_error(name, bad, field):

@@ -12,7 +12,7 @@ from test_tiger import SMALL, TRAIN
 from genrec.models import get_model_class
 from genrec.models.base import Fitting, Phase
 from genrec.models.tiger import TigerConfig
-from genrec.training import Callback, TrainingInterrupted, fit
+from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 from genrec.training.loop import WeightAverage, _Loop, _snapshot_modules, validate, validation_users
 
 TINY = {**SMALL, "rq_epochs": 20, "epochs": 5, "patience": 5, "eval_users": 0, "average_decay": 0.9}
@@ -68,6 +68,30 @@ def test_the_kept_model_is_the_validated_average(synthetic_ds, tmp_path, monkeyp
     assert any(not torch.equal(kept[k], at_best[k]) for k in kept)  # not the live weights
     # the value early stopping kept is the kept model's own
     valid = validation_users(synthetic_ds, 0, TRAIN.seed)
+    assert validate(model, valid, "ndcg@10") == pytest.approx(phase["best_valid"], abs=1e-6)
+
+
+class LiveSequential(Callback):
+    def __init__(self) -> None:
+        self.by_epoch: dict[int, dict] = {}
+
+    def on_epoch_end(self, model, phase, row) -> None:
+        self.by_epoch[row["epoch"]] = copy.deepcopy(model.net.state_dict())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["sasrec", "hstu"])
+def test_sequential_models_keep_and_validate_the_average(name, synthetic_ds):
+    cls = get_model_class(name)
+    cfg = cls.config_cls(size="tiny", max_len=50, batch_tokens=1024, lr=5e-3, warmup_steps=10, dropout=0.1)
+    cfg.epochs, cfg.patience, cfg.average_decay = 4, 4, 0.9
+    live = LiveSequential()
+    model = fit(cls(cfg), synthetic_ds, TrainConfig(threads=1), callbacks=(live,))
+    phase = model.fit_info_["phases"][-1]
+    kept = model.net.state_dict()
+    at_best = live.by_epoch[phase["best_epoch"]]
+    assert any(not torch.equal(kept[k], at_best[k]) for k in kept)  # the average, not the live weights
+    valid = validation_users(synthetic_ds, 0, 0)
     assert validate(model, valid, "ndcg@10") == pytest.approx(phase["best_valid"], abs=1e-6)
 
 

@@ -47,6 +47,7 @@ from genrec.models.base import (
     Recommender,
     StepContext,
     WarmStartable,
+    check_average_decay,
     check_lr_drops,
     grow_into,
 )
@@ -106,6 +107,8 @@ class SequentialConfig(ModelConfig):
     lr_drops: int = 2
     lr_drop_factor: float = 0.3
     eval_every: int = 1  # epochs between validation evaluations
+    # > 0: validate and keep a moving average of the weights, this decay per update (Phase.average_decay)
+    average_decay: float = 0.0
     # ce: full softmax; sampled: in-batch + uniform negatives with logQ; auto: by catalogue size
     loss: Literal["auto", "ce", "sampled"] = "auto"
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
@@ -174,6 +177,7 @@ class SequentialConfig(ModelConfig):
             if getattr(self, f) < 0:
                 raise ValueError(f"{cls}.{f} must be >= 0, got {getattr(self, f)!r}")
         check_lr_drops(self)
+        check_average_decay(self)
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:
@@ -426,6 +430,7 @@ class SequentialRecommender(
                 cfg.eval_every,
                 lr_drops=cfg.lr_drops,
                 lr_drop_factor=cfg.lr_drop_factor,
+                average_decay=cfg.average_decay,
             )
         ]
 
