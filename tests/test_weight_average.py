@@ -7,12 +7,13 @@ import copy
 
 import pytest
 import torch
+from test_sequential import ONE_THREAD, make
 from test_tiger import SMALL, TRAIN
 
 from genrec.models import get_model_class
 from genrec.models.base import Fitting, Phase
 from genrec.models.tiger import TigerConfig
-from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
+from genrec.training import Callback, TrainingInterrupted, fit
 from genrec.training.loop import WeightAverage, _Loop, _snapshot_modules, validate, validation_users
 
 TINY = {**SMALL, "rq_epochs": 20, "epochs": 5, "patience": 5, "eval_users": 0, "average_decay": 0.9}
@@ -47,20 +48,22 @@ def test_average_decay_is_validated():
 
 
 class LiveWeights(Callback):
-    """The live weights at the end of every epoch (the loop has swapped the average back out)."""
+    """The live weights of `phase_name`'s `attr` module at the end of every epoch (the loop has swapped
+    the average back out)."""
 
-    def __init__(self) -> None:
+    def __init__(self, phase_name: str, attr: str) -> None:
+        self.phase_name, self.attr = phase_name, attr
         self.by_epoch: dict[int, dict] = {}
 
     def on_epoch_end(self, model, phase, row) -> None:
-        if phase.name == "generator":
-            self.by_epoch[row["epoch"]] = copy.deepcopy(model.nets_.state_dict())
+        if phase.name == self.phase_name:
+            self.by_epoch[row["epoch"]] = copy.deepcopy(getattr(model, self.attr).state_dict())
 
 
 @pytest.mark.slow
 def test_the_kept_model_is_the_validated_average(synthetic_ds, tmp_path, monkeypatch):
     monkeypatch.setenv("GENREC_CACHE_DIR", str(tmp_path))
-    live = LiveWeights()
+    live = LiveWeights("generator", "nets_")
     model = fit(get_model_class("tiger")(TigerConfig(**TINY)), synthetic_ds, TRAIN, callbacks=(live,))
     phase = model.fit_info_["phases"][-1]
     kept = model.nets_.state_dict()
@@ -71,22 +74,12 @@ def test_the_kept_model_is_the_validated_average(synthetic_ds, tmp_path, monkeyp
     assert validate(model, valid, "ndcg@10") == pytest.approx(phase["best_valid"], abs=1e-6)
 
 
-class LiveSequential(Callback):
-    def __init__(self) -> None:
-        self.by_epoch: dict[int, dict] = {}
-
-    def on_epoch_end(self, model, phase, row) -> None:
-        self.by_epoch[row["epoch"]] = copy.deepcopy(model.net.state_dict())
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["sasrec", "hstu"])
 def test_sequential_models_keep_and_validate_the_average(name, synthetic_ds):
-    cls = get_model_class(name)
-    cfg = cls.config_cls(size="tiny", max_len=50, batch_tokens=1024, lr=5e-3, warmup_steps=10, dropout=0.1)
-    cfg.epochs, cfg.patience, cfg.average_decay = 4, 4, 0.9
-    live = LiveSequential()
-    model = fit(cls(cfg), synthetic_ds, TrainConfig(threads=1), callbacks=(live,))
+    live = LiveWeights("train", "net")
+    averaged = make(name, epochs=4, patience=4, average_decay=0.9)
+    model = fit(averaged, synthetic_ds, ONE_THREAD, callbacks=(live,))
     phase = model.fit_info_["phases"][-1]
     kept = model.net.state_dict()
     at_best = live.by_epoch[phase["best_epoch"]]
