@@ -74,8 +74,9 @@ class SequentialConfig(ModelConfig):
     # size=auto: base from this many training targets (next-item positions) up, small below. HSTU's
     # validation NDCG@10, base vs small: ml-1m-u2999 (479k targets) 0.2242 vs 0.2065 (3 seeds each);
     # amazon-beauty (131k) 0.0726 vs 0.0717; ml-latest-small (99k) 0.0840 vs 0.0833 (1 seed each);
-    # ml-100k (97k) 0.1327 vs 0.1383 (3 seeds each). More weights pay off only with more data. Large
-    # is never picked: it has not converged within an hour on 2 CPU cores
+    # ml-100k (97k) 0.1327 vs 0.1383 (3 seeds each; HSTU base then had 4 layers and no weight average).
+    # More weights pay off only with more data. Large is never picked: it has not converged within an
+    # hour on 2 CPU cores
     AUTO_BASE_TARGETS: ClassVar[int] = 300_000
 
     size: str = "auto"  # a SIZES preset, or auto: resolved from the training data when fitting
