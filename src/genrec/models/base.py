@@ -287,9 +287,6 @@ class Fitting:
     optimizers: dict[str, torch.optim.Optimizer]
     schedulers: dict[str, torch.optim.lr_scheduler.LRScheduler] = field(default_factory=dict)  # by optimizer
     grad_clip: float = 0.0  # max global gradient norm per update; 0 = off
-    # under a time budget the loop calls this before each epoch with the number of epochs the phase is
-    # expected to complete when the budget runs out, so a schedule can finish its decay there
-    horizon: Callable[[float], None] | None = None
 
 
 @dataclass

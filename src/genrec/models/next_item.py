@@ -175,23 +175,11 @@ def sampling_log_q(data: Dataset, tokens_per_batch: float, n_negatives: int) -> 
     return torch.from_numpy(np.log(q)).float()
 
 
-class WarmupCosine:
-    """The learning-rate factor at update `step`: a linear warm-up over `warmup` updates, then a cosine
-    from 1 down to `min_ratio` at update `total`, flat after it. `end_at` moves the end earlier (a time
-    budget's last update, Fitting.horizon). A callable object, so LambdaLR checkpoints `total`."""
-
-    def __init__(self, warmup: int, total: int, min_ratio: float) -> None:
-        self.warmup, self.total, self.min_ratio = warmup, total, min_ratio
-        self.longest = total
-
-    def end_at(self, total: int) -> None:
-        self.total = max(1, min(self.longest, total))
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup:
-            return (step + 1) / self.warmup
-        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
-        return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+def lr_factor(step: int, warmup: int, total: int, min_ratio: float) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def make_optimizer(net: torch.nn.Module, cfg, sparse: bool = False) -> torch.optim.Optimizer:

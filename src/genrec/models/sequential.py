@@ -53,8 +53,8 @@ from genrec.models.base import (
 )
 from genrec.models.next_item import (
     TrainingWindows,
-    WarmupCosine,
     loss_kind,
+    lr_factor,
     make_optimizer,
     next_item_loss,
     pack_sorted,
@@ -100,9 +100,6 @@ class SequentialConfig(ModelConfig):
     weight_decay: float = 0.1  # AdamW, on weight matrices and embeddings (not on biases / norms)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio over `epochs`
-    # with a time budget (max_minutes), the cosine ends where the budget is expected to run out, so a run
-    # the budget stops ends at the low rate instead of being cut off near the top of a 200-epoch decay
-    anneal_to_budget: bool = True
     grad_clip: float = 1.0  # max global grad norm; 0 = off
     patience: int = 5  # early stopping: validation NDCG@10 evaluations without improvement
     # where early stopping would stop (patience evaluations without gain), instead go back to the best
@@ -448,11 +445,11 @@ class SequentialRecommender(
         if self._log_q is not None:
             self._log_q = self._log_q.to(device)
         opt = make_optimizer(net, cfg, self._sparse)
-        schedule = WarmupCosine(cfg.warmup_steps, cfg.epochs * self._steps_per_epoch, cfg.min_lr_ratio)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        steps = self._steps_per_epoch
-        horizon = (lambda epochs: schedule.end_at(round(epochs * steps))) if cfg.anneal_to_budget else None
-        return Fitting({"net": net}, {"main": opt}, {"main": sched}, cfg.grad_clip, horizon)
+        total = cfg.epochs * self._steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: lr_factor(s, cfg.warmup_steps, total, cfg.min_lr_ratio)
+        )
+        return Fitting({"net": net}, {"main": opt}, {"main": sched}, cfg.grad_clip)
 
     def batches(self, phase: Phase, data: Dataset, rng: np.random.Generator) -> list[np.ndarray]:
         return self._windows.batches(self.config.batch_tokens, rng, self.config.batch_seqs)

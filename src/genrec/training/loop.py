@@ -266,7 +266,6 @@ class _Loop:
             "drops": 0,
             "done": [],
             "from_epoch": 0,
-            "phase_start": 0.0,  # seconds into the fit when the current phase began
         }
         self.best_modules: dict[str, dict] | None = None
         self.best_full: dict[str, Any] | None = None  # for a next phase that continues from the best epoch
@@ -346,8 +345,6 @@ class _Loop:
             if over:
                 stopped_by = "time budget"
                 break
-            if self.budget_s and fitting.horizon is not None and st["epoch"] > 0:
-                fitting.horizon(self._epochs_in_budget(t_start))
             epoch = st["epoch"] + 1
             row = self._epoch(phase, fitting, epoch, label)
             if valid is not None and (epoch % phase.eval_every == 0 or epoch == phase.epochs):
@@ -400,15 +397,7 @@ class _Loop:
         model.end_phase(phase, self.data, best_row)
         self.finished_modules.append(_snapshot_modules(fitting))
         st.update(
-            phase=st["phase"] + 1,
-            epoch=0,
-            rows=[],
-            best=None,
-            best_epoch=0,
-            bad=0,
-            drops=0,
-            from_epoch=0,
-            phase_start=time.time() - t_start,
+            phase=st["phase"] + 1, epoch=0, rows=[], best=None, best_epoch=0, bad=0, drops=0, from_epoch=0
         )
         self.best_modules = None
         self._save_checkpoint(None)
@@ -501,17 +490,6 @@ class _Loop:
                 "lower the learning rate (--set lr=...)"
             )
         return row
-
-    def _epochs_in_budget(self, t_start: float) -> float:
-        """Epochs the current phase will have completed when the time budget runs out, at its pace so
-        far (validation included). Averaged over the processes, so every one keeps the same schedule."""
-        st = self.state
-        elapsed = time.time() - t_start
-        per_epoch = max(elapsed - st.get("phase_start", 0.0), 1e-9) / st["epoch"]
-        epochs = st["epoch"] + max(0.0, self.budget_s - elapsed) / per_epoch
-        if distributed.active():
-            epochs = distributed.all_sum([epochs])[0] / self.world
-        return epochs
 
     def _updater(self, fitting: Fitting):
         def update(loss: torch.Tensor, optimizer: str = "main") -> None:
