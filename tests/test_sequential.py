@@ -252,6 +252,8 @@ def test_size_presets_and_overrides():
     cls = get_model_class("hstu")
     cfg = cls.config_cls(size="base", n_layers=3)
     assert cfg.resolved("dim") == cls.config_cls.SIZES["base"]["dim"] and cfg.resolved("n_layers") == 3
+    assert cfg.resolved_lr() == 3e-3 and cls.config_cls(size="small").resolved_lr() == 2e-3
+    assert cls.config_cls(size="base", lr=1e-3).resolved_lr() == 1e-3  # a set rate wins over the preset
 
 
 @pytest.mark.parametrize("name", SEQ_MODELS)
@@ -262,13 +264,18 @@ def test_size_auto_follows_the_amount_of_training_data(name, synthetic_ds, tmp_p
     with pytest.raises(ValueError, match="size=auto is chosen from the training data"):
         cfg.resolved("dim")
     n_targets = TrainingWindows(synthetic_ds, max_len=50).n_tokens
-    settings = {**FAST, "size": "auto", "epochs": 1}
+    settings = {**FAST, "size": "auto", "epochs": 1, "lr": 0.0}  # lr 0: the preset's rate
     small = fit(make(name, **settings), synthetic_ds, ONE_THREAD)
     assert small.config.size == "small" and small.fit_info_["config"]["size"] == "small"
     monkeypatch.setattr(cls.config_cls, "AUTO_BASE_TARGETS", n_targets)  # the data now counts as large
     base = fit(make(name, **settings), synthetic_ds, ONE_THREAD)
     assert base.config.size == "base"
     assert base.net.dim == cls.config_cls.SIZES["base"]["dim"] != small.net.dim
+    # each preset trains at its own rate: the same schedule over the same steps, scaled by the preset
+    rates = {m.config.size: m.fit_info_["phases"][0]["curve"][-1]["lr"] for m in (small, base)}
+    preset = {s: cls.config_cls.SIZES[s]["lr"] for s in ("small", "base")}
+    assert rates["base"] / rates["small"] == pytest.approx(preset["base"] / preset["small"])
+    assert {m.config.size: m.fit_info_["config"]["lr"] for m in (small, base)} == preset
     base.save(tmp_path / "m")
     assert Recommender.load(tmp_path / "m").config.size == "base"
     # fine-tuning keeps the trained network's size, whatever the new data would pick

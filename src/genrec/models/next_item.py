@@ -188,9 +188,9 @@ def make_optimizer(net: torch.nn.Module, cfg, sparse: bool = False) -> torch.opt
     no_decay = [p for p in net.parameters() if p.dim() < 2]  # biases, norms, relative-bias tables
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if table is None:
-        return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+        return torch.optim.AdamW(groups, lr=cfg.resolved_lr(), betas=(0.9, 0.98))
     groups.append({"params": [table], "weight_decay": 0.0})
-    return RowWiseAdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), sparse_lr=cfg.sparse_lr)
+    return RowWiseAdamW(groups, lr=cfg.resolved_lr(), betas=(0.9, 0.98), sparse_lr=cfg.sparse_lr)
 
 
 def loss_kind(loss: str, sampled_above: int, n_items: int) -> str:

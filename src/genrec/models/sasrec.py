@@ -33,11 +33,11 @@ from genrec.models.sequential import (
 
 @dataclass
 class SASRecConfig(SequentialConfig):
-    SIZES: ClassVar[dict[str, dict[str, int]]] = {
-        "tiny": {"dim": 32, "n_layers": 1, "n_heads": 1},
-        "small": {"dim": 64, "n_layers": 2, "n_heads": 2},
-        "base": {"dim": 128, "n_layers": 2, "n_heads": 2},
-        "large": {"dim": 256, "n_layers": 4, "n_heads": 4},
+    SIZES: ClassVar[dict[str, dict[str, float]]] = {
+        "tiny": {"dim": 32, "n_layers": 1, "n_heads": 1, "lr": 2e-3},
+        "small": {"dim": 64, "n_layers": 2, "n_heads": 2, "lr": 2e-3},
+        "base": {"dim": 128, "n_layers": 2, "n_heads": 2, "lr": 2e-3},
+        "large": {"dim": 256, "n_layers": 4, "n_heads": 4, "lr": 2e-3},
     }
     ffn_mult: int = 4  # MLP hidden = ffn_mult * dim
 

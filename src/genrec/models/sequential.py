@@ -70,7 +70,7 @@ log = logging.getLogger("genrec")
 class SequentialConfig(ModelConfig):
     """Architecture size + training settings of a sequential model. 0 = take the value from `size`."""
 
-    SIZES: ClassVar[dict[str, dict[str, int]]] = {}  # preset -> {dim, n_layers, n_heads}
+    SIZES: ClassVar[dict[str, dict[str, float]]] = {}  # preset -> {dim, n_layers, n_heads, lr}
     # size=auto: base from this many training targets (next-item positions) up, small below. HSTU's
     # validation NDCG@10, base vs small: ml-1m-u2999 (479k targets) 0.2242 vs 0.2065 (3 seeds each);
     # amazon-beauty (131k) 0.0726 vs 0.0717; ml-latest-small (99k) 0.0840 vs 0.0833 (1 seed each);
@@ -96,7 +96,7 @@ class SequentialConfig(ModelConfig):
     # after 8 epochs)
     batch_tokens: int = 2048
     batch_seqs: int = 64
-    lr: float = 2e-3
+    lr: float = 0.0  # AdamW's peak rate (0: from the size preset)
     weight_decay: float = 0.1  # AdamW, on weight matrices and embeddings (not on biases / norms)
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1  # cosine decay from lr to lr * min_lr_ratio over `epochs`
@@ -129,6 +129,13 @@ class SequentialConfig(ModelConfig):
     text_encoder: str = "minilm"  # minilm | tfidf | a local sentence-transformers folder
 
     def resolved(self, name: str, size: str = "") -> int:
+        """dim, n_layers or n_heads: the set value, else the size preset's."""
+        return int(self._preset(name, size))
+
+    def resolved_lr(self, size: str = "") -> float:
+        return float(self._preset("lr", size))
+
+    def _preset(self, name: str, size: str) -> float:
         v = getattr(self, name)
         if v:
             return v
@@ -170,8 +177,8 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.dropout must be in [0, 1), got {self.dropout!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"{cls}.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if not self.lr > 0:
-            raise ValueError(f"{cls}.lr must be > 0, got {self.lr!r}")
+        if not (self.lr >= 0 and math.isfinite(self.lr)):
+            raise ValueError(f"{cls}.lr must be > 0 (0 = from the size preset), got {self.lr!r}")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
             raise ValueError(f"{cls}.temperature must be >= 0 (0 = dot product), got {self.temperature!r}")
         for f in ("weight_decay", "warmup_steps", "grad_clip"):
@@ -610,6 +617,7 @@ def config_summary(cfg: SequentialConfig) -> dict[str, Any]:
     d = dataclasses.asdict(cfg)
     for f in ("dim", "n_layers", "n_heads"):
         d[f] = cfg.resolved(f)
+    d["lr"] = cfg.resolved_lr()
     return d
 
 
