@@ -178,7 +178,7 @@ class SequentialConfig(ModelConfig):
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"{cls}.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not (self.lr >= 0 and math.isfinite(self.lr)):
-            raise ValueError(f"{cls}.lr must be > 0 (0 = from the size preset), got {self.lr!r}")
+            raise ValueError(f"{cls}.lr must be >= 0 (0 = from the size preset), got {self.lr!r}")
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
             raise ValueError(f"{cls}.temperature must be >= 0 (0 = dot product), got {self.temperature!r}")
         for f in ("weight_decay", "warmup_steps", "grad_clip"):
