@@ -129,18 +129,19 @@ class HSTULayer(nn.Module):
 
     def forward(self, x: torch.Tensor, rel: dict, past: tuple | None = None):
         """x (B, T, D) new positions; rel: dist (B|1, T, Tk), tbucket (B, T, Tk) | None,
-        keep (B, 1, T, Tk) float 0/1 mask, n (B, 1, T, 1) visible-key counts."""
+        weight (B|1, 1, T, Tk): 1 / n_i on the keys query i may see, 0 elsewhere."""
         B, T, D = x.shape
         H = self.n_heads
         u, v, q, k = (
             t.view(B, T, H, D // H).transpose(1, 2) for t in F.silu(self.uvqk(self.ln_in(x))).split(D, dim=2)
         )  # (B, H, T, Dh)
+        q = q / math.sqrt(D // H)  # scaled here, on (T, Dh), not on the (T, Tk) scores
         if past is not None:
             k, v = torch.cat([past[0], k], 2), torch.cat([past[1], v], 2)  # (B, H, Tk, Dh)
         bias = self.pos_bias[rel["dist"]]  # (B|1, T, Tk)
         if rel["tbucket"] is not None:
             bias = bias + self.time_bias[rel["tbucket"]]
-        att = F.silu(q @ k.transpose(-1, -2) / math.sqrt(D // H) + bias[:, None]) * rel["keep"] / rel["n"]
+        att = F.silu(q @ k.transpose(-1, -2) + bias[:, None]) * rel["weight"]  # (B, H, T, Tk)
         y = (self.drop(att) @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         u = u.transpose(1, 2).reshape(B, T, D)
         return x + self.drop(self.out(self.ln_attn(y) * u)), (k, v)
@@ -170,13 +171,16 @@ class HSTUNet(SeqNet):
         return self.drop(e * math.sqrt(self.dim))
 
     def _rel(self, qpos, kpos, qts, kts, keep) -> dict:
-        """Relative-bias indices and normalisers. *pos/*ts: (B, T) query, (B, Tk) keys; keep bool."""
+        """Relative-bias indices and attention weights, computed once for all layers. pos: (B|1, T) query,
+        (B|1, Tk) keys; ts: (B, T), (B, Tk); keep: bool (B|1, T, Tk). A batch dimension of 1 (training:
+        every row has the same positions and mask) keeps the position gather and the mask B times
+        smaller."""
         dist = (qpos[:, :, None] - kpos[:, None, :]).clamp(0, self.max_len - 1)
         tb = None
         if self.time_buckets:
             tb = time_bucket(qts[:, :, None] - kts[:, None, :], self.time_buckets)
-        n = keep.sum(-1, keepdim=True).clamp(min=1).float()  # (B, T, 1)
-        return {"dist": dist, "tbucket": tb, "keep": keep[:, None].float(), "n": n[:, None]}
+        n = keep.sum(-1, keepdim=True).clamp(min=1)  # (B|1, T, 1) visible keys per query
+        return {"dist": dist, "tbucket": tb, "weight": (keep / n)[:, None]}
 
     def forward(
         self,
@@ -200,7 +204,7 @@ class HSTUNet(SeqNet):
             # real keys only; a pad query keeps itself so nothing divides by zero
             keep = causal & (valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=dev)[None])
         else:  # right-padded: pads come after every real item, so causal alone suffices
-            n_pad, valid, pos, keep = None, None, ar[None, :].expand(B, T), causal.expand(B, T, T)
+            n_pad, valid, pos, keep = None, None, ar[None, :], causal  # (1, T), (1, T, T)
         rel = self._rel(pos, pos, ts, ts, keep)
         x = self.embed(items, side)
         kvs = []
