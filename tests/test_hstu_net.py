@@ -1,8 +1,9 @@
 """HSTU's network: the training layout (right-padded, one mask for the batch) reads sequences exactly as
-the inference layout (left-padded, a mask per row) does."""
+the inference layout (left-padded, a mask per row) does; attention-weight dropout is its own setting."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from genrec.models.hstu import HSTUConfig, HSTUNet
@@ -46,3 +47,22 @@ def test_training_and_inference_layouts_give_the_same_hidden_states():
         left, _ = model(right_to_left(items, lens), right_to_left(ts, lens), left_pad=True)
     for b, n in enumerate(lens):  # every real position, not only the last
         torch.testing.assert_close(right[b, :n], left[b, -n:], atol=1e-5, rtol=1e-5)
+
+
+def test_attention_dropout_is_separate_from_dropout():
+    items, ts = batch()
+    plain = net(dropout=0.0, attn_dropout=0.0)
+    with torch.no_grad():
+        eval_out = plain.eval()(items, ts, left_pad=False)[0]
+        train_out = plain.train()(items, ts, left_pad=False)[0]
+    torch.testing.assert_close(train_out, eval_out)  # no dropout anywhere: training reads as evaluation
+    attn_only = net(dropout=0.0, attn_dropout=0.5)
+    with torch.no_grad():
+        assert not torch.allclose(attn_only.train()(items, ts, left_pad=False)[0], eval_out)
+        torch.testing.assert_close(attn_only.eval()(items, ts, left_pad=False)[0], eval_out)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_bad_attention_dropout_is_a_clear_error(value):
+    with pytest.raises(ValueError, match="attn_dropout must be in"):
+        HSTUConfig(attn_dropout=value).validate()

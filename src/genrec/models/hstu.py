@@ -67,12 +67,18 @@ class HSTUConfig(SequentialConfig):
     # against 0.0717, ml-100k 0.1395 against 0.1383, ml-latest-small 0.0812 against 0.0826 (3-seed
     # means). SASRec gains nothing from it (ml-1m-u2999, seed 0: 0.2149 against 0.2148)
     average_decay: float = 0.999
+    # dropout on the attention weights (B, H, T, Tk); `dropout` acts on the embeddings and layer outputs.
+    # The weights are H * T / D times the size of a layer output (6x for base at T = 200): their masks
+    # are most of a CPU training step's dropout cost
+    attn_dropout: float = 0.3
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
     side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
     side_dropout: float = 0.1  # training: share of side tokens replaced by 'unknown'
 
     def validate(self) -> None:
         super().validate()
+        if not 0 <= self.attn_dropout < 1:
+            raise ValueError(f"HSTUConfig.attn_dropout must be in [0, 1), got {self.attn_dropout!r}")
         if self.time_buckets < 0:
             raise ValueError(f"HSTUConfig.time_buckets must be >= 0, got {self.time_buckets!r}")
         if self.side_tokens not in SIDE_TOKENS:
@@ -123,7 +129,7 @@ class HSTULayer(nn.Module):
         self.ln_in, self.ln_attn = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.uvqk = nn.Linear(dim, 4 * dim)
         self.out = nn.Linear(dim, dim)
-        self.drop = nn.Dropout(cfg.dropout)
+        self.drop, self.attn_drop = nn.Dropout(cfg.dropout), nn.Dropout(cfg.attn_dropout)
         self.pos_bias = nn.Parameter(torch.zeros(cfg.max_len))  # rab_pos by distance i - j
         self.time_bias = nn.Parameter(torch.zeros(max(cfg.time_buckets, 1)))  # rab_time by log gap
 
@@ -142,7 +148,7 @@ class HSTULayer(nn.Module):
         if rel["tbucket"] is not None:
             bias = bias + self.time_bias[rel["tbucket"]]
         att = F.silu(q @ k.transpose(-1, -2) + bias[:, None]) * rel["weight"]  # (B, H, T, Tk)
-        y = (self.drop(att) @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
+        y = (self.attn_drop(att) @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         u = u.transpose(1, 2).reshape(B, T, D)
         return x + self.drop(self.out(self.ln_attn(y) * u)), (k, v)
 
