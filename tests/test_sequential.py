@@ -252,7 +252,7 @@ def test_size_presets_and_overrides():
     cls = get_model_class("hstu")
     cfg = cls.config_cls(size="base", n_layers=3)
     assert cfg.resolved("dim") == cls.config_cls.SIZES["base"]["dim"] and cfg.resolved("n_layers") == 3
-    assert cfg.resolved_lr() == 3e-3 and cls.config_cls(size="small").resolved_lr() == 2e-3
+    assert cfg.resolved_lr() == 4e-3 and cls.config_cls(size="small").resolved_lr() == 2e-3
     assert cls.config_cls(size="base", lr=1e-3).resolved_lr() == 1e-3  # a set rate wins over the preset
 
 
