@@ -69,7 +69,8 @@ class HSTUConfig(SequentialConfig):
     average_decay: float = 0.999
     # dropout on the attention weights (B, H, T, Tk); `dropout` acts on the embeddings and layer outputs.
     # The weights are H * T / D times the size of a layer output (6x for base at T = 200): their masks
-    # are most of a CPU training step's dropout cost
+    # are most of a CPU training step's dropout cost. Without it base's epochs are 1.6x as fast, but on
+    # ml-1m-u2999 it overfits after 21 epochs (validation NDCG@10 0.2318, then 0.2245 at epoch 29)
     attn_dropout: float = 0.3
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
     side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
