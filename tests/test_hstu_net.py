@@ -1,5 +1,6 @@
 """HSTU's network: the training layout (right-padded, one mask for the batch) reads sequences exactly as
-the inference layout (left-padded, a mask per row) does; attention-weight dropout is its own setting."""
+the inference layout (left-padded, a mask per row) does; attention-weight dropout is its own setting;
+the fast dropout masks draw nn.Dropout's distribution."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from genrec.models.hstu import HSTUConfig, HSTUNet
+from genrec.models.sequential import Dropout, keep_mask
 
 N_ITEMS = 50
 
@@ -66,3 +68,26 @@ def test_attention_dropout_is_separate_from_dropout():
 def test_bad_attention_dropout_is_a_clear_error(value):
     with pytest.raises(ValueError, match="attn_dropout must be in"):
         HSTUConfig(attn_dropout=value).validate()
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_dropout_draws_the_same_mask_distribution_as_nn_dropout(p):
+    torch.manual_seed(0)
+    x = torch.full((400, 1000), 2.0, requires_grad=True)
+    ours, ref = Dropout(p).train()(x), torch.nn.Dropout(p).train()(x)
+    for y in (ours, ref):  # kept entries are scaled by 1 / (1 - p), the rest are zero
+        torch.testing.assert_close(torch.unique(y), torch.tensor([0.0, 2.0 / (1 - p)]))
+    assert abs((ours == 0).float().mean().item() - p) < 0.005  # 400k draws: std ~0.0008
+    ours.sum().backward()  # the gradient passes through the kept entries only
+    torch.testing.assert_close(x.grad, ours.detach() / 2.0)
+    assert Dropout(p).eval()(x) is x
+
+
+def test_keep_mask_folds_a_broadcast_scale_into_the_mask():
+    torch.manual_seed(0)
+    scale = torch.tensor([[1.0, 2.0, 4.0]])  # (1, 3), broadcast over 20k rows
+    mask = keep_mask((20_000, 3), 0.25, torch.device("cpu"), scale=scale)
+    assert mask.shape == (20_000, 3)
+    kept = mask != 0
+    torch.testing.assert_close(mask[kept], (scale / 0.75).expand_as(mask)[kept])
+    torch.testing.assert_close(mask.mean(0), scale[0], atol=0.05, rtol=0.02)  # unbiased: E[mask] = scale
