@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS: list[str] = [
     "foundation.py",
     "generation.py",
+    "dropout_masks.py",
     "serve_load.py",
     "generative_cf.py",
     "sequential.py",

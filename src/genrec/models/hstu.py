@@ -71,9 +71,10 @@ class HSTUConfig(SequentialConfig):
     average_decay: float = 0.999
     # dropout on the attention weights (B, H, T, Tk); `dropout` acts on the embeddings and layer outputs.
     # The weights are H * T / D times the size of a layer output (6x for base at T = 200), so their mask
-    # is drawn the fast way (see `keep_mask`): a base step on one CPU thread takes 0.44 s with it, 0.52 s
-    # with nn.Dropout's, 0.39 s without. Without it, on ml-1m-u2999, base overfits after 21 epochs
-    # (validation NDCG@10 0.2318, then 0.2245 at epoch 29)
+    # is drawn the fast way (see `keep_mask`): a base step on one CPU thread takes 0.45 s with it, 0.52 s
+    # with nn.Dropout's, 0.37 s without (benchmarks/dropout_masks.py). Without it, on ml-1m-u2999, base
+    # overfits after 21 epochs (validation NDCG@10 0.2318, then 0.2245 at epoch 29); with 0.4 (and
+    # dropout 0.4) it learns slower and peaks lower (0.2325 at epoch 33 against 0.2356 at 25)
     attn_dropout: float = 0.3
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
     side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
