@@ -238,6 +238,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"dim": 30, "n_heads": 4}, "divisible"),
         ({"lr": -1}, "lr"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
+        ({"item_dropout": 1.0}, "item_dropout"),
         ({"temperature": -0.1}, "temperature"),
         ({"average_decay": 1.0}, "average_decay"),
     ],
@@ -246,6 +247,26 @@ def test_bad_config_is_a_clear_error(name, bad, field):
     cls = get_model_class(name)
     with pytest.raises(ValueError, match=field):
         cls(cls.config_cls(**bad))
+
+
+@pytest.mark.parametrize("name", SEQ_MODELS)
+def test_item_dropout_hides_input_items_while_training_only(name, synthetic_ds):
+    """item_dropout=p: in training about a share p of the input items read as the empty item (zero ID
+    and text vector), the others as themselves; in evaluation every item reads as itself. The
+    fitted model's network carries the setting."""
+    m = fit(make(name, epochs=1, item_dropout=0.25), synthetic_ds, ONE_THREAD)
+    net = m.net
+    assert net.item_dropout == 0.25
+    torch.manual_seed(0)
+    items = torch.randint(1, synthetic_ds.n_items + 1, (200, 100))
+    with torch.no_grad():
+        full = net.eval().item_input(items)
+        hidden = net.train().item_input(items)
+    net.eval()
+    zero = hidden.abs().sum(-1) == 0  # (200, 100)
+    assert abs(zero.float().mean().item() - 0.25) < 0.01  # 20k draws: std ~0.003
+    torch.testing.assert_close(hidden[~zero], full[~zero])  # a kept item reads exactly as in evaluation
+    assert bool((full.abs().sum(-1) > 0).all())
 
 
 def test_size_presets_and_overrides():

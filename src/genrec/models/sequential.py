@@ -85,6 +85,9 @@ class SequentialConfig(ModelConfig):
     n_heads: int = 0
     max_len: int = 200  # most recent items read per user; longer training sequences are cut into windows
     dropout: float = 0.3
+    # training: share of the input items hidden (read as the empty item 0; positions and times stay), so
+    # a prediction cannot lean on any one earlier item. Targets are never hidden.
+    item_dropout: float = 0.0
     # --- training (the loop in genrec.training; batches and loss in genrec.models.next_item) ---
     epochs: int = 200  # upper bound; early stopping usually ends training first
     # a step holds at most `batch_tokens` padded positions and at most `batch_seqs` sequences
@@ -175,6 +178,8 @@ class SequentialConfig(ModelConfig):
                 raise ValueError(f"{cls}.{f} must be a positive integer, got {getattr(self, f)!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"{cls}.dropout must be in [0, 1), got {self.dropout!r}")
+        if not 0 <= self.item_dropout < 1:
+            raise ValueError(f"{cls}.item_dropout must be in [0, 1), got {self.item_dropout!r}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"{cls}.label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if not (self.lr >= 0 and math.isfinite(self.lr)):
@@ -253,9 +258,12 @@ class SeqNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.item_text: TextItems | None = None  # attached by SequentialRecommender when item_text is on
+        self.item_dropout = 0.0  # set by SequentialRecommender (SequentialConfig.item_dropout)
 
     def item_input(self, items: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, D) item vectors (ID embedding + text part)."""
+        if self.training and self.item_dropout:
+            items = items.masked_fill(torch.rand(items.shape, device=items.device) < self.item_dropout, 0)
         e = self.item_emb(items)
         return e if self.item_text is None else e + self.item_text(items)
 
@@ -327,6 +335,7 @@ class SequentialRecommender(
     def _new_net(self, n_items: int) -> SeqNet:
         """build_net + the text part of the item vectors when the model reads item text."""
         net = self.build_net(n_items)
+        net.item_dropout = self.config.item_dropout
         if self._text is not None:
             net.item_text = TextItems(self._text, net.item_emb.embedding_dim)
         return net
