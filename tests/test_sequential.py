@@ -239,6 +239,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"lr": -1}, "lr"),
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"item_dropout": 1.0}, "item_dropout"),
+        ({"windows": "random"}, "windows"),
         ({"temperature": -0.1}, "temperature"),
         ({"average_decay": 1.0}, "average_decay"),
     ],
@@ -267,6 +268,45 @@ def test_item_dropout_hides_input_items_while_training_only(name, synthetic_ds):
     assert abs(zero.float().mean().item() - 0.25) < 0.01  # 20k draws: std ~0.003
     torch.testing.assert_close(hidden[~zero], full[~zero])  # a kept item reads exactly as in evaluation
     assert bool((full.abs().sum(-1) > 0).all())
+
+
+def window_spans(w: TrainingWindows, indptr: np.ndarray) -> dict[int, list[tuple[int, int]]]:
+    """user -> sorted [begin, end) of their windows, in pairs from the start of their history."""
+    user = np.searchsorted(indptr, w.start, side="right") - 1
+    out: dict[int, list[tuple[int, int]]] = {}
+    for u, s, n in zip(user.tolist(), w.start.tolist(), w.length.tolist()):
+        out.setdefault(u, []).append((s - int(indptr[u]), s - int(indptr[u]) + n))
+    return {u: sorted(v) for u, v in out.items()}
+
+
+def test_shifted_windows_cut_older_history_anew_each_epoch(synthetic_ds):
+    """windows=shifted: every epoch each training pair is in exactly one window of at most max_len,
+    the newest window is always the last max_len pairs (what inference reads), and the older history
+    is cut at other places from epoch to epoch; fixed cuts the same way every epoch."""
+    L, h = 7, synthetic_ds.train
+    pairs = np.maximum(h.lengths - 1, 0)
+    assert (pairs > 2 * L).sum() > 10  # users whose older history spans several windows
+    fixed, shifted = TrainingWindows(synthetic_ds, L), TrainingWindows(synthetic_ds, L, shift=True)
+    first = window_spans(fixed, h.indptr)
+    cuts = []
+    for epoch in range(3):
+        rng = np.random.default_rng(epoch)
+        assert sorted(np.concatenate(fixed.batches(64, rng)).tolist()) == list(range(len(fixed)))
+        assert window_spans(fixed, h.indptr) == first
+        batches = shifted.batches(64, np.random.default_rng(epoch))
+        assert sorted(np.concatenate(batches).tolist()) == list(range(len(shifted)))  # this epoch's windows
+        spans = window_spans(shifted, h.indptr)
+        for u, p in enumerate(pairs.tolist()):
+            if p == 0:
+                assert u not in spans
+                continue
+            covered = [i for a, b in spans[u] for i in range(a, b)]
+            assert covered == list(range(p))  # every pair once, in order, no overlap
+            assert all(0 < b - a <= L for a, b in spans[u])
+            assert spans[u][-1] == (max(p - L, 0), p)
+        assert shifted.length.sum() == fixed.n_tokens
+        cuts.append(spans)
+    assert cuts[0] != cuts[1] and cuts[1] != cuts[2] and cuts[0] != first
 
 
 def test_size_presets_and_overrides():

@@ -41,22 +41,40 @@ def pack_sorted(lengths: np.ndarray, budget: int, max_rows: int | None = None) -
 
 
 class TrainingWindows:
-    """Training windows over the flat item array of `Dataset.train` (vectorised, no per-user loop)."""
+    """Training windows over the flat item array of `Dataset.train` (vectorised, no per-user loop).
 
-    def __init__(self, data: Dataset, max_len: int, side: np.ndarray | None = None) -> None:
+    A user's newest window is always their last `max_len` pairs (what inference reads). The older
+    pairs are cut every `max_len` back from there, or, with `shift=True`, at a new random offset each
+    epoch (`batches`): the same target is then read with a different amount of context each time."""
+
+    def __init__(
+        self, data: Dataset, max_len: int, side: np.ndarray | None = None, shift: bool = False
+    ) -> None:
         h = data.train
         self.items = torch.from_numpy(h.items)
         self.side = None if side is None else torch.from_numpy(side)  # side token per item (or None)
         self.ts = torch.from_numpy(h.timestamps) if h.timestamps is not None else torch.zeros_like(self.items)
-        pairs = np.maximum(h.lengths - 1, 0)  # (input, target) pairs per user
-        n_win = -(-pairs // max_len)  # ceil
-        user = np.repeat(np.arange(len(h)), n_win)
-        j = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # window index, 0 = newest
-        end = np.repeat(pairs, n_win) - j * max_len  # exclusive end (in pairs) of the window
-        begin = np.maximum(end - max_len, 0)
-        self.start = h.indptr[user] + begin  # flat index of the window's first input item
-        self.length = end - begin
+        self.max_len, self.shift, self._first = max_len, shift, h.indptr[:-1]
+        self._pairs = np.maximum(h.lengths - 1, 0)  # (input, target) pairs per user
+        self._cut(np.zeros(len(h), dtype=np.int64))
         self.n_tokens = int(self.length.sum())
+
+    def _cut(self, offset: np.ndarray) -> None:
+        """Windows with the older pairs' first cut `offset` (U,) in [0, max_len) before the newest window
+        (0: every max_len)."""
+        L, pairs = self.max_len, self._pairs
+        older = np.maximum(pairs - L, 0)  # pairs before the newest window
+        first = np.where(offset > 0, offset, L)  # length of the newest older window (when there is one)
+        n_old = np.where(older > 0, 1 + -(-np.maximum(older - first, 0) // L), 0)
+        n_win = (pairs > 0) + n_old
+        user = np.repeat(np.arange(len(pairs)), n_win)
+        j = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = newest
+        o, r, f = older[user], np.repeat(first, n_win), np.repeat(pairs, n_win)
+        # window j >= 1 of the older part: [r - first - (j - 2) L, ...) counted from its end
+        end = np.where(j == 0, f, np.where(j == 1, o, o - r - (j - 2) * L))
+        begin = np.where(j == 0, f - np.minimum(f, L), np.maximum(end - np.where(j == 1, r, L), 0))
+        self.start = self._first[user] + begin  # flat index of the window's first input item
+        self.length = end - begin
 
     def __len__(self) -> int:
         return len(self.start)
@@ -65,7 +83,10 @@ class TrainingWindows:
         self, batch_tokens: int, rng: np.random.Generator, batch_seqs: int | None = None
     ) -> list[np.ndarray]:
         """Length-bucketed batches of window indices, in random order, each padded to at most
-        `batch_tokens` positions and holding at most `batch_seqs` windows."""
+        `batch_tokens` positions and holding at most `batch_seqs` windows. With `shift`, the older
+        windows are cut anew first; the batches index this epoch's windows."""
+        if self.shift:
+            self._cut(rng.integers(0, self.max_len, len(self._pairs)))
         order = np.lexsort((rng.random(len(self)), self.length))
         batches = [order[a:b] for a, b in pack_sorted(self.length[order], batch_tokens, batch_seqs)]
         return [batches[i] for i in rng.permutation(len(batches))]

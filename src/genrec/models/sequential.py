@@ -84,6 +84,9 @@ class SequentialConfig(ModelConfig):
     n_layers: int = 0
     n_heads: int = 0
     max_len: int = 200  # most recent items read per user; longer training sequences are cut into windows
+    # fixed: older history cut every max_len back from the newest window; shifted: at a new random
+    # offset each epoch, so a target is read with different context (genrec.models.next_item)
+    windows: Literal["fixed", "shifted"] = "fixed"
     dropout: float = 0.3
     # training: share of the input items hidden (read as the empty item 0; positions and times stay), so
     # a prediction cannot lean on any one earlier item. Targets are never hidden.
@@ -195,6 +198,8 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"{cls}.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.windows not in ("fixed", "shifted"):
+            raise ValueError(f"{cls}.windows must be fixed or shifted, got {self.windows!r}")
         if self.sparse_items not in ("auto", "on", "off"):
             raise ValueError(f"{cls}.sparse_items must be one of auto, on, off, got {self.sparse_items!r}")
         if self.sparse_items == "on" and self.loss == "ce":
@@ -425,7 +430,9 @@ class SequentialRecommender(
     def prepare_training(self, data: Dataset) -> list[Phase]:
         cfg = self.config
         self.n_items_ = data.n_items
-        self._windows = TrainingWindows(data, cfg.max_len, self.side_tokens(data.train))
+        self._windows = TrainingWindows(
+            data, cfg.max_len, self.side_tokens(data.train), shift=cfg.windows == "shifted"
+        )
         if len(self._windows) == 0:
             raise ValueError(f"{data.name}: no user has 2+ training interactions; nothing to train on")
         if cfg.size == "auto":  # fine-tuning keeps the trained network's size
