@@ -196,6 +196,72 @@ def test_chunked_softmax_matches_cross_entropy_over_real_items(smoothing):
         )
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_future_targets_share_the_target_probability(smoothing):
+    """With later items, the target distribution is (1 - e - w) on the next item, w split evenly over
+    a row's later items (all of w on the next item when it has none) and e spread over the real
+    items: the chunked CPU loss and the unchunked path give that cross-entropy and its gradients."""
+    gen = torch.Generator().manual_seed(0)
+    h = torch.randn(700, 16, generator=gen, requires_grad=True)
+    emb = torch.randn(4001, 16, generator=gen, requires_grad=True)
+    targets = torch.randint(1, 4001, (700,), generator=gen)
+    future = torch.randint(1, 4001, (700, 3), generator=gen)
+    future[::4, 1:] = 0  # one later item
+    future[::7] = 0  # none: the next item keeps the whole share
+    loss = next_item_loss(
+        h, targets, emb, "ce", None, 0, smoothing=smoothing, future=future, future_weight=0.3
+    )
+    loss.backward()
+    h2, emb2 = h.detach().requires_grad_(), emb.detach().requires_grad_()
+    dist = torch.zeros(700, 4000)
+    n_later = (future != 0).sum(1)
+    for r in range(700):  # the target distribution, row by row
+        dist[r] += smoothing / 4000
+        dist[r, targets[r] - 1] += 1 - smoothing - (0.3 if n_later[r] else 0.0)
+        for item in future[r][future[r] != 0].tolist():
+            dist[r, item - 1] += 0.3 / int(n_later[r])
+    assert torch.allclose(dist.sum(1), torch.ones(700))
+    ref = -(dist * torch.log_softmax(h2 @ emb2[1:].T, -1)).sum(1).mean()
+    ref.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert torch.allclose(h.grad, h2.grad, atol=1e-7)
+    assert torch.allclose(emb.grad, emb2.grad, atol=1e-7)
+    with torch.no_grad():
+        plain = next_item_loss(
+            h, targets, emb, "ce", None, 0, smoothing=smoothing, future=future, future_weight=0.3
+        )
+    assert float(plain) == pytest.approx(float(ref), rel=1e-5)
+
+
+def test_future_targets_are_the_users_next_training_items(synthetic_ds):
+    """gather_future: for each position, the k items after its target in the same user's training
+    history, 0 past that history's end (never another user's items) and at padding."""
+    L, k, h = 7, 3, synthetic_ds.train
+    for shift in (False, True):
+        w = TrainingWindows(synthetic_ds, L, shift=shift)
+        w.batches(64, np.random.default_rng(1))
+        idx = np.arange(len(w))
+        future = w.gather_future(idx, k).numpy()
+        _, _, targets = w.gather(idx)
+        for b in idx.tolist():
+            u = int(w.user[b])
+            items = h.row(u)
+            first = int(w.start[b] - h.indptr[u])  # the window's first input, in the user's history
+            for t in range(future.shape[1]):
+                if t >= w.length[b]:
+                    assert not future[b, t].any()
+                    continue
+                assert targets[b, t] == items[first + t + 1]
+                later = items[first + t + 2 : first + t + 2 + k]
+                assert future[b, t, : len(later)].tolist() == later.tolist()
+                assert not future[b, t, len(later) :].any()
+
+
+def test_future_targets_need_the_full_softmax(synthetic_ds):
+    with pytest.raises(ValueError, match="future_targets needs the full softmax"):
+        fit(make("hstu", epochs=1, loss="sampled", future_targets=2), synthetic_ds, ONE_THREAD)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", SEQ_MODELS)
 def test_temperature_scores_cosine_over_temperature_on_every_path(name, synthetic_ds, baselines):
@@ -240,6 +306,8 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"item_dropout": 1.0}, "item_dropout"),
         ({"windows": "random"}, "windows"),
+        ({"future_targets": -1}, "future_targets"),
+        ({"future_weight": 0.9, "label_smoothing": 0.1}, "future_weight"),
         ({"temperature": -0.1}, "temperature"),
         ({"average_decay": 1.0}, "average_decay"),
     ],

@@ -73,6 +73,7 @@ class TrainingWindows:
         # window j >= 1 of the older part: [r - first - (j - 2) L, ...) counted from its end
         end = np.where(j == 0, f, np.where(j == 1, o, o - r - (j - 2) * L))
         begin = np.where(j == 0, f - np.minimum(f, L), np.maximum(end - np.where(j == 1, r, L), 0))
+        self.user = user
         self.start = self._first[user] + begin  # flat index of the window's first input item
         self.length = end - begin
 
@@ -103,6 +104,17 @@ class TrainingWindows:
         ts = torch.where(valid, self.ts[pos], 0)
         return inputs, ts, targets
 
+    def gather_future(self, idx: np.ndarray, k: int) -> torch.Tensor:
+        """Right-padded (B, T, k): the k items after each position's target in the user's training
+        history (0 past its end or at padding). Windows only bound the inputs: a target near a window's
+        end still sees its user's later items."""
+        start, length = torch.from_numpy(self.start[idx]), torch.from_numpy(self.length[idx])
+        end = torch.from_numpy(self._first[self.user[idx]] + self._pairs[self.user[idx]] + 1)  # (B,)
+        offs = torch.arange(int(length.max()))[None, :]
+        pos = start[:, None, None] + offs[..., None] + 2 + torch.arange(k)  # (B, T, k) flat indices
+        ok = (offs < length[:, None])[..., None] & (pos < end[:, None, None])
+        return torch.where(ok, self.items[pos.clamp(max=len(self.items) - 1)], 0)
+
     def gather_side(self, idx: np.ndarray) -> torch.Tensor:
         """Right-padded (B, T) side tokens of the inputs of windows `idx` (0 = pad / unknown)."""
         start, length = torch.from_numpy(self.start[idx]), torch.from_numpy(self.length[idx])
@@ -126,8 +138,15 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, h: torch.Tensor, emb: torch.Tensor, targets: torch.Tensor, smoothing: float = 0.0
+        ctx,
+        h: torch.Tensor,
+        emb: torch.Tensor,
+        targets: torch.Tensor,
+        smoothing: float = 0.0,
+        future: torch.Tensor | None = None,
+        future_w: torch.Tensor | None = None,
     ) -> torch.Tensor:
+        """future, future_w: optional (N, k) later items and their target shares (`future_weights`)."""
         N, V = h.shape[0], emb.shape[0]
         chunk = max(64, (1 << 21) // V)  # ~8 MB of logits per chunk
         grad_h, grad_e = torch.empty_like(h), torch.zeros_like(emb)
@@ -139,14 +158,21 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
             target_logit = logits.gather(1, tc[:, None])
             if smoothing:  # the smoothed target's share of the loss: e (logit_t - mean real logit)
                 total += smoothing * (target_logit[:, 0] - logits[:, 1:].mean(1)).double().sum()
+            if future is not None:  # later items' shares: w_j (logit_t - logit_j)
+                fi, fw = future[s : s + chunk], future_w[s : s + chunk]
+                fl = logits.gather(1, fi).masked_fill(fw == 0, 0.0)
+                total += (fw * (target_logit - fl)).double().sum()
             m = logits.amax(1, keepdim=True)
             p = logits.sub_(m).exp_()  # one exp pass, in place
             z = p.sum(1, keepdim=True)
             total += (z.log() + m - target_logit).sum()
             p.div_(z)  # softmax
-            p[torch.arange(len(tc)), tc] -= 1.0 - smoothing  # d loss / d logits
+            keep = 1.0 - smoothing - (0.0 if future is None else fw.sum(1))  # the target's share
+            p[torch.arange(len(tc)), tc] -= keep  # d loss / d logits
             if smoothing:
                 p[:, 1:] -= smoothing / (V - 1)
+            if future is not None:
+                p.scatter_add_(1, fi, -fw)
             grad_h[s : s + chunk] = p @ emb
             grad_e.addmm_(p.T, hc)
         ctx.save_for_backward(grad_h, grad_e)
@@ -157,7 +183,14 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         grad_h, grad_e = ctx.saved_tensors
         scale = g / ctx.n
-        return grad_h * scale, grad_e * scale, None, None
+        return grad_h * scale, grad_e * scale, None, None, None, None
+
+
+def future_weights(future: torch.Tensor, weight: float) -> torch.Tensor:
+    """(N, k) ids of later items (0 = none) -> (N, k) target shares: `weight` split evenly over a row's
+    real ones (a row without any keeps the whole share on its next item)."""
+    real = (future != 0).float()
+    return real * (weight / real.sum(1, keepdim=True).clamp(min=1))
 
 
 def next_item_loss(
@@ -169,15 +202,28 @@ def next_item_loss(
     n_negatives: int,
     sparse: bool = False,
     smoothing: float = 0.0,
+    future: torch.Tensor | None = None,
+    future_weight: float = 0.0,
 ) -> torch.Tensor:
     """Mean next-item loss. h (N, D) hidden states of real positions, targets (N,), emb (n_items+1, D).
     sparse: the sampled rows' gradient as a sparse tensor (row-wise optimiser of huge tables).
-    smoothing: label smoothing, spread over the real items (full softmax) or the candidates (sampled)."""
+    smoothing: label smoothing, spread over the real items (full softmax) or the candidates (sampled).
+    future (N, k): the items after each target (0 = none); they share `future_weight` of the target
+    probability (full softmax only)."""
+    fw = None if future is None else future_weights(future, future_weight)
     if kind == "ce" and not h.is_cuda and torch.is_grad_enabled():
-        return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets, smoothing)
+        return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets, smoothing, future, fw)
     if kind == "ce":
         logits = h @ emb[1:].T  # (N, n_items): padding is never a target, nor gets a smoothing share
-        return F.cross_entropy(logits.float(), targets - 1, label_smoothing=smoothing)
+        if fw is None:
+            return F.cross_entropy(logits.float(), targets - 1, label_smoothing=smoothing)
+        logp = F.log_softmax(logits.float(), -1)
+        nll = -logp.gather(1, targets[:, None] - 1)[:, 0]
+        later = -(fw * logp.gather(1, (future - 1).clamp(min=0))).sum(1)
+        loss = (1 - smoothing - fw.sum(1)) * nll + later - smoothing * logp.mean(1)
+        return loss.mean()
+    if future is not None:
+        raise ValueError("future targets need the full softmax (loss=ce)")
     # sampled softmax: candidates = the batch's distinct targets + uniform negatives
     negs = torch.randint(1, emb.shape[0], (n_negatives,), device=h.device)
     cand = torch.unique(torch.cat([targets, negs]))  # (C,) sorted

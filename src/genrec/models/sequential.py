@@ -121,6 +121,11 @@ class SequentialConfig(ModelConfig):
     sampled_above: int = 100_000  # auto switches to sampled softmax above this many items
     n_negatives: int = 1024  # uniform negatives per batch (sampled softmax)
     label_smoothing: float = 0.0  # share of the target's probability spread evenly over all real items
+    # > 0: the next `future_targets` items after the target (the user's later training items) share
+    # `future_weight` of its probability: where the order of close actions is loose (a burst of
+    # ratings), the item after next is nearly as good an answer. Full softmax only.
+    future_targets: int = 0
+    future_weight: float = 0.2
     # > 0: score = cosine(user, item) / temperature (both vectors unit length, as in the HSTU paper's
     # training); 0: plain dot product, whose vector norms also carry popularity and confidence
     temperature: float = 0.0
@@ -181,6 +186,12 @@ class SequentialConfig(ModelConfig):
                 raise ValueError(f"{cls}.{f} must be a positive integer, got {getattr(self, f)!r}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"{cls}.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.future_targets < 0:
+            raise ValueError(f"{cls}.future_targets must be >= 0, got {self.future_targets!r}")
+        if not (0 <= self.future_weight and self.future_weight + self.label_smoothing < 1):
+            raise ValueError(
+                f"{cls}.future_weight must be >= 0 and below 1 - label_smoothing, got {self.future_weight!r}"
+            )
         if not 0 <= self.item_dropout < 1:
             raise ValueError(f"{cls}.item_dropout must be in [0, 1), got {self.item_dropout!r}")
         if not 0 <= self.label_smoothing < 1:
@@ -441,6 +452,11 @@ class SequentialRecommender(
             self.config = cfg = dataclasses.replace(cfg, size=size)
             log.info("%s size auto: %s (%s training targets)", self.name, size, f"{self._windows.n_tokens:,}")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
+        if cfg.future_targets and self._loss != "ce":
+            raise ValueError(
+                f"{self.name}: future_targets needs the full softmax (this catalogue gets {self._loss}); "
+                "set loss=ce or future_targets=0"
+            )
         if cfg.sparse_items == "on" and self._loss != "sampled":
             raise ValueError(
                 f"{self.name}: sparse_items=on needs loss=sampled (this catalogue gets {self._loss})"
@@ -502,6 +518,8 @@ class SequentialRecommender(
         side = {} if w.side is None else {"side": ctx.to(w.gather_side(batch))}
         hidden, _ = net(inputs, ts, left_pad=False, **side)
         real = targets != 0
+        k = self.config.future_targets
+        future = {} if not k else {"future": ctx.to(w.gather_future(batch, k))[real]}
         loss = next_item_loss(
             self._query(hidden[real]),
             targets[real],
@@ -511,6 +529,8 @@ class SequentialRecommender(
             self.config.n_negatives,
             sparse=self._sparse,
             smoothing=self.config.label_smoothing,
+            future_weight=self.config.future_weight,
+            **future,
         )
         ctx.update(loss)
         return {"loss": float(loss.detach()), "n": int(real.sum())}
