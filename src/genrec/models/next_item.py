@@ -69,10 +69,10 @@ class TrainingWindows:
         n_win = (pairs > 0) + n_old
         user = np.repeat(np.arange(len(pairs)), n_win)
         j = np.arange(n_win.sum()) - np.repeat(np.cumsum(n_win) - n_win, n_win)  # 0 = newest
-        o, r, f = older[user], np.repeat(first, n_win), np.repeat(pairs, n_win)
-        # window j >= 1 of the older part: [r - first - (j - 2) L, ...) counted from its end
-        end = np.where(j == 0, f, np.where(j == 1, o, o - r - (j - 2) * L))
-        begin = np.where(j == 0, f - np.minimum(f, L), np.maximum(end - np.where(j == 1, r, L), 0))
+        n, old, head = pairs[user], older[user], first[user]
+        # j = 0: the newest window, [n - L, n); j = 1: [old - head, old); j >= 2: L each further back
+        end = np.where(j == 0, n, np.where(j == 1, old, old - head - (j - 2) * L))
+        begin = np.where(j == 0, n - np.minimum(n, L), np.maximum(end - np.where(j == 1, head, L), 0))
         self.user = user
         self.start = self._first[user] + begin  # flat index of the window's first input item
         self.length = end - begin
