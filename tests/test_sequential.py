@@ -257,6 +257,29 @@ def test_future_targets_are_the_users_next_training_items(synthetic_ds):
                 assert not future[b, t, len(later) :].any()
 
 
+def test_shifted_windows_and_future_targets_train_through_the_model(synthetic_ds, monkeypatch):
+    """The settings reach training: windows=shifted cuts anew each epoch, future_targets feeds the loss
+    the later items (k per target) with their weight."""
+    seen = []
+    real_loss = next_item_loss
+
+    def spy(*args, **kw):
+        seen.append((kw.get("future"), kw.get("future_weight")))
+        return real_loss(*args, **kw)
+
+    monkeypatch.setattr("genrec.models.sequential.next_item_loss", spy)
+    m = fit(
+        make("hstu", epochs=2, windows="shifted", future_targets=2, future_weight=0.3),
+        synthetic_ds,
+        ONE_THREAD,
+    )
+    assert m._windows.shift and len(seen) > 0
+    future, weight = seen[0]
+    assert weight == 0.3 and future.shape[1] == 2 and bool((future != 0).any())
+    curve = m.fit_info_["phases"][0]["curve"]
+    assert len(curve) == 2 and all(np.isfinite(r["loss"]) for r in curve)
+
+
 def test_future_targets_need_the_full_softmax(synthetic_ds):
     with pytest.raises(ValueError, match="future_targets needs the full softmax"):
         fit(make("hstu", epochs=1, loss="sampled", future_targets=2), synthetic_ds, ONE_THREAD)
