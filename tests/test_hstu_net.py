@@ -1,6 +1,6 @@
 """HSTU's network: the training layout (right-padded, one mask for the batch) reads sequences exactly as
 the inference layout (left-padded, a mask per row) does; attention-weight dropout is its own setting;
-the fast dropout masks draw nn.Dropout's distribution."""
+the fast dropout masks draw nn.Dropout's distribution; stochastic depth skips whole layers per row."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from genrec.models.sequential import Dropout, keep_mask
 N_ITEMS = 50
 
 
-def net(**kw) -> HSTUNet:
+def net(n_layers: int = 2, **kw) -> HSTUNet:
     torch.manual_seed(0)
-    cfg = HSTUConfig(size="tiny", n_layers=2, n_heads=2, dim=16, max_len=12, **kw)
+    cfg = HSTUConfig(size="tiny", n_layers=n_layers, n_heads=2, dim=16, max_len=12, **kw)
     cfg.validate()
     return HSTUNet(cfg, N_ITEMS)
 
@@ -68,6 +68,43 @@ def test_attention_dropout_is_separate_from_dropout():
 def test_bad_attention_dropout_is_a_clear_error(value):
     with pytest.raises(ValueError, match="attn_dropout must be in"):
         HSTUConfig(attn_dropout=value).validate()
+
+
+def test_stochastic_depth_skips_a_layer_for_whole_rows_while_training_only():
+    """drop_path=p on one layer: in training each row either skips the layer (its hidden states are
+    the embeddings' alone) or gets the layer's branch scaled by 1 / (1 - p), about a share p skipping;
+    evaluation is untouched. Deeper layers skip more often: p * (l + 1) / n_layers."""
+    assert [layer.drop_path for layer in net(n_layers=4, drop_path=0.4).layers] == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4]
+    )
+    p = 0.3
+    model = net(n_layers=1, dropout=0.0, attn_dropout=0.0, drop_path=p)
+    items, ts = batch((12,))
+    items, ts = items.repeat(2000, 1), ts.repeat(2000, 1)  # one sequence, 2,000 rows
+    with torch.no_grad():
+        model.eval()
+        x = model.embed(items[:1], None)
+        rel = model._rel(
+            torch.arange(12)[None],
+            torch.arange(12)[None],
+            ts[:1],
+            ts[:1],
+            torch.ones(1, 12, 12).tril().bool(),
+        )
+        branch = model.layers[0](x, rel)[0] - x
+        skipped, kept = model.ln_f(x)[0], model.ln_f(x + branch / (1 - p))[0]
+        torch.testing.assert_close(model(items[:1], ts[:1], left_pad=False)[0][0], model.ln_f(x + branch)[0])
+        out = model.train()(items, ts, left_pad=False)[0]  # (2000, 12, D)
+    is_skipped = (out - skipped).abs().amax((1, 2)) < 1e-5
+    is_kept = (out - kept).abs().amax((1, 2)) < 1e-5
+    assert bool((is_skipped ^ is_kept).all())  # each row is one or the other, never a mix
+    assert abs(is_skipped.float().mean().item() - p) < 0.04  # 2,000 draws: std ~0.01
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_bad_drop_path_is_a_clear_error(value):
+    with pytest.raises(ValueError, match="drop_path must be in"):
+        HSTUConfig(drop_path=value).validate()
 
 
 @pytest.mark.parametrize("p", [0.1, 0.3, 0.5])

@@ -76,6 +76,10 @@ class HSTUConfig(SequentialConfig):
     # overfits after 21 epochs (validation NDCG@10 0.2318, then 0.2245 at epoch 29); with 0.4 (and
     # dropout 0.4) it learns slower and peaks lower (0.2325 at epoch 33 against 0.2356 at 25)
     attn_dropout: float = 0.3
+    # stochastic depth (Huang et al. 2016): while training, each layer's residual branch is skipped for a
+    # whole sequence with probability drop_path * (l + 1) / n_layers (the deepest layer at drop_path),
+    # the kept branches scaled by 1 / keep. 0 = off
+    drop_path: float = 0.0
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
     side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
     side_dropout: float = 0.1  # training: share of side tokens replaced by 'unknown'
@@ -84,6 +88,8 @@ class HSTUConfig(SequentialConfig):
         super().validate()
         if not 0 <= self.attn_dropout < 1:
             raise ValueError(f"HSTUConfig.attn_dropout must be in [0, 1), got {self.attn_dropout!r}")
+        if not 0 <= self.drop_path < 1:
+            raise ValueError(f"HSTUConfig.drop_path must be in [0, 1), got {self.drop_path!r}")
         if self.time_buckets < 0:
             raise ValueError(f"HSTUConfig.time_buckets must be >= 0, got {self.time_buckets!r}")
         if self.side_tokens not in SIDE_TOKENS:
@@ -128,9 +134,10 @@ def time_bucket(dt: torch.Tensor, n_buckets: int) -> torch.Tensor:
 
 
 class HSTULayer(nn.Module):
-    def __init__(self, cfg: HSTUConfig) -> None:
+    def __init__(self, cfg: HSTUConfig, depth: int = 0) -> None:
         super().__init__()
         dim, self.n_heads = cfg.resolved("dim"), cfg.resolved("n_heads")
+        self.drop_path = cfg.drop_path * (depth + 1) / cfg.resolved("n_layers")  # layer `depth`, from 0
         self.ln_in, self.ln_attn = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.uvqk = nn.Linear(dim, 4 * dim)
         self.out = nn.Linear(dim, dim)
@@ -159,7 +166,10 @@ class HSTULayer(nn.Module):
         att = F.silu(q @ k.transpose(-1, -2) + bias[:, None]) * weight  # (B, H, T, Tk)
         y = (att @ v).transpose(1, 2).reshape(B, T, D)  # (B, T, D)
         u = u.transpose(1, 2).reshape(B, T, D)
-        return x + self.drop(self.out(self.ln_attn(y) * u)), (k, v)
+        branch = self.drop(self.out(self.ln_attn(y) * u))  # (B, T, D)
+        if self.training and self.drop_path:
+            branch = branch * keep_mask((B, 1, 1), self.drop_path, x.device)  # whole rows skip the layer
+        return x + branch, (k, v)
 
 
 class HSTUNet(SeqNet):
@@ -168,7 +178,7 @@ class HSTUNet(SeqNet):
         self.dim, self.max_len, self.time_buckets = cfg.resolved("dim"), cfg.max_len, cfg.time_buckets
         self.item_emb = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
         self.drop = Dropout(cfg.dropout)
-        self.layers = nn.ModuleList(HSTULayer(cfg) for _ in range(cfg.resolved("n_layers")))
+        self.layers = nn.ModuleList(HSTULayer(cfg, i) for i in range(cfg.resolved("n_layers")))
         self.ln_f = nn.LayerNorm(self.dim)
         # side tokens 1..n_side, 0 = unknown (zero vector); created last, so that without side tokens
         # the initialisation draws (and the model) are exactly those of plain HSTU
