@@ -10,7 +10,7 @@ from genrec.data.dataset import Histories
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import DotProductScores, IncrementalModel
-from genrec.models.next_item import TrainingWindows, next_item_loss
+from genrec.models.next_item import SeenItems, TrainingWindows, next_item_loss
 from genrec.models.sequential import length_batches
 from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
@@ -494,3 +494,70 @@ def test_training_records_parameters_and_flops_for_scaling_curves(name, syntheti
     assert few.fit_info_["flops_per_target"] < full.fit_info_["flops_per_target"]
     ease = fit(get_model_class("ease")(), synthetic_ds, ONE_THREAD)
     assert "train_flops" not in ease.fit_info_  # closed-form: no per-target training cost to state
+
+
+def test_mask_seen_leaves_each_users_earlier_items_out_of_the_softmax(synthetic_ds):
+    """mask_seen: each target's softmax runs over the items its user had not had before it (in and
+    before its window), always keeping the target itself; the chunked CPU loss and the unchunked
+    path equal that cross-entropy, in value and both gradients."""
+    w, h, V = TrainingWindows(synthetic_ds, 7), synthetic_ds.train, 4001
+    idx = np.arange(len(w))
+    inputs, _, targets = w.gather(idx)
+    real = targets != 0
+    row, pos = real.nonzero(as_tuple=True)
+    seen = SeenItems(w.gather_before(idx, V), inputs, row, pos)
+    targets = targets[real]
+    N = len(targets)
+    assert N > 1000  # more rows than one chunk of the CPU loss
+    expected = torch.zeros(N, V, dtype=torch.bool)
+    for r, (b, t) in enumerate(zip(row.tolist(), pos.tolist())):
+        u = int(w.user[b])
+        before_target = h.row(u)[: int(w.start[b] - h.indptr[u]) + t + 1]
+        expected[r, torch.from_numpy(before_target)] = True
+        expected[r, targets[r]] = False
+    assert expected.any(1).float().mean() > 0.9
+    torch.testing.assert_close(seen.mask(0, N, targets[:, None]), expected)
+    gen = torch.Generator().manual_seed(0)
+    h_ = torch.randn(N, 16, generator=gen, requires_grad=True)
+    emb = torch.randn(V, 16, generator=gen, requires_grad=True)
+    loss = next_item_loss(h_, targets, emb, "ce", None, 0, seen=seen)
+    loss.backward()
+    loss = loss.detach()
+    h2, emb2 = h_.detach().requires_grad_(), emb.detach().requires_grad_()
+    logits = (h2 @ emb2.T).masked_fill(expected, -torch.inf)[:, 1:]
+    ref = torch.nn.functional.cross_entropy(logits, targets - 1)
+    ref.backward()
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert torch.allclose(h_.grad, h2.grad, atol=1e-7)
+    assert torch.allclose(emb.grad, emb2.grad, atol=1e-7)
+    with torch.no_grad():
+        assert float(next_item_loss(h_, targets, emb, "ce", None, 0, seen=seen)) == pytest.approx(
+            float(ref), rel=1e-5
+        )
+
+
+def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, monkeypatch):
+    calls = []
+    real_loss = next_item_loss
+
+    def spy(*args, **kw):
+        calls.append(kw.get("seen"))
+        return real_loss(*args, **kw)
+
+    monkeypatch.setattr("genrec.models.sequential.next_item_loss", spy)
+    m = fit(make("sasrec", epochs=1, mask_seen=True), synthetic_ds, ONE_THREAD)
+    assert calls and all(isinstance(s, SeenItems) for s in calls)
+    assert np.isfinite(m.fit_info_["phases"][0]["curve"][0]["loss"])
+    with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
+        fit(make("hstu", epochs=1, loss="sampled", mask_seen=True), synthetic_ds, ONE_THREAD)
+    with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
+        next_item_loss(
+            torch.zeros(1, 2),
+            torch.ones(1, dtype=torch.long),
+            torch.zeros(3, 2),
+            "ce",
+            None,
+            0,
+            smoothing=0.1,
+            seen=calls[0],
+        )

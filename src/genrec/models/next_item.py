@@ -18,6 +18,7 @@ Optimiser AdamW, linear warmup then cosine decay.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -115,12 +116,47 @@ class TrainingWindows:
         ok = (offs < length[:, None])[..., None] & (pos < end[:, None, None])
         return torch.where(ok, self.items[pos.clamp(max=len(self.items) - 1)], 0)
 
+    def gather_before(self, idx: np.ndarray, n_rows: int) -> torch.Tensor:
+        """(B, n_rows) bool: the items of each window's user before the window's first input."""
+        first = self._first[self.user[idx]]
+        n = self.start[idx] - first  # (B,) items before the window
+        row = np.repeat(np.arange(len(idx)), n)
+        flat = np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n) + np.repeat(first, n)
+        out = torch.zeros(len(idx), n_rows, dtype=torch.bool)
+        out[torch.from_numpy(row), self.items[torch.from_numpy(flat)]] = True
+        return out
+
     def gather_side(self, idx: np.ndarray) -> torch.Tensor:
         """Right-padded (B, T) side tokens of the inputs of windows `idx` (0 = pad / unknown)."""
         start, length = torch.from_numpy(self.start[idx]), torch.from_numpy(self.length[idx])
         offs = torch.arange(int(length.max()))[None, :]
         pos = (start[:, None] + offs).clamp(max=len(self.items) - 2)
         return torch.where(offs < length[:, None], self.side[pos], 0)
+
+
+@dataclass
+class SeenItems:
+    """The items a user had before each loss row's target: those before the window (`before`, (B, V)
+    bool) and the window's inputs up to the row's position. `inputs` (B, T) the windows; `row`, `pos`
+    (N,) each loss row's window and position."""
+
+    before: torch.Tensor
+    inputs: torch.Tensor
+    row: torch.Tensor
+    pos: torch.Tensor
+
+    def mask(self, s: int, e: int, keep: torch.Tensor) -> torch.Tensor:
+        """(e - s, V) bool for loss rows s..e-1: True where an item was seen, never on the row's `keep`
+        items (C, k), its target and later targets (data with repeats), nor on padding's column, which
+        the caller handles."""
+        row, pos = self.row[s:e], self.pos[s:e]
+        m = self.before[row]  # (C, V), a copy
+        T = self.inputs.shape[1]
+        prefix = self.inputs[row] * (torch.arange(T, device=pos.device)[None] <= pos[:, None])  # (C, T)
+        m.scatter_(1, prefix, True)
+        m.scatter_(1, keep, False)
+        m[:, 0] = False
+        return m
 
 
 class ChunkedSoftmaxCE(torch.autograd.Function):
@@ -145,8 +181,10 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
         smoothing: float = 0.0,
         future: torch.Tensor | None = None,
         future_w: torch.Tensor | None = None,
+        seen: SeenItems | None = None,
     ) -> torch.Tensor:
-        """future, future_w: optional (N, k) later items and their target shares (`future_weights`)."""
+        """future, future_w: optional (N, k) later items and their target shares (`future_weights`);
+        seen: items left out of each row's softmax."""
         N, V = h.shape[0], emb.shape[0]
         chunk = max(64, (1 << 21) // V)  # ~8 MB of logits per chunk
         grad_h, grad_e = torch.empty_like(h), torch.zeros_like(emb)
@@ -155,6 +193,9 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
             hc, tc = h[s : s + chunk], targets[s : s + chunk]
             logits = hc @ emb.T  # (C, V)
             logits[:, 0] = -torch.inf  # padding is never a target
+            if seen is not None:
+                keep = tc[:, None] if future is None else torch.cat([tc[:, None], future[s : s + chunk]], 1)
+                logits.masked_fill_(seen.mask(s, s + len(tc), keep), -torch.inf)
             target_logit = logits.gather(1, tc[:, None])
             if smoothing:  # the smoothed target's share of the loss: e (logit_t - mean real logit)
                 total += smoothing * (target_logit[:, 0] - logits[:, 1:].mean(1)).double().sum()
@@ -183,7 +224,7 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, g: torch.Tensor):
         grad_h, grad_e = ctx.saved_tensors
         scale = g / ctx.n
-        return grad_h * scale, grad_e * scale, None, None, None, None
+        return grad_h * scale, grad_e * scale, None, None, None, None, None
 
 
 def future_weights(future: torch.Tensor, weight: float) -> torch.Tensor:
@@ -204,17 +245,24 @@ def next_item_loss(
     smoothing: float = 0.0,
     future: torch.Tensor | None = None,
     future_weight: float = 0.0,
+    seen: SeenItems | None = None,
 ) -> torch.Tensor:
     """Mean next-item loss. h (N, D) hidden states of real positions, targets (N,), emb (n_items+1, D).
     sparse: the sampled rows' gradient as a sparse tensor (row-wise optimiser of huge tables).
     smoothing: label smoothing, spread over the real items (full softmax) or the candidates (sampled).
     future (N, k): the items after each target (0 = none); they share `future_weight` of the target
-    probability (full softmax only)."""
+    probability (full softmax only). seen: items left out of each row's softmax (full softmax only; not
+    with label smoothing, whose share would fall on them)."""
+    if seen is not None and (kind != "ce" or smoothing):
+        raise ValueError("mask_seen needs the full softmax (loss=ce) and no label smoothing")
     fw = None if future is None else future_weights(future, future_weight)
     if kind == "ce" and not h.is_cuda and torch.is_grad_enabled():
-        return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets, smoothing, future, fw)
+        return ChunkedSoftmaxCE.apply(h.float(), emb.float(), targets, smoothing, future, fw, seen)
     if kind == "ce":
         logits = h @ emb[1:].T  # (N, n_items): padding is never a target, nor gets a smoothing share
+        if seen is not None:
+            keep = targets[:, None] if future is None else torch.cat([targets[:, None], future], 1)
+            logits = logits.masked_fill(seen.mask(0, len(targets), keep)[:, 1:], -torch.inf)
         if fw is None:
             return F.cross_entropy(logits.float(), targets - 1, label_smoothing=smoothing)
         logp = F.log_softmax(logits.float(), -1)

@@ -52,6 +52,7 @@ from genrec.models.base import (
     grow_into,
 )
 from genrec.models.next_item import (
+    SeenItems,
     TrainingWindows,
     loss_kind,
     lr_factor,
@@ -126,6 +127,10 @@ class SequentialConfig(ModelConfig):
     # ratings), the item after next is nearly as good an answer. Full softmax only.
     future_targets: int = 0
     future_weight: float = 0.2
+    # true: items the user had before a target (earlier in their training history) are left out of its
+    # softmax, as evaluation leaves a user's history out of the ranking (unless --include-seen): the
+    # model need not learn to push them down. Full softmax only; for data with repeats keep it off
+    mask_seen: bool = False
     # > 0: score = cosine(user, item) / temperature (both vectors unit length, as in the HSTU paper's
     # training); 0: plain dot product, whose vector norms also carry popularity and confidence
     temperature: float = 0.0
@@ -452,11 +457,12 @@ class SequentialRecommender(
             self.config = cfg = dataclasses.replace(cfg, size=size)
             log.info("%s size auto: %s (%s training targets)", self.name, size, f"{self._windows.n_tokens:,}")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
-        if cfg.future_targets and self._loss != "ce":
-            raise ValueError(
-                f"{self.name}: future_targets needs the full softmax (this catalogue gets {self._loss}); "
-                "set loss=ce or future_targets=0"
-            )
+        for opt, off in (("future_targets", "future_targets=0"), ("mask_seen", "mask_seen=false")):
+            if getattr(cfg, opt) and self._loss != "ce":
+                raise ValueError(
+                    f"{self.name}: {opt} needs the full softmax (this catalogue gets {self._loss}); "
+                    f"set loss=ce or {off}"
+                )
         if cfg.sparse_items == "on" and self._loss != "sampled":
             raise ValueError(
                 f"{self.name}: sparse_items=on needs loss=sampled (this catalogue gets {self._loss})"
@@ -520,6 +526,10 @@ class SequentialRecommender(
         real = targets != 0
         k = self.config.future_targets
         future = {} if not k else {"future": ctx.to(w.gather_future(batch, k))[real]}
+        if self.config.mask_seen:
+            row, pos = real.nonzero(as_tuple=True)  # each loss row's window and position
+            before = ctx.to(w.gather_before(batch, net.item_emb.num_embeddings))
+            future["seen"] = SeenItems(before, inputs, row, pos)
         loss = next_item_loss(
             self._query(hidden[real]),
             targets[real],
