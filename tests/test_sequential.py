@@ -522,12 +522,11 @@ def test_mask_seen_leaves_each_users_earlier_items_out_of_the_softmax(synthetic_
     emb = torch.randn(V, 16, generator=gen, requires_grad=True)
     loss = next_item_loss(h_, targets, emb, "ce", None, 0, seen=seen)
     loss.backward()
-    loss = loss.detach()
     h2, emb2 = h_.detach().requires_grad_(), emb.detach().requires_grad_()
     logits = (h2 @ emb2.T).masked_fill(expected, -torch.inf)[:, 1:]
     ref = torch.nn.functional.cross_entropy(logits, targets - 1)
     ref.backward()
-    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-5)
     assert torch.allclose(h_.grad, h2.grad, atol=1e-7)
     assert torch.allclose(emb.grad, emb2.grad, atol=1e-7)
     with torch.no_grad():
