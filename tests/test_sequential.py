@@ -11,7 +11,7 @@ from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import DotProductScores, IncrementalModel
 from genrec.models.next_item import SeenItems, TrainingWindows, next_item_loss
-from genrec.models.sequential import length_batches
+from genrec.models.sequential import has_repeats, length_batches
 from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
 SEQ_MODELS = ["sasrec", "hstu"]
@@ -329,6 +329,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"label_smoothing": 1.0}, "label_smoothing"),
         ({"item_dropout": 1.0}, "item_dropout"),
         ({"windows": "random"}, "windows"),
+        ({"mask_seen": "yes"}, "mask_seen"),
         ({"future_targets": -1}, "future_targets"),
         ({"future_weight": 0.9, "label_smoothing": 0.1}, "future_weight"),
         ({"temperature": -0.1}, "temperature"),
@@ -535,6 +536,12 @@ def test_mask_seen_leaves_each_users_earlier_items_out_of_the_softmax(synthetic_
         )
 
 
+def test_has_repeats_finds_a_user_with_an_item_twice():
+    assert not has_repeats(Histories(np.array([0, 2, 4]), np.array([1, 2, 1, 2])))
+    assert has_repeats(Histories(np.array([0, 2, 5]), np.array([1, 2, 3, 1, 3])))
+    assert not has_repeats(Histories(np.array([0, 0]), np.array([], dtype=np.int64)))
+
+
 def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, monkeypatch):
     calls = []
     real_loss = next_item_loss
@@ -544,11 +551,19 @@ def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, mon
         return real_loss(*args, **kw)
 
     monkeypatch.setattr("genrec.models.sequential.next_item_loss", spy)
-    m = fit(make("sasrec", epochs=1, mask_seen=True), synthetic_ds, ONE_THREAD)
+    m = fit(make("sasrec", epochs=1, mask_seen="on"), synthetic_ds, ONE_THREAD)
     assert calls and all(isinstance(s, SeenItems) for s in calls)
-    assert np.isfinite(m.fit_info_["phases"][0]["curve"][0]["loss"])
+    assert m.fit_info_["mask_seen"] and np.isfinite(m.fit_info_["phases"][0]["curve"][0]["loss"])
+    one = calls[0]
+    calls.clear()
+    m = fit(make("sasrec", epochs=1), synthetic_ds, ONE_THREAD)
+    assert calls and all(s is None for s in calls) and not m.fit_info_["mask_seen"]
+    # auto: on with the full softmax (synthetic data has no repeats), off with the sampled one
+    assert fit(make("sasrec", epochs=1, mask_seen="auto"), synthetic_ds, ONE_THREAD).fit_info_["mask_seen"]
+    sampled = fit(make("sasrec", epochs=1, mask_seen="auto", loss="sampled"), synthetic_ds, ONE_THREAD)
+    assert not sampled.fit_info_["mask_seen"]
     with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
-        fit(make("hstu", epochs=1, loss="sampled", mask_seen=True), synthetic_ds, ONE_THREAD)
+        fit(make("hstu", epochs=1, loss="sampled", mask_seen="on"), synthetic_ds, ONE_THREAD)
     with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
         next_item_loss(
             torch.zeros(1, 2),
@@ -558,5 +573,5 @@ def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, mon
             None,
             0,
             smoothing=0.1,
-            seen=calls[0],
+            seen=one,
         )

@@ -127,10 +127,11 @@ class SequentialConfig(ModelConfig):
     # ratings), the item after next is nearly as good an answer. Full softmax only.
     future_targets: int = 0
     future_weight: float = 0.2
-    # true: items the user had before a target (earlier in their training history) are left out of its
-    # softmax, as evaluation leaves a user's history out of the ranking (unless --include-seen): the
-    # model need not learn to push them down. Full softmax only; for data with repeats keep it off
-    mask_seen: bool = False
+    # on: items the user had before a target (earlier in their training history) are left out of its
+    # softmax, as evaluation leaves a user's history out of the ranking: the model need not learn to
+    # push them down. Full softmax only. auto: on with the full softmax when no user has an item twice
+    # in training (with repeats, a seen item can be the right answer: --dedup none --include-seen)
+    mask_seen: Literal["off", "on", "auto"] = "off"
     # > 0: score = cosine(user, item) / temperature (both vectors unit length, as in the HSTU paper's
     # training); 0: plain dot product, whose vector norms also carry popularity and confidence
     temperature: float = 0.0
@@ -214,6 +215,8 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"{cls}.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.mask_seen not in ("off", "on", "auto"):
+            raise ValueError(f"{cls}.mask_seen must be one of off, on, auto, got {self.mask_seen!r}")
         if self.windows not in ("fixed", "shifted"):
             raise ValueError(f"{cls}.windows must be fixed or shifted, got {self.windows!r}")
         if self.sparse_items not in ("auto", "on", "off"):
@@ -260,6 +263,13 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0:
             return x
         return x * keep_mask(x.shape, self.p, x.device)
+
+
+def has_repeats(h: Histories) -> bool:
+    """Whether some user has the same item more than once."""
+    user = np.repeat(np.arange(len(h), dtype=np.int64), h.lengths)
+    key = user * (int(h.items.max(initial=0)) + 1) + h.items
+    return len(np.unique(key)) < len(key)
 
 
 def keep_mask(
@@ -457,8 +467,8 @@ class SequentialRecommender(
             self.config = cfg = dataclasses.replace(cfg, size=size)
             log.info("%s size auto: %s (%s training targets)", self.name, size, f"{self._windows.n_tokens:,}")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
-        for opt, off in (("future_targets", "future_targets=0"), ("mask_seen", "mask_seen=false")):
-            if getattr(cfg, opt) and self._loss != "ce":
+        for opt, off in (("future_targets", "future_targets=0"), ("mask_seen", "mask_seen=off")):
+            if getattr(cfg, opt) not in (0, "off", "auto") and self._loss != "ce":
                 raise ValueError(
                     f"{self.name}: {opt} needs the full softmax (this catalogue gets {self._loss}); "
                     f"set loss=ce or {off}"
@@ -476,6 +486,9 @@ class SequentialRecommender(
         self._steps_per_epoch = len(
             self._windows.batches(cfg.batch_tokens, np.random.default_rng(0), cfg.batch_seqs)
         )
+        self._mask_seen = cfg.mask_seen == "on" or (
+            cfg.mask_seen == "auto" and self._loss == "ce" and not has_repeats(data.train)
+        )
         self._log_q = None
         if self._loss == "sampled":
             tokens_per_step = self._windows.n_tokens / self._steps_per_epoch
@@ -486,6 +499,7 @@ class SequentialRecommender(
             windows=len(self._windows),
             target_tokens=self._windows.n_tokens,
             steps_per_epoch=self._steps_per_epoch,
+            mask_seen=self._mask_seen,
         )
         return [
             Phase(
@@ -526,7 +540,7 @@ class SequentialRecommender(
         real = targets != 0
         k = self.config.future_targets
         future = {} if not k else {"future": ctx.to(w.gather_future(batch, k))[real]}
-        if self.config.mask_seen:
+        if self._mask_seen:
             row, pos = real.nonzero(as_tuple=True)  # each loss row's window and position
             before = ctx.to(w.gather_before(batch, net.item_emb.num_embeddings))
             future["seen"] = SeenItems(before, inputs, row, pos)
