@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from genrec.data.cache import prepare
 from genrec.data.dataset import Histories
+from genrec.data.synthetic import generate
+from genrec.data.types import DataConfig
 from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import DotProductScores, IncrementalModel
@@ -562,6 +565,9 @@ def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, mon
     assert fit(make("sasrec", epochs=1, mask_seen="auto"), synthetic_ds, ONE_THREAD).fit_info_["mask_seen"]
     sampled = fit(make("sasrec", epochs=1, mask_seen="auto", loss="sampled"), synthetic_ds, ONE_THREAD)
     assert not sampled.fit_info_["mask_seen"]
+    repeats = prepare(generate(), DataConfig(dedup="none"), cache=False)  # users come back to items
+    assert has_repeats(repeats.train)
+    assert not fit(make("sasrec", epochs=1, mask_seen="auto"), repeats, ONE_THREAD).fit_info_["mask_seen"]
     with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
         fit(make("hstu", epochs=1, loss="sampled", mask_seen="on"), synthetic_ds, ONE_THREAD)
     with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
