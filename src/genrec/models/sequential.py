@@ -130,7 +130,10 @@ class SequentialConfig(ModelConfig):
     # on: items the user had before a target (earlier in their training history) are left out of its
     # softmax, as evaluation leaves a user's history out of the ranking: the model need not learn to
     # push them down. Full softmax only. auto: on with the full softmax when no user has an item twice
-    # in training (with repeats, a seen item can be the right answer: --dedup none --include-seen)
+    # in training (with repeats, a seen item can be the right answer: --dedup none --include-seen).
+    # Off by default: it lifts every MovieLens set (HSTU base on ml-1m-u2999, validation NDCG@10 0.2410
+    # / 0.2413 against 0.2354 / 0.2334) but costs amazon-beauty, whose histories are short (0.0705
+    # against 0.0741)
     mask_seen: Literal["off", "on", "auto"] = "off"
     # > 0: score = cosine(user, item) / temperature (both vectors unit length, as in the HSTU paper's
     # training); 0: plain dot product, whose vector norms also carry popularity and confidence
