@@ -333,6 +333,7 @@ def test_sparse_items_on_needs_sampled_softmax(synthetic_ds):
         ({"item_dropout": 1.0}, "item_dropout"),
         ({"windows": "random"}, "windows"),
         ({"mask_seen": "yes"}, "mask_seen"),
+        ({"mask_seen": "on", "label_smoothing": 0.1}, "mask_seen needs label_smoothing=0"),
         ({"future_targets": -1}, "future_targets"),
         ({"future_weight": 0.9, "label_smoothing": 0.1}, "future_weight"),
         ({"temperature": -0.1}, "temperature"),

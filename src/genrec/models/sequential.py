@@ -220,6 +220,8 @@ class SequentialConfig(ModelConfig):
             raise ValueError(f"{cls}.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         if self.mask_seen not in ("off", "on", "auto"):
             raise ValueError(f"{cls}.mask_seen must be one of off, on, auto, got {self.mask_seen!r}")
+        if self.mask_seen != "off" and self.label_smoothing:
+            raise ValueError(f"{cls}.mask_seen needs label_smoothing=0 (its share would fall on seen items)")
         if self.windows not in ("fixed", "shifted"):
             raise ValueError(f"{cls}.windows must be fixed or shifted, got {self.windows!r}")
         if self.sparse_items not in ("auto", "on", "off"):
@@ -470,8 +472,10 @@ class SequentialRecommender(
             self.config = cfg = dataclasses.replace(cfg, size=size)
             log.info("%s size auto: %s (%s training targets)", self.name, size, f"{self._windows.n_tokens:,}")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
-        for opt, off in (("future_targets", "future_targets=0"), ("mask_seen", "mask_seen=off")):
-            if getattr(cfg, opt) not in (0, "off", "auto") and self._loss != "ce":
+        needs_ce = (("future_targets", cfg.future_targets > 0, "future_targets=0"),
+                    ("mask_seen", cfg.mask_seen == "on", "mask_seen=off"))  # fmt: skip
+        for opt, used, off in needs_ce:
+            if used and self._loss != "ce":
                 raise ValueError(
                     f"{self.name}: {opt} needs the full softmax (this catalogue gets {self._loss}); "
                     f"set loss=ce or {off}"
