@@ -472,8 +472,10 @@ class SequentialRecommender(
             self.config = cfg = dataclasses.replace(cfg, size=size)
             log.info("%s size auto: %s (%s training targets)", self.name, size, f"{self._windows.n_tokens:,}")
         self._loss = loss_kind(cfg.loss, cfg.sampled_above, data.n_items)
-        needs_ce = (("future_targets", cfg.future_targets > 0, "future_targets=0"),
-                    ("mask_seen", cfg.mask_seen == "on", "mask_seen=off"))  # fmt: skip
+        needs_ce = (
+            ("future_targets", cfg.future_targets > 0, "future_targets=0"),
+            ("mask_seen", cfg.mask_seen == "on", "mask_seen=off"),
+        )
         for opt, used, off in needs_ce:
             if used and self._loss != "ce":
                 raise ValueError(
