@@ -521,7 +521,7 @@ def test_mask_seen_leaves_each_users_earlier_items_out_of_the_softmax(synthetic_
         expected[r, torch.from_numpy(before_target)] = True
         expected[r, targets[r]] = False
     assert expected.any(1).float().mean() > 0.9
-    torch.testing.assert_close(seen.mask(0, N, targets[:, None]), expected)
+    torch.testing.assert_close(seen.mask(0, N, targets), expected)
     gen = torch.Generator().manual_seed(0)
     h_ = torch.randn(N, 16, generator=gen, requires_grad=True)
     emb = torch.randn(V, 16, generator=gen, requires_grad=True)

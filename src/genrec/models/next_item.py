@@ -145,10 +145,11 @@ class SeenItems:
     row: torch.Tensor
     pos: torch.Tensor
 
-    def mask(self, s: int, e: int, keep: torch.Tensor) -> torch.Tensor:
-        """(e - s, V) bool for loss rows s..e-1: True where an item was seen, never on the row's `keep`
-        items (C, k), its target and later targets (data with repeats), nor on padding's column, which
-        the caller handles."""
+    def mask(self, s: int, e: int, targets: torch.Tensor, future: torch.Tensor | None = None) -> torch.Tensor:
+        """(e - s, V) bool for loss rows s..e-1: True where an item was seen, never on the rows' targets
+        (C,) nor their later targets (C, k) (data with repeats), nor on padding's column, which the
+        caller handles."""
+        keep = targets[:, None] if future is None else torch.cat([targets[:, None], future], 1)
         row, pos = self.row[s:e], self.pos[s:e]
         m = self.before[row]  # (C, V), a copy
         T = self.inputs.shape[1]
@@ -194,8 +195,8 @@ class ChunkedSoftmaxCE(torch.autograd.Function):
             logits = hc @ emb.T  # (C, V)
             logits[:, 0] = -torch.inf  # padding is never a target
             if seen is not None:
-                keep = tc[:, None] if future is None else torch.cat([tc[:, None], future[s : s + chunk]], 1)
-                logits.masked_fill_(seen.mask(s, s + len(tc), keep), -torch.inf)
+                fc = None if future is None else future[s : s + chunk]
+                logits.masked_fill_(seen.mask(s, s + len(tc), tc, fc), -torch.inf)
             target_logit = logits.gather(1, tc[:, None])
             if smoothing:  # the smoothed target's share of the loss: e (logit_t - mean real logit)
                 total += smoothing * (target_logit[:, 0] - logits[:, 1:].mean(1)).double().sum()
@@ -261,8 +262,7 @@ def next_item_loss(
     if kind == "ce":
         logits = h @ emb[1:].T  # (N, n_items): padding is never a target, nor gets a smoothing share
         if seen is not None:
-            keep = targets[:, None] if future is None else torch.cat([targets[:, None], future], 1)
-            logits = logits.masked_fill(seen.mask(0, len(targets), keep)[:, 1:], -torch.inf)
+            logits = logits.masked_fill(seen.mask(0, len(targets), targets, future)[:, 1:], -torch.inf)
         if fw is None:
             return F.cross_entropy(logits.float(), targets - 1, label_smoothing=smoothing)
         logp = F.log_softmax(logits.float(), -1)
