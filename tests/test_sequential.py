@@ -14,7 +14,7 @@ from genrec.evaluation import evaluate
 from genrec.models import Recommender, get_model_class
 from genrec.models.base import DotProductScores, IncrementalModel
 from genrec.models.next_item import SeenItems, TrainingWindows, next_item_loss
-from genrec.models.sequential import has_repeats, length_batches
+from genrec.models.sequential import has_repeats, history_share, length_batches
 from genrec.training import Callback, TrainConfig, TrainingInterrupted, fit
 
 SEQ_MODELS = ["sasrec", "hstu"]
@@ -546,6 +546,13 @@ def test_has_repeats_finds_a_user_with_an_item_twice():
     assert not has_repeats(Histories(np.array([0, 0]), np.array([], dtype=np.int64)))
 
 
+def test_history_share_is_the_mean_share_of_distinct_items():
+    # users with 2 and 3 distinct items (one repeat), one user without any, 10 items
+    h = Histories(np.array([0, 2, 6, 6]), np.array([1, 2, 3, 1, 3, 4]))
+    assert history_share(h, 10) == pytest.approx((2 + 3) / 2 / 10)
+    assert history_share(Histories(np.array([0, 0]), np.array([], dtype=np.int64)), 10) == 0.0
+
+
 def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, monkeypatch):
     calls = []
     real_loss = next_item_loss
@@ -563,12 +570,21 @@ def test_mask_seen_reaches_training_and_needs_the_full_softmax(synthetic_ds, mon
     m = fit(make("sasrec", epochs=1), synthetic_ds, ONE_THREAD)
     assert calls and all(s is None for s in calls) and not m.fit_info_["mask_seen"]
     # auto: on with the full softmax (synthetic data has no repeats), off with the sampled one
-    assert fit(make("sasrec", epochs=1, mask_seen="auto"), synthetic_ds, ONE_THREAD).fit_info_["mask_seen"]
+    on = fit(make("sasrec", epochs=1, mask_seen="auto"), synthetic_ds, ONE_THREAD)
+    assert on.fit_info_["mask_seen"]
     sampled = fit(make("sasrec", epochs=1, mask_seen="auto", loss="sampled"), synthetic_ds, ONE_THREAD)
     assert not sampled.fit_info_["mask_seen"]
     repeats = prepare(generate(), DataConfig(dedup="none"), cache=False)  # users come back to items
     assert has_repeats(repeats.train)
     assert not fit(make("sasrec", epochs=1, mask_seen="auto"), repeats, ONE_THREAD).fit_info_["mask_seen"]
+    # and off where histories cover less of the catalogue than SEEN_SHARE (synthetic: ~5.6%)
+    assert on.fit_info_["history_share"] == pytest.approx(
+        history_share(synthetic_ds.train, synthetic_ds.n_items), abs=1e-5
+    )
+    monkeypatch.setattr("genrec.models.sequential.SEEN_SHARE", on.fit_info_["history_share"] + 1e-4)
+    assert not fit(make("sasrec", epochs=1, mask_seen="auto"), synthetic_ds, ONE_THREAD).fit_info_[
+        "mask_seen"
+    ]
     with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
         fit(make("hstu", epochs=1, loss="sampled", mask_seen="on"), synthetic_ds, ONE_THREAD)
     with pytest.raises(ValueError, match="mask_seen needs the full softmax"):
