@@ -373,6 +373,11 @@ def test_extend_histories_keeps_order_and_timestamps():
     ext = extend_histories(base, np.array([2, 0, 1, 2]), np.array([[7, 8], [9, 6], [4, 4], [1, 1]]))
     assert [ext.row(r).tolist() for r in range(4)] == [[3, 4, 5, 7, 8], [1, 2, 9, 6], [4, 4], [3, 4, 5, 1, 1]]
     assert ext.timestamps.tolist() == [30, 40, 50, 50, 50, 10, 20, 20, 20, 0, 0, 30, 40, 50, 50, 50]
+    # with request times, generated items are consumed at the request, and the rows keep it
+    base.request_ts = np.array([25, 35, 90])
+    ext = extend_histories(base, np.array([2, 0, 1, 2]), np.array([[7, 8], [9, 6], [4, 4], [1, 1]]))
+    assert ext.timestamps.tolist() == [30, 40, 50, 90, 90, 10, 20, 25, 25, 35, 35, 30, 40, 50, 90, 90]
+    assert ext.request_ts.tolist() == [90, 25, 35, 90]
 
 
 def test_bad_arguments(rnn, hist):

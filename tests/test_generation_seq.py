@@ -23,9 +23,9 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def fresh(name: str, n_items: int):
+def fresh(name: str, n_items: int, **overrides):
     cls = get_model_class(name)
-    model = cls(cls.config_cls(size="tiny", n_layers=2, max_len=100, dropout=0.0))
+    model = cls(cls.config_cls(size="tiny", n_layers=2, max_len=100, dropout=0.0, **overrides))
     torch.manual_seed(0)
     model.n_items_ = n_items
     model.net = model.build_net(n_items).eval()
@@ -34,11 +34,22 @@ def fresh(name: str, n_items: int):
     return model
 
 
-@pytest.mark.parametrize("name", ["sasrec", "hstu"])
-def test_cached_beam_and_sampling_equal_recompute(name, synthetic_ds):
-    model = fresh(name, synthetic_ds.n_items)
+@pytest.mark.parametrize(
+    "name, overrides", [("sasrec", {}), ("hstu", {}), ("hstu", {"query_time": "next"})], ids=str
+)
+def test_cached_beam_and_sampling_equal_recompute(name, overrides, synthetic_ds):
+    """The test histories carry request times (their held-out items' times): generated items take
+    them on both paths, and HSTU with query_time=next measures its last query's gaps from them."""
+    model = fresh(name, synthetic_ds.n_items, **overrides)
     assert isinstance(model, IncrementalModel)
+    if name == "hstu":
+        with torch.no_grad():  # the time biases start at 0: give them some, so that times matter
+            for i, layer in enumerate(model.net.layers):
+                layer.time_bias.copy_(
+                    torch.randn(layer.time_bias.shape, generator=torch.Generator().manual_seed(i))
+                )
     h = synthetic_ds.test.history.take(np.arange(24))  # <= 50 items + 8 generated < max_len
+    assert h.request_ts is not None
     cons = Constraints(category_cap=3, item_category=synthetic_ds.item_category)
     cached = beam_search(model, h, 8, beam_size=4, constraints=cons)
     recomputed = beam_search(model, h, 8, beam_size=4, constraints=cons, use_cache=False)

@@ -128,3 +128,50 @@ def test_keep_mask_folds_a_broadcast_scale_into_the_mask():
     kept = mask != 0
     torch.testing.assert_close(mask[kept], (scale / 0.75).expand_as(mask)[kept])
     torch.testing.assert_close(mask.mean(0), scale[0], atol=0.05, rtol=0.02)  # unbiased: E[mask] = scale
+
+
+def next_ts_of(ts: torch.Tensor, lens, request) -> torch.Tensor:
+    """Right-padded (B, T): each position's next action's time, the last real one's at `request`."""
+    out = torch.zeros_like(ts)
+    for b, n in enumerate(lens):
+        out[b, : n - 1] = ts[b, 1:n]
+        out[b, n - 1] = request[b]
+    return out
+
+
+def test_query_time_next_measures_gaps_from_the_predicted_actions_time():
+    """query_time=next: position i's time bias reads t_{i+1} - t_j (the last position's: the request's).
+    Training (right-padded, the targets' times) and scoring (left-padded, the request time) read a
+    sequence the same way; a later request changes the last position only; own ignores next_ts."""
+    lens = (12, 5, 1, 9)
+    items, ts = batch(lens)
+    request = torch.tensor([ts[b, n - 1] + 50_000 for b, n in enumerate(lens)])
+    nxt = next_ts_of(ts, lens, request)
+    model = net(query_time="next").eval()
+    own = net(query_time="own").eval()  # the same weights: only query_time differs
+    with torch.no_grad():
+        for i, (a, b) in enumerate(zip(model.layers, own.layers)):  # the biases start at 0: give them some
+            bias = torch.randn(a.time_bias.shape, generator=torch.Generator().manual_seed(i))
+            a.time_bias.copy_(bias)
+            b.time_bias.copy_(bias)
+        right, _ = model(items, ts, left_pad=False, next_ts=nxt)
+        left, _ = model(
+            right_to_left(items, lens),
+            right_to_left(ts, lens),
+            left_pad=True,
+            next_ts=right_to_left(nxt, lens),
+        )
+        later, _ = model(items, ts, left_pad=False, next_ts=next_ts_of(ts, lens, request + 10_000_000))
+        plain, _ = own(items, ts, left_pad=False)
+        own_next, _ = own(items, ts, left_pad=False, next_ts=nxt)
+    for b, n in enumerate(lens):
+        torch.testing.assert_close(right[b, :n], left[b, -n:], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(later[b, : n - 1], right[b, : n - 1])  # causal: earlier positions same
+        assert not torch.allclose(later[b, n - 1], right[b, n - 1], atol=1e-4)
+        assert not torch.allclose(plain[b, :n], right[b, :n], atol=1e-4)
+    torch.testing.assert_close(own_next, plain)  # own: next_ts does not reach the attention
+
+
+def test_bad_query_time_is_a_clear_error():
+    with pytest.raises(ValueError, match="query_time must be one of own, next"):
+        HSTUConfig(query_time="target").validate()

@@ -227,3 +227,20 @@ def test_batches_shrink_for_large_catalogues_and_metrics_do_not_change(synthetic
     small = evaluate(score, test, ks=(1, 10, 50), item_popularity=pop, max_cells=3 * n_cols)
     assert max(shapes) == 3 and sum(shapes) == len(test)
     assert small == pytest.approx(whole, rel=1e-12)
+
+
+def test_evaluated_rows_are_scored_at_their_first_held_out_interaction():
+    """An EvalSet's histories carry request times: the earliest held-out timestamp of each row (which
+    item comes next stays hidden, when it comes does not), the last history time for a row without
+    targets; sub-batches keep them, and so does the history a model is scored on."""
+    history = Histories(np.array([0, 2, 3, 3]), np.array([1, 2, 3]), np.array([10, 20, 30]))
+    targets = Histories(np.array([0, 2, 2, 3]), np.array([4, 5, 6]), np.array([70, 50, 40]))
+    ev = EvalSet(history, targets)
+    assert ev.history.request_ts.tolist() == [50, 30, 40]
+    assert history.request_ts is None  # the caller's histories are not changed
+    assert ev.history.take(np.array([2, 0])).request_ts.tolist() == [40, 50]
+    seen = []
+    evaluate(lambda h: seen.append(h.request_ts.tolist()) or torch.zeros(len(h), 8), ev, ks=(1,))
+    assert sum(seen, []) == [50, 30, 40]
+    untimed = EvalSet(Histories(np.array([0, 1]), np.array([1])), Histories(np.array([0, 1]), np.array([2])))
+    assert untimed.history.request_ts is None  # no times, nothing to tell

@@ -236,6 +236,20 @@ def test_future_targets_share_the_target_probability(smoothing):
     assert float(plain) == pytest.approx(float(ref), rel=1e-5)
 
 
+def test_next_timestamps_are_the_targets_times(synthetic_ds):
+    """gather_next_ts: each position's target's timestamp (the time query_time=next reads), 0 at padding."""
+    w = TrainingWindows(synthetic_ds, 7)
+    w.batches(64, np.random.default_rng(1))
+    idx = np.arange(len(w))
+    nxt = w.gather_next_ts(idx).numpy()
+    h = synthetic_ds.train
+    assert h.timestamps is not None and np.diff(h.timestamps).any()
+    for b in idx.tolist():
+        n, first = int(w.length[b]), int(w.start[b])  # first: the window's first input, flat index
+        assert nxt[b, :n].tolist() == h.timestamps[first + 1 : first + n + 1].tolist()
+        assert not nxt[b, n:].any()
+
+
 def test_future_targets_are_the_users_next_training_items(synthetic_ds):
     """gather_future: for each position, the k items after its target in the same user's training
     history, 0 past that history's end (never another user's items) and at padding."""

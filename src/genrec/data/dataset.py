@@ -36,6 +36,8 @@ class Histories:
     timestamps: np.ndarray | None = None  # (nnz,) int64 unix seconds, or None
     users: np.ndarray | None = None  # (B,) int64
     ratings: np.ndarray | None = None  # (nnz,) float32 explicit rating of each interaction (NaN: unknown)
+    # (B,) int64 unix seconds of the request each row is scored for; None: right after its last action
+    request_ts: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.indptr = np.asarray(self.indptr, dtype=np.int64)
@@ -47,6 +49,8 @@ class Histories:
         if self.users is None:
             self.users = np.zeros(len(self.indptr) - 1, dtype=np.int64)
         self.users = np.asarray(self.users, dtype=np.int64)
+        if self.request_ts is not None:
+            self.request_ts = np.asarray(self.request_ts, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.indptr) - 1
@@ -74,7 +78,8 @@ class Histories:
         idx = np.repeat(starts - indptr[:-1], lens) + np.arange(indptr[-1])
         ts = self.timestamps[idx] if self.timestamps is not None else None
         ratings = self.ratings[idx] if self.ratings is not None else None
-        return Histories(indptr, self.items[idx], ts, self.users[rows], ratings)
+        request = self.request_ts[rows] if self.request_ts is not None else None
+        return Histories(indptr, self.items[idx], ts, self.users[rows], ratings, request)
 
     def emptied(self, rows: np.ndarray) -> Histories:
         """The same rows with every entry of `rows` removed (their rows stay, empty)."""
@@ -83,7 +88,7 @@ class Histories:
         np.cumsum(np.bincount(self.row_ids()[keep], minlength=len(self)), out=indptr[1:])
         ts = self.timestamps[keep] if self.timestamps is not None else None
         ratings = self.ratings[keep] if self.ratings is not None else None
-        return Histories(indptr, self.items[keep], ts, self.users, ratings)
+        return Histories(indptr, self.items[keep], ts, self.users, ratings, self.request_ts)
 
     def padded(self, max_len: int | None = None, left: bool = True) -> np.ndarray:
         """(B, L) item matrix, most recent `max_len` items, padded with 0 on the left by default."""
@@ -121,6 +126,20 @@ class EvalSet:
 
     history: Histories  # model input, one row per evaluated user
     targets: Histories  # held-out items per row (one for leave-one-out, many for fold-in)
+
+    def __post_init__(self) -> None:
+        # a row is scored at the time its user came back: its first held-out interaction, as a served
+        # request is scored at its arrival. Which item comes next stays hidden; when it comes does not
+        t = self.targets
+        if self.history.request_ts is None and t.timestamps is not None and len(t):
+            first = np.zeros(len(t), dtype=np.int64)
+            has = t.lengths > 0
+            first[has] = np.minimum.reduceat(t.timestamps, t.indptr[:-1][has])
+            h = self.history
+            if h.timestamps is not None:  # a row without targets: right after its last action
+                last = has | (h.lengths == 0)
+                first[~last] = h.timestamps[h.indptr[1:][~last] - 1]
+            self.history = replace(h, request_ts=first)
 
     def __len__(self) -> int:
         return len(self.history)

@@ -32,8 +32,8 @@ def decoder_for(model: Recommender, use_cache: bool | None = None) -> Incrementa
 
 
 def extend_histories(base: Histories, rowmap: np.ndarray, appended: np.ndarray) -> Histories:
-    """Rows `base[rowmap[r]]` followed by `appended[r]` (R, t). Appended items get the row's last
-    timestamp (the same convention as a cached step without timestamps)."""
+    """Rows `base[rowmap[r]]` followed by `appended[r]` (R, t). Appended items get the row's request
+    time, or without one its last timestamp (the same convention as a cached step)."""
     h = base.take(rowmap)
     R, t = appended.shape
     lens = h.lengths
@@ -47,6 +47,8 @@ def extend_histories(base: Histories, rowmap: np.ndarray, appended: np.ndarray) 
     if h.timestamps is not None:
         last = np.zeros(R, dtype=np.int64)
         last[lens > 0] = h.timestamps[h.indptr[1:][lens > 0] - 1]
+        if h.request_ts is not None:
+            last = h.request_ts
         ts = np.empty(indptr[-1], dtype=np.int64)
         ts[old] = h.timestamps
         ts[new] = np.repeat(last, t)
@@ -54,7 +56,7 @@ def extend_histories(base: Histories, rowmap: np.ndarray, appended: np.ndarray) 
     if h.ratings is not None:  # a generated item's rating is unknown (NaN), as in a cached step
         ratings = np.full(indptr[-1], np.nan, dtype=np.float32)
         ratings[old] = h.ratings
-    return Histories(indptr, items, ts, h.users, ratings)
+    return Histories(indptr, items, ts, h.users, ratings, h.request_ts)
 
 
 @dataclass

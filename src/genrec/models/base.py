@@ -47,6 +47,12 @@ class Recommender:
     # log-probabilities): beam search and sampling need that; generation refuses them for other models
     next_item_logits: ClassVar[bool] = False
 
+    @property
+    def reads_request_time(self) -> bool:
+        """True when a row's scores depend on when it is scored (`Histories.request_ts`), not only on
+        its history: a cached user state then holds for one request time."""
+        return False
+
     def __init__(self, config: ModelConfig | None = None, **overrides: Any) -> None:
         config = config or self.config_cls()
         self.config = dataclasses.replace(config, **overrides) if overrides else config

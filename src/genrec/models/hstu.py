@@ -8,7 +8,11 @@ One layer (eq. 1-3 of the paper), with X the residual stream (B, T, D):
 `n_i` is the number of positions query i may attend to (pointwise aggregated attention normalised by
 sequence length, so long and short histories give comparable magnitudes). Relative biases are one
 learned scalar per bucket, per layer: positions by distance (clipped at max_len - 1), time gaps by
-log2 buckets of seconds. The query's own timestamp is used (never the target's, which would leak).
+log2 buckets of seconds. With `query_time=next` (as in the paper's code), query i measures its gaps
+from t_{i+1}, the time of the action it predicts: in training the target's time, when scoring the time
+of the request (`Histories.request_ts`: a served request's arrival; in evaluation the held-out
+interaction's time, which a served request would know too; without one, right after the last action).
+The item itself is never read. With `own`, query i measures from its own action's time t_i.
 There is no absolute position embedding, so the KV cache can grow past max_len.
 
 Side tokens (`side_tokens=rating`, off by default). The paper interleaves item and action tokens
@@ -81,6 +85,10 @@ class HSTUConfig(SequentialConfig):
     # the kept branches scaled by 1 / keep. 0 = off
     drop_path: float = 0.0
     time_buckets: int = 64  # log2-spaced buckets of the time gap (seconds); 0 = no time bias
+    # the time a query position measures its gaps from. own: its own action's; next: the time of the
+    # action it predicts (training: the target's; scoring: the request's, see Histories.request_ts),
+    # as in the paper's code: at a request its time is known, the item is not
+    query_time: Literal["own", "next"] = "own"
     side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
     side_dropout: float = 0.1  # training: share of side tokens replaced by 'unknown'
 
@@ -92,6 +100,8 @@ class HSTUConfig(SequentialConfig):
             raise ValueError(f"HSTUConfig.drop_path must be in [0, 1), got {self.drop_path!r}")
         if self.time_buckets < 0:
             raise ValueError(f"HSTUConfig.time_buckets must be >= 0, got {self.time_buckets!r}")
+        if self.query_time not in ("own", "next"):
+            raise ValueError(f"HSTUConfig.query_time must be one of own, next, got {self.query_time!r}")
         if self.side_tokens not in SIDE_TOKENS:
             raise ValueError(
                 f"HSTUConfig.side_tokens must be one of {', '.join(SIDE_TOKENS)}, got {self.side_tokens!r}"
@@ -176,6 +186,7 @@ class HSTUNet(SeqNet):
     def __init__(self, cfg: HSTUConfig, n_items: int, n_side: int = 0) -> None:
         super().__init__()
         self.dim, self.max_len, self.time_buckets = cfg.resolved("dim"), cfg.max_len, cfg.time_buckets
+        self.query_next = cfg.query_time == "next"
         self.item_emb = nn.Embedding(n_items + 1, self.dim, padding_idx=0)
         self.drop = Dropout(cfg.dropout)
         self.layers = nn.ModuleList(HSTULayer(cfg, i) for i in range(cfg.resolved("n_layers")))
@@ -214,12 +225,16 @@ class HSTUNet(SeqNet):
         left_pad: bool,
         want_cache: bool = False,
         side: torch.Tensor | None = None,
+        next_ts: torch.Tensor | None = None,
     ):
-        """items, ts, side (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded (inference).
-        side: side tokens (0 = unknown) or None (all unknown)."""
+        """items, ts, side, next_ts (B, T) -> hidden (B, T, D). Right-padded (training) or left-padded
+        (inference). side: side tokens (0 = unknown) or None (all unknown). next_ts: the time of the
+        action each position predicts (the last one's: the request's), or None (each action's own);
+        query_time=next measures the queries' gaps from it, and generated items take its last column."""
         B, T = items.shape
         dev = items.device
         ts = torch.zeros_like(items) if ts is None else ts
+        qts = next_ts if self.query_next and next_ts is not None else ts
         ar = torch.arange(T, device=dev)
         causal = torch.ones(T, T, dtype=torch.bool, device=dev).tril()[None]  # (1, T, T)
         if left_pad:
@@ -230,7 +245,7 @@ class HSTUNet(SeqNet):
             keep = causal & (valid[:, None, :] | torch.eye(T, dtype=torch.bool, device=dev)[None])
         else:  # right-padded: pads come after every real item, so causal alone suffices
             n_pad, valid, pos, keep = None, None, ar[None, :], causal  # (1, T), (1, T, T)
-        rel = self._rel(pos, pos, ts, ts, keep)
+        rel = self._rel(pos, pos, qts, ts, keep)
         x = self.embed(items, side)
         kvs = []
         for layer in self.layers:
@@ -240,11 +255,11 @@ class HSTUNet(SeqNet):
         if not want_cache:
             return x, None
         length = T - n_pad
-        last_ts = ts[:, -1]
+        last_ts = ts[:, -1] if next_ts is None else next_ts[:, -1]  # generated items: at the request
         return x, {"layers": kvs, "valid": valid, "pos": pos, "ts": ts, "length": length, "last_ts": last_ts}
 
     def step(self, cache: dict, items: torch.Tensor, ts: torch.Tensor | None):
-        """One new item per row (B,); generated items take the time of the last known action."""
+        """One new item per row (B,); generated items take the request's time (else the last action's)."""
         B = items.shape[0]
         qts = cache["last_ts"] if ts is None else ts
         qpos = cache["length"]
@@ -266,6 +281,7 @@ class HSTU(SequentialRecommender):
 
     name = "hstu"
     config_cls = HSTUConfig
+    reads_next_times = True
 
     def __init__(self, config: HSTUConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -280,6 +296,10 @@ class HSTU(SequentialRecommender):
     def build_net(self, n_items: int) -> HSTUNet:
         n_side = 0 if self.side_values_ is None else len(self.side_values_)
         return HSTUNet(self.config, n_items, n_side)
+
+    @property
+    def reads_request_time(self) -> bool:
+        return self.config.query_time == "next"
 
     def side_tokens(self, histories: Histories) -> np.ndarray | None:
         if self.side_values_ is None or histories.ratings is None:

@@ -105,6 +105,13 @@ class TrainingWindows:
         ts = torch.where(valid, self.ts[pos], 0)
         return inputs, ts, targets
 
+    def gather_next_ts(self, idx: np.ndarray) -> torch.Tensor:
+        """Right-padded (B, T) timestamps of the targets of windows `idx` (0 at padding)."""
+        start, length = torch.from_numpy(self.start[idx]), torch.from_numpy(self.length[idx])
+        offs = torch.arange(int(length.max()))[None, :]
+        pos = (start[:, None] + offs).clamp(max=len(self.items) - 2)
+        return torch.where(offs < length[:, None], self.ts[pos + 1], 0)
+
     def gather_future(self, idx: np.ndarray, k: int) -> torch.Tensor:
         """Right-padded (B, T, k): the k items after each position's target in the user's training
         history (0 past its end or at padding). Windows only bound the inputs: a target near a window's

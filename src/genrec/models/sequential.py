@@ -341,6 +341,13 @@ def left_padded(h: Histories, max_len: int) -> tuple[torch.Tensor, torch.Tensor]
     return items, torch.from_numpy(Histories(h.indptr, h.timestamps).padded(T))
 
 
+def next_times(h: Histories, ts: torch.Tensor) -> torch.Tensor:
+    """(B, T) the time of the action each left-padded position predicts: the next action's, and for the
+    last position the request's (`h.request_ts`; without it, the last action's own)."""
+    last = ts[:, -1] if h.request_ts is None else torch.from_numpy(h.request_ts)
+    return torch.cat([ts[:, 1:], last[:, None]], 1)
+
+
 def length_batches(lengths: np.ndarray, budget: int) -> list[np.ndarray]:
     """Row indices in batches of similar length: rows sorted by length, each batch as many rows as fit
     `budget` tokens once padded to its longest row (at least one row per batch)."""
@@ -367,6 +374,7 @@ class SequentialRecommender(
 
     config_cls = SequentialConfig
     next_item_logits = True  # scores are next-item logits (trained with a softmax over the items)
+    reads_next_times = False  # the net takes next_ts: each position's next action's time (next_times)
     embedding_scoring = "score(user, item) = user_vector . item_vector (next-item logit)"
     # Tokens per forward pass at inference. Users are sorted by history length and packed up to this
     # many (rows x longest history) per pass: on a CPU, attention's (B, H, T, T) tensors then stay
@@ -464,12 +472,17 @@ class SequentialRecommender(
         reads no side information (the default) or the histories carry none."""
         return None
 
-    def _side_input(self, histories: Histories, T: int) -> dict[str, torch.Tensor]:
-        """{"side": (B, T) left-padded side tokens} for the net, or {} when there are none."""
+    def _side_input(self, histories: Histories, ts: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The net's extra inputs for left-padded `histories` with timestamps `ts` (B, T): "side", the
+        side tokens, when the model reads some; "next_ts" (see `next_times`) when it reads them."""
+        out = {}
+        if self.reads_next_times:
+            out["next_ts"] = next_times(histories, ts).to(self._device())
         tokens = self.side_tokens(histories)
-        if tokens is None:
-            return {}
-        return {"side": torch.from_numpy(Histories(histories.indptr, tokens).padded(T)).to(self._device())}
+        if tokens is not None:
+            padded = Histories(histories.indptr, tokens).padded(ts.shape[1])
+            out["side"] = torch.from_numpy(padded).to(self._device())
+        return out
 
     # --- Trainable (the loop is genrec.training's) ---------------------------------------------
     def start_from(self, trained: Recommender) -> None:
@@ -567,6 +580,8 @@ class SequentialRecommender(
         net, w = self._require_net(), self._windows
         inputs, ts, targets = (ctx.to(t) for t in w.gather(batch))
         side = {} if w.side is None else {"side": ctx.to(w.gather_side(batch))}
+        if self.reads_next_times:
+            side["next_ts"] = ctx.to(w.gather_next_ts(batch))
         hidden, _ = net(inputs, ts, left_pad=False, **side)
         real = targets != 0
         k = self.config.future_targets
@@ -638,9 +653,7 @@ class SequentialRecommender(
         for rows in length_batches(np.minimum(histories.lengths, self.config.max_len), budget):
             chunk = histories.take(rows)
             items, ts = left_padded(chunk, self.config.max_len)
-            hidden, _ = net(
-                items.to(dev), ts.to(dev), left_pad=True, **self._side_input(chunk, items.shape[1])
-            )
+            hidden, _ = net(items.to(dev), ts.to(dev), left_pad=True, **self._side_input(chunk, ts))
             out[torch.from_numpy(rows)] = self._query(hidden[:, -1]).float().cpu()
         return out
 
@@ -694,7 +707,7 @@ class SequentialRecommender(
             ts.to(self._device()),
             left_pad=True,
             want_cache=True,
-            **self._side_input(histories, items.shape[1]),
+            **self._side_input(histories, ts),
         )
         return self._scores(self._query(hidden[:, -1])), cache
 

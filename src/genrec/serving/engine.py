@@ -98,11 +98,16 @@ class UserStates:
             return list(self._states)
 
 
-def history_digest(items: np.ndarray, timestamps: np.ndarray | None = None) -> bytes:
+def history_digest(
+    items: np.ndarray, timestamps: np.ndarray | None = None, request_ts: int | None = None
+) -> bytes:
     h = hashlib.blake2b(np.ascontiguousarray(items, dtype=np.int64).tobytes(), digest_size=16)
     if timestamps is not None:
         h.update(b"ts")
         h.update(np.ascontiguousarray(timestamps, dtype=np.int64).tobytes())
+    if request_ts is not None:
+        h.update(b"at")
+        h.update(np.int64(request_ts).tobytes())
     return h.digest()
 
 
@@ -158,6 +163,7 @@ class Job:
     explain: bool = False
     cache_key: str | None = None  # raw user id when `items` is exactly that user's stored history
     timestamps: np.ndarray | None = None  # unix seconds of each history item (time-aware models read them)
+    request_ts: int | None = None  # unix seconds the list is for (the arrival); None: after the last item
     future: asyncio.Future | None = None
 
 
@@ -505,9 +511,18 @@ class Engine:
 def histories_of(jobs: list[Job]) -> Histories:
     timed = all(j.timestamps is not None for j in jobs)
     users = np.array([j.user for j in jobs], dtype=np.int64)
-    return Histories.from_lists(
+    h = Histories.from_lists(
         [j.items for j in jobs], users=users, timestamps=[j.timestamps for j in jobs] if timed else None
     )
+    if any(j.request_ts is not None for j in jobs):
+        after_last = [
+            int(j.timestamps[-1]) if j.timestamps is not None and len(j.timestamps) else 0 for j in jobs
+        ]
+        h.request_ts = np.array(
+            [j.request_ts if j.request_ts is not None else t for j, t in zip(jobs, after_last)],
+            dtype=np.int64,
+        )
+    return h
 
 
 def raw_scores(jobs: list[Job], hist: Histories) -> torch.Tensor:
@@ -531,7 +546,10 @@ def user_vectors(jobs: list[Job], hist: Histories) -> torch.Tensor:
     missing = []
     for b, j in enumerate(jobs):
         if j.cache_key is not None:
-            digests[b] = history_digest(j.items, j.timestamps)
+            # a model that reads the request time holds a state per request time
+            digests[b] = history_digest(
+                j.items, j.timestamps, j.request_ts if model.reads_request_time else None
+            )
             hit = cache.get(j.cache_key, digests[b])
             if hit is not None:
                 states[b] = hit

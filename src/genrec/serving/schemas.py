@@ -67,6 +67,11 @@ class RecommendRequest(ListSettings):
         description="when each history item happened (ISO 8601 or unix seconds), one per history item; "
         "time-aware models (HSTU) read them; default: the time of the request",
     )
+    request_time: datetime | None = Field(
+        None,
+        description="when the list is for (ISO 8601 or unix seconds), e.g. to replay a past request; "
+        "HSTU with query_time=next reads it; default: the time of the request",
+    )
     blocked: list[RawId] = Field([], max_length=MAX_FILTER, description="never recommend these")
     allowed: list[RawId] | None = Field(None, max_length=MAX_FILTER, description="recommend only among these")
 
@@ -75,6 +80,13 @@ class RecommendRequest(ListSettings):
     def _sane_times(cls, v: list[datetime] | None) -> list[datetime] | None:
         for t in v or ():
             unix(t)
+        return v
+
+    @field_validator("request_time")
+    @classmethod
+    def _sane_time(cls, v: datetime | None) -> datetime | None:
+        if v is not None:
+            unix(v)
         return v
 
     @model_validator(mode="after")

@@ -107,6 +107,7 @@ async def recommend_get(request: Request) -> Response:
             explain=q.explain,
             cache_key=q.user_id,
             timestamps=ts,
+            request_ts=int(time.time()),
         )
     except BaseException:
         eng.arriving(-1)
@@ -155,6 +156,7 @@ async def recommend_post(req: RecommendRequest, request: Request, eng: Engine = 
             # the stored history alone is what the user-state cache holds
             cache_key=uid if uid is not None and not req.history else None,
             timestamps=np.concatenate([ts, known_ts]),
+            request_ts=now if req.request_time is None else unix(req.request_time),
         )
     except BaseException:
         eng.arriving(-1)
