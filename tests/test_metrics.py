@@ -231,16 +231,17 @@ def test_batches_shrink_for_large_catalogues_and_metrics_do_not_change(synthetic
 
 def test_evaluated_rows_are_scored_at_their_first_held_out_interaction():
     """An EvalSet's histories carry request times: the earliest held-out timestamp of each row (which
-    item comes next stays hidden, when it comes does not), the last history time for a row without
-    targets; sub-batches keep them, and so does the history a model is scored on."""
-    history = Histories(np.array([0, 2, 3, 3]), np.array([1, 2, 3]), np.array([10, 20, 30]))
-    targets = Histories(np.array([0, 2, 2, 3]), np.array([4, 5, 6]), np.array([70, 50, 40]))
+    item comes next stays hidden, when it comes does not), never before the last history time (held-out
+    items drawn out of order), which a row without targets gets; sub-batches keep them, and so does
+    the history a model is scored on."""
+    history = Histories(np.array([0, 2, 3, 3, 4]), np.array([1, 2, 3, 4]), np.array([10, 20, 30, 90]))
+    targets = Histories(np.array([0, 2, 2, 3, 4]), np.array([4, 5, 6, 7]), np.array([70, 50, 40, 60]))
     ev = EvalSet(history, targets)
-    assert ev.history.request_ts.tolist() == [50, 30, 40]
+    assert ev.history.request_ts.tolist() == [50, 30, 40, 90]
     assert history.request_ts is None  # the caller's histories are not changed
     assert ev.history.take(np.array([2, 0])).request_ts.tolist() == [40, 50]
     seen = []
     evaluate(lambda h: seen.append(h.request_ts.tolist()) or torch.zeros(len(h), 8), ev, ks=(1,))
-    assert sum(seen, []) == [50, 30, 40]
+    assert sum(seen, []) == [50, 30, 40, 90]
     untimed = EvalSet(Histories(np.array([0, 1]), np.array([1])), Histories(np.array([0, 1]), np.array([2])))
     assert untimed.history.request_ts is None  # no times, nothing to tell

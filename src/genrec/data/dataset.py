@@ -136,9 +136,10 @@ class EvalSet:
             has = t.lengths > 0
             first[has] = np.minimum.reduceat(t.timestamps, t.indptr[:-1][has])
             h = self.history
-            if h.timestamps is not None:  # a row without targets: right after its last action
-                last = has | (h.lengths == 0)
-                first[~last] = h.timestamps[h.indptr[1:][~last] - 1]
+            if h.timestamps is not None:  # never before the last action read (a row without targets: at it)
+                read = h.lengths > 0
+                last = h.timestamps[h.indptr[1:][read] - 1]
+                first[read] = np.where(has[read], np.maximum(first[read], last), last)
             self.history = replace(h, request_ts=first)
 
     def __len__(self) -> int:
