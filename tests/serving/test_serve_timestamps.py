@@ -46,7 +46,7 @@ def trained(tmp_path_factory, **settings):
 
 @pytest.fixture(scope="module")
 def hstu_run(tmp_path_factory):
-    return trained(tmp_path_factory)
+    return trained(tmp_path_factory, query_time="own")  # history times alone (the request's: below)
 
 
 @pytest.fixture(scope="module")
