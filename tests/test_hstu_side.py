@@ -83,8 +83,8 @@ def test_side_tokens_change_scores_and_help(trained, rated_ds):
     side, plain = trained["rating"], trained["none"]
     assert side.fit_info_["side_values"] == [1.0, 2.0, 3.0, 4.0, 5.0]
     h = rated_ds.test.history.take(slice(0, 40))
-    other = Histories(h.indptr, h.items, h.timestamps, h.users, np.roll(h.ratings, 1))
-    unknown = Histories(h.indptr, h.items, h.timestamps, h.users)
+    other = Histories(h.indptr, h.items, h.timestamps, h.users, np.roll(h.ratings, 1), h.request_ts)
+    unknown = Histories(h.indptr, h.items, h.timestamps, h.users, request_ts=h.request_ts)
     s = side.score(h)
     assert not torch.allclose(s, side.score(other))
     assert not torch.allclose(s, side.score(unknown)) and torch.isfinite(side.score(unknown)[:, 1:]).all()
