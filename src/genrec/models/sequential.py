@@ -472,7 +472,7 @@ class SequentialRecommender(
         reads no side information (the default) or the histories carry none."""
         return None
 
-    def _side_input(self, histories: Histories, ts: torch.Tensor) -> dict[str, torch.Tensor]:
+    def _net_inputs(self, histories: Histories, ts: torch.Tensor) -> dict[str, torch.Tensor]:
         """The net's extra inputs for left-padded `histories` with timestamps `ts` (B, T): "side", the
         side tokens, when the model reads some; "next_ts" (see `next_times`) when it reads them."""
         out = {}
@@ -653,7 +653,7 @@ class SequentialRecommender(
         for rows in length_batches(np.minimum(histories.lengths, self.config.max_len), budget):
             chunk = histories.take(rows)
             items, ts = left_padded(chunk, self.config.max_len)
-            hidden, _ = net(items.to(dev), ts.to(dev), left_pad=True, **self._side_input(chunk, ts))
+            hidden, _ = net(items.to(dev), ts.to(dev), left_pad=True, **self._net_inputs(chunk, ts))
             out[torch.from_numpy(rows)] = self._query(hidden[:, -1]).float().cpu()
         return out
 
@@ -707,7 +707,7 @@ class SequentialRecommender(
             ts.to(self._device()),
             left_pad=True,
             want_cache=True,
-            **self._side_input(histories, ts),
+            **self._net_inputs(histories, ts),
         )
         return self._scores(self._query(hidden[:, -1])), cache
 
