@@ -9,6 +9,8 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
+
 from genrec.cli.common import Subparsers, print_metrics_table
 from genrec.data.sources import SourceSpec
 from genrec.generation import Generator
@@ -75,10 +77,13 @@ def simulate_feedback(gen: Generator, run: Path) -> None:
     ds = gen.dataset
     users = ds.user_ids.ids(range(1, FEEDBACK_USERS + 1))
     lists = gen.recommend(users, k=5)
-    now = time.time()
+    # the shop's clock: each shopper clicks a minute after their last visit (the synthetic logs end
+    # years before today; stamping the clicks today would tell a time-aware model of a years-long pause)
+    h = ds.full_history(ds.user_ids.indices(users))
+    last = h.timestamps[h.indptr[1:] - 1] if h.timestamps is not None else np.full(len(users), time.time())
     events = [
-        Event(user_id=rec["user_id"], item_id=item["item_id"], type="click", timestamp=now + j)
-        for rec in lists
+        Event(user_id=rec["user_id"], item_id=item["item_id"], type="click", timestamp=float(t) + 60 + j)
+        for rec, t in zip(lists, last)
         for j, item in enumerate(rec["items"][1:])
     ]
     url = f"sqlite:///{run / 'events.db'}"
