@@ -1,8 +1,9 @@
 """A repeat-consumption dataset built from amazon-beauty: which brand a user buys next.
 
-Each Beauty interaction becomes (user, brand, position): items are brands (an item without a brand keeps
+Each Beauty interaction becomes (user, brand, time): items are brands (an item without a brand keeps
 its own ASIN), so users come back to the same "item" often and order matters less than in the product
-sequence. Written as a CSV for `genrec train --data FILE --dedup none` (repeats kept); evaluate with
+sequence. The purchase times are Beauty's own (days), so time-aware models see when a user came back.
+Written as a CSV for `genrec train --data FILE --dedup none` (repeats kept); evaluate with
 `--include-seen` (a brand the user bought before may be the right answer).
 
     python benchmarks/repeat_dataset.py /tmp/beauty-brands.csv
@@ -50,9 +51,10 @@ def main() -> int:
     items = np.concatenate([p.items for p in parts])
     stage = np.concatenate([np.full(len(p.items), k) for k, p in enumerate(parts)])
     pos = np.concatenate([p.items * 0 + (np.arange(len(p.items)) - p.indptr[p.row_ids()]) for p in parts])
-    df = pd.DataFrame({"user": users, "item": brand[items], "stage": stage, "pos": pos})
+    times = np.concatenate([p.timestamps for p in parts])
+    df = pd.DataFrame({"user": users, "item": brand[items], "stage": stage, "pos": pos, "timestamp": times})
+    # the split is by time, so this order is also each user's time order (ties keep it when read back)
     df = df.sort_values(["user", "stage", "pos"], kind="stable")
-    df["timestamp"] = df.groupby("user").cumcount()
     df[["user", "item", "timestamp"]].to_csv(a.out, index=False)
     repeat = df.duplicated(["user", "item"]).mean()
     print(
