@@ -51,10 +51,13 @@ def main() -> int:
     items = np.concatenate([p.items for p in parts])
     stage = np.concatenate([np.full(len(p.items), k) for k, p in enumerate(parts)])
     pos = np.concatenate([p.items * 0 + (np.arange(len(p.items)) - p.indptr[p.row_ids()]) for p in parts])
-    times = np.concatenate([p.timestamps for p in parts])
+    timed = all(p.timestamps is not None for p in parts)
+    times = np.concatenate([p.timestamps for p in parts]) if timed else np.zeros(len(items), dtype=np.int64)
     df = pd.DataFrame({"user": users, "item": brand[items], "stage": stage, "pos": pos, "timestamp": times})
     # the split is by time, so this order is also each user's time order (ties keep it when read back)
     df = df.sort_values(["user", "stage", "pos"], kind="stable")
+    if not timed:  # a source without times: each user's purchase order stands in for it
+        df["timestamp"] = df.groupby("user").cumcount()
     df[["user", "item", "timestamp"]].to_csv(a.out, index=False)
     repeat = df.duplicated(["user", "item"]).mean()
     print(
