@@ -88,10 +88,9 @@ class HSTUConfig(SequentialConfig):
     # the time a query position measures its gaps from. own: its own action's; next: the time of the
     # action it predicts (training: the target's; scoring: the request's, see Histories.request_ts),
     # as in the paper's code: at a request its time is known, the item is not. Validation NDCG@10, next
-    # against own: ml-1m-u2999 (base, 60 min) 0.2626 / 0.2628 / 0.2632 (seeds 0 / 1 / 2) against
-    # 0.2354 / 0.2387 (seeds 0 / 1); amazon-beauty (small) 0.0817 against 0.0741 (seed 0);
-    # ml-latest-small 0.0851 against 0.0845 (seed 0); ml-100k 0.1357 against 0.1395 (3-seed means,
-    # lower). Whether the user is back within the minute or the day tells what comes next
+    # against own, 3-seed means: ml-1m-u2999 (base, 60 min) 0.2629 against 0.2371 (seeds 0 / 1);
+    # amazon-beauty 0.0819 against 0.0740; ml-latest-small 0.0833 against 0.0812; ml-100k 0.1357
+    # against 0.1395 (lower). Whether the user is back within the minute or the day tells what comes next
     query_time: Literal["own", "next"] = "next"
     side_tokens: Literal["none", "rating"] = "none"  # rating: add an embedding of each rating (see top)
     side_dropout: float = 0.1  # training: share of side tokens replaced by 'unknown'
